@@ -1,0 +1,42 @@
+# The README's commands. A fresh clone needs only `make demo` and `make test`: both set themselves up.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PROJECTS := $(sort $(wildcard p[0-9][0-9]_*))
+STAMP := $(VENV)/.dlm-installed
+
+.PHONY: setup install data demo test bench lint clean distclean
+
+setup: install data
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt core/pyproject.toml $(wildcard p[0-9][0-9]_*/pyproject.toml)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+		-e core $(addprefix -e ,$(PROJECTS))
+	@touch $(STAMP)
+
+data: $(STAMP)
+	$(BIN)/dlm data fetch
+
+demo: setup
+	bash scripts/demo.sh
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	@set -e; for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf runs artifacts .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

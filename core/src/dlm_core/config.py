@@ -1,0 +1,80 @@
+"""Config dataclasses <-> argparse. Every knob lives in one dataclass; flags are generated from it.
+
+    parser = ArgumentParser(prog="run_x", description=...)
+    add_config_args(parser, Config)             # --lr, --batch-size, --augment/--no-augment ...
+    args = parser.parse_args(argv)
+    cfg = config_from_args(Config, args, base=PRESETS[args.preset])   # explicit flags override the preset
+
+Validation belongs in the dataclass's __post_init__ (raise DlmError): the CLI prints one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+
+from .errors import DlmError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (`error: ...`) and exits 2."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls, exclude: tuple[str, ...] = ()) -> None:
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group("config")
+    for f in dataclasses.fields(cls):
+        if f.name in exclude or not f.init:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        typ = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        help_text = f.metadata.get("help", "")
+        help_text = f"{help_text} (default: {default})" if help_text else f"(default: {default})"
+        origin = typing.get_origin(typ)
+        args = typing.get_args(typ)
+        if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+            non_none = [a for a in args if a is not type(None)]
+            typ = non_none[0] if len(non_none) == 1 else str
+            origin, args = typing.get_origin(typ), typing.get_args(typ)
+        kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        if typ is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif origin is typing.Literal:
+            group.add_argument(flag, choices=list(args), type=type(args[0]), **kwargs)
+        elif origin in (list, tuple):
+            inner = args[0] if args else str
+            group.add_argument(flag, type=_comma_list(inner), metavar="A,B,...", **kwargs)
+        else:
+            group.add_argument(flag, type=typ, **kwargs)
+
+
+def _comma_list(inner):
+    def parse(text: str):
+        return [inner(t) for t in text.split(",") if t.strip()]
+
+    parse.__name__ = f"list[{getattr(inner, '__name__', 'str')}]"
+    return parse
+
+
+def config_from_args(cls, args: argparse.Namespace, base=None):
+    """The preset (or defaults) with every flag the user gave applied on top; validated by __post_init__."""
+    base = base if base is not None else cls()
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    try:
+        return dataclasses.replace(base, **given)
+    except (TypeError, ValueError) as err:
+        raise DlmError(f"bad config: {err}") from None
+
+
+def check(condition: bool, message: str) -> None:
+    """Validation helper for __post_init__: check(self.lr > 0, '--lr must be > 0')."""
+    if not condition:
+        raise DlmError(message)

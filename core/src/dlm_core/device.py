@@ -1,0 +1,68 @@
+"""The one place that knows about accelerators: device choice, autocast, CPU threads."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from .errors import DlmError
+
+
+def set_cpu_threads(n: int | None = None) -> int:
+    """Use every core we were given (2 here) for intra-op work, one thread for inter-op."""
+    import torch
+
+    n = n or int(os.environ.get("DLM_THREADS", 0)) or (os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    with contextlib.suppress(RuntimeError):  # can only be set once per process
+        torch.set_num_interop_threads(1)
+    return n
+
+
+def select_device(spec: str = "auto"):
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' | 'mps' -> torch.device, with a clear error when unavailable."""
+    import torch
+
+    spec = (spec or "auto").lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        set_cpu_threads()
+        return torch.device("cpu")
+    if spec == "cpu":
+        set_cpu_threads()
+        return torch.device("cpu")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DlmError(f"--device {spec}: CUDA is not available on this machine; use --device cpu or auto")
+        index = spec.partition(":")[2]
+        if index:
+            if not index.isdigit() or int(index) >= torch.cuda.device_count():
+                raise DlmError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device(spec)
+    if spec == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise DlmError("--device mps: MPS is not available on this machine; use --device cpu or auto")
+        return torch.device("mps")
+    raise DlmError(f"--device {spec!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+
+
+def autocast(device):
+    """bf16 autocast on CUDA; a no-op context elsewhere (CPU training stays in float32)."""
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def describe_device(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)

@@ -1,0 +1,88 @@
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from dlm_core.checkpoint import Checkpointer, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from dlm_core.errors import DlmError
+from dlm_core.io import write_bytes
+
+WRITER = """
+import sys
+from dlm_core.io import write_bytes
+path = sys.argv[1]
+i = 0
+while True:
+    i += 1
+    write_bytes(path, bytes([i % 256]) * 4_000_000)
+"""
+
+
+def test_atomic_write_survives_kill(tmp_path):
+    """Kill a process that rewrites a 4 MB file in a loop: the file is always one whole version."""
+    target = tmp_path / "blob.bin"
+    write_bytes(target, b"\x00" * 4_000_000)
+    for attempt in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)])
+        time.sleep(0.8 + 0.3 * attempt)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        data = target.read_bytes()
+        assert len(data) == 4_000_000
+        assert data == data[:1] * len(data)  # every byte from the same write
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "blob.bin"]
+    assert all(name.endswith(".tmp") for name in leftovers)  # at most the killed writer's temp file
+
+
+def test_checkpoint_roundtrip_weights_only(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    save_checkpoint(tmp_path / "c.pt", {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 4,
+                                        "rng": rng_state(), "note": "x"})
+    state = load_checkpoint(tmp_path / "c.pt")
+    assert state["epoch"] == 4 and state["note"] == "x"
+    assert torch.equal(state["model"]["weight"], model.weight.detach())
+    opt2 = torch.optim.Adam(torch.nn.Linear(3, 2).parameters())
+    opt2.load_state_dict(state["optimizer"])
+
+
+def test_rng_state_restores_every_generator():
+    state = rng_state()
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    set_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+
+
+def test_bad_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(DlmError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DlmError, match="cannot read checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_checkpoint_refuses_pickled_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("owned",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(DlmError):
+        load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_checkpointer_keeps_last_and_best(tmp_path):
+    ck = Checkpointer(tmp_path, keep=2)
+    assert ck.latest() is None
+    for epoch in range(1, 5):
+        ck.save(epoch, {"w": torch.tensor([float(epoch)])}, is_best=epoch == 2)
+    assert ck.epochs() == [3, 4]
+    assert ck.latest()["epoch"] == 4
+    assert ck.best()["epoch"] == 2

@@ -92,6 +92,8 @@ def _verses(raw: str, book: str) -> dict[str, tuple[str, str]]:
 def clean_markup(body: str) -> str:
     """OSIS-ish markup of one verse -> plain text: split glued <w> words, drop titles/notes, lines -> spaces."""
     s = re.sub(r"</w>\s*<w\b", "</w> <w", body)  # `<w>God</w><w>created</w>` -> "God created"
+    s = re.sub(r"(\w)<w\b", r"\1 <w", s)  # `wise men<w>from</w>` -> "men from"
+    s = re.sub(r"</w>(\w)", r"</w> \1", s)
     s = re.sub(r"<title\b.*?</title>|<note\b.*?</note>", " ", s, flags=re.S)
     s = re.sub(r"<(?:l|lb|lg|div|chapter|p|milestone)\b[^>]*>", " ", s)  # poetry lines, paragraphs
     s = re.sub(r"<[^>]+>", "", s)  # the rest (w, q, transChange, ...) keeps its text

@@ -1,0 +1,133 @@
+"""Console scripts: run_dqn_train (train, validate, test once) and run_dqn_eval (greedy episodes, GIF).
+
+torch and gymnasium are imported inside main(), so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from dlm_core.config import ArgumentParser, add_config_args, config_from_args
+from dlm_core.errors import DlmError, cli_entry
+
+from .config import DQNConfig, PRESETS, preset_for
+
+
+def train_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="run_dqn_train", description="Train a DQN on a gymnasium control task "
+                       "(CartPole-v1 by default); greedy test episodes on separate seeds at the end.")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="starting config (default: the preset of --env; cleanrl = CleanRL's dqn.py CartPole "
+                        "hyperparameters; quick = seconds, for the demo)")
+    add_config_args(p, DQNConfig)
+    p.add_argument("--run-dir", default=None, help="run folder (default: runs/p09_dqn/<timestamp>)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its latest checkpoint (its config.json is used)")
+    return p
+
+
+@cli_entry
+def main_train(argv: list[str] | None = None) -> int:
+    args = train_parser().parse_args(argv)
+    if args.resume:
+        import dataclasses
+
+        from dlm_core.runs import RunDir
+
+        saved = RunDir.open(args.resume).load_config()
+        names = {f.name for f in dataclasses.fields(DQNConfig)}
+        cfg = DQNConfig(**{k: v for k, v in saved.items() if k in names})
+        run_dir = args.resume
+    else:
+        cfg = config_from_args(DQNConfig, args, base=preset_for(args.preset, getattr(args, "env", None)))
+        run_dir = args.run_dir
+    from .train import train
+
+    train(cfg, run_dir=run_dir, resume=bool(args.resume))
+    return 0
+
+
+def eval_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="run_dqn_eval", description="Greedy episodes of a trained DQN on fresh seeds, beside "
+                       "the random policy; optionally a GIF of one episode.")
+    p.add_argument("path", help="a run folder (runs/p09_dqn/<run>) or a policy.pt / checkpoint file")
+    p.add_argument("--episodes", type=int, default=100, help="greedy episodes (default: 100)")
+    p.add_argument("--seed", type=int, default=None, help="first episode seed (default: the run's test seeds)")
+    p.add_argument("--gif", default=None, metavar="OUT.gif", help="record the first episode as a GIF")
+    p.add_argument("--device", default="cpu", help="auto | cpu | cuda | mps (default: cpu)")
+    return p
+
+
+def load_policy(path: str):
+    """(QNetwork, config dict) from a run folder's policy.pt, or from a policy/checkpoint .pt file."""
+    from pathlib import Path
+
+    from dlm_core.checkpoint import load_checkpoint
+
+    from .model import QNetwork
+
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "policy.pt").is_file():
+            from dlm_core.checkpoint import Checkpointer
+            from dlm_core.runs import RunDir
+
+            RunDir.open(p)  # a clear error when it is not a run folder at all
+            if Checkpointer(p / "checkpoints").latest_path() is None:
+                raise DlmError(f"{p} has no policy.pt and no checkpoint; train it first (run_dqn_train)")
+            state = Checkpointer(p / "checkpoints").latest()
+        else:
+            state = load_checkpoint(p / "policy.pt")
+    else:
+        state = load_checkpoint(p)
+    if "config" not in state or not any(k in state for k in ("best_model", "model")):
+        raise DlmError(f"{path} is not a p09_dqn policy or checkpoint (no model/config inside)")
+    cfg = state["config"]
+    weights = state.get("best_model", state["model"])
+    from .data import env_dims, make_env
+
+    env = make_env(cfg["env"])
+    obs_dim, n_actions = env_dims(env)
+    env.close()
+    q = QNetwork(obs_dim, n_actions, cfg["hidden"])
+    try:
+        q.load_state_dict(weights)
+    except RuntimeError as err:
+        raise DlmError(f"{path}: weights do not fit the saved config: {str(err).splitlines()[0]}") from None
+    q.eval()
+    return q, cfg
+
+
+@cli_entry
+def main_eval(argv: list[str] | None = None) -> int:
+    args = eval_parser().parse_args(argv)
+    if args.episodes < 1:
+        raise DlmError("--episodes must be >= 1")
+    if args.gif and not args.gif.lower().endswith(".gif"):
+        raise DlmError(f"--gif {args.gif!r}: give a file name ending in .gif")
+    from dlm_core.device import select_device
+    from dlm_core.runs import print_metrics
+
+    from .data import test_seeds
+    from .evaluate import rollout, save_gif
+
+    device = select_device(args.device)
+    q, cfg = load_policy(args.path)
+    q.to(device)
+    seeds = (test_seeds(cfg["seed"], args.episodes) if args.seed is None
+             else list(range(args.seed, args.seed + args.episodes)))
+    returns = rollout(cfg["env"], seeds, q, device)
+    rand = rollout(cfg["env"], seeds, None, rng_seed=cfg["seed"])
+    print_metrics(env=cfg["env"], episodes=len(seeds), mean_return=float(returns.mean()),
+                  std_return=float(returns.std()), min_return=float(returns.min()),
+                  random_policy=float(rand.mean()))
+    print(f"eval ({len(seeds)} greedy episodes): mean {returns.mean():.1f} +- {returns.std():.1f}   "
+          f"random policy: {rand.mean():.1f}", flush=True)
+    if args.gif:
+        path, total = save_gif(cfg["env"], q, seeds[0], args.gif, device)
+        print(f"gif: {path} (episode seed {seeds[0]}, return {total:.1f})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_train())

@@ -1,0 +1,258 @@
+"""The DQN loop, written out by hand.
+
+    for each env step:
+        act epsilon-greedily (epsilon decays linearly), step the env, store (s, a, r, s', terminated)
+        every train_freq steps: sample a batch, regress Q(s, a) on r + gamma * (1 - terminated) * V_target(s')
+        every target_every steps: copy (or Polyak-average) the online net into the target net
+        every eval_every steps: greedy episodes on validation seeds; keep the best net; stop once solved
+        at the first episode end after each checkpoint_every steps: checkpoint everything (exact resume)
+
+A time-limit truncation is not a terminal state: its transition is stored with terminated=0, so the target
+still bootstraps from s'. Only a real termination (pole fell, goal reached) cuts the bootstrap.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dlm_core.checkpoint import Checkpointer, rng_state, set_rng_state
+from dlm_core.device import select_device
+from dlm_core.errors import check_finite
+from dlm_core.runs import RunDir, print_metrics, progress
+from dlm_core.seed import seed_everything
+
+from .config import DQNConfig
+from .data import ReplayBuffer, env_dims, make_env, test_seeds, val_seeds
+from .evaluate import plot_training, rollout, write_report
+from .model import QNetwork
+
+
+def linear_epsilon(step: int, cfg: DQNConfig) -> float:
+    """eps_start -> eps_end linearly over exploration_fraction * total_steps, then flat."""
+    duration = cfg.exploration_fraction * cfg.total_steps
+    return max(cfg.eps_end, cfg.eps_start + (cfg.eps_end - cfg.eps_start) * step / duration)
+
+
+def td_target(rewards: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor, gamma: float,
+              target_net: torch.nn.Module, online_net: torch.nn.Module | None = None) -> torch.Tensor:
+    """y = r + gamma * (1 - terminated) * V(s').
+
+    Vanilla DQN: V(s') = max_a Q_target(s', a). Double DQN (online_net given): the online net picks
+    a* = argmax_a Q_online(s', a) and the target net values it, V(s') = Q_target(s', a*), which curbs the
+    overestimation that comes from maximising over noisy estimates.
+    """
+    with torch.no_grad():
+        q_next = target_net(next_obs)
+        if online_net is None:
+            v_next = q_next.max(dim=1).values
+        else:
+            a_star = online_net(next_obs).argmax(dim=1, keepdim=True)
+            v_next = q_next.gather(1, a_star).squeeze(1)
+        return rewards + gamma * (1.0 - terminated) * v_next
+
+
+def update_target(target_net: torch.nn.Module, online_net: torch.nn.Module, tau: float) -> None:
+    """tau = 1: hard copy; tau < 1: Polyak averaging target <- tau * online + (1 - tau) * target."""
+    with torch.no_grad():
+        for pt, p in zip(target_net.parameters(), online_net.parameters()):
+            if tau >= 1.0:
+                pt.copy_(p)
+            else:
+                pt.mul_(1.0 - tau).add_(p, alpha=tau)
+
+
+def _gen_state(gen: np.random.Generator) -> str:
+    return json.dumps(gen.bit_generator.state)  # 128-bit ints: kept as JSON text in the checkpoint
+
+
+def _set_gen_state(gen: np.random.Generator, text: str) -> None:
+    gen.bit_generator.state = json.loads(text)
+
+
+def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = False) -> dict:
+    """Train, pick the best net on validation seeds, test it once on separate seeds; returns results.json."""
+    seed_everything(cfg.seed)
+    device = select_device(cfg.device)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # batches of 64 through a 128-wide MLP: threads only add overhead
+    env = make_env(cfg.env)
+    obs_dim, n_actions = env_dims(env)
+    run = RunDir.at(run_dir, cfg) if run_dir is not None else RunDir.create("p09_dqn", cfg)
+    ckpt = Checkpointer(run.checkpoint_dir)
+    say = (lambda **m: None) if quiet else print_metrics
+
+    q = QNetwork(obs_dim, n_actions, cfg.hidden).to(device)
+    target = copy.deepcopy(q)
+    opt = torch.optim.Adam(q.parameters(), lr=cfg.lr)
+    buf = ReplayBuffer(cfg.buffer_size, obs_dim)
+    rng = np.random.default_rng([cfg.seed, 7])  # exploration and replay sampling
+    obs, _ = env.reset(seed=cfg.seed)
+    # everything below is the loop's state; a checkpoint holds all of it
+    s = {"step": 0, "updates": 0, "episode": 0, "ep_return": 0.0, "ep_len": 0, "recent": [],
+         "best_val": -math.inf, "best_step": 0, "steps_to_solve": None, "reward_abs_max": 0.0,
+         "loss_sum": 0.0, "q_sum": 0.0, "n_sum": 0, "last_loss": None, "last_q": None, "epoch": 0,
+         "finished": False, "train_seconds": 0.0, "last_eval_step": -1}
+    best_model = copy.deepcopy(q.state_dict())
+    if resume:
+        state = ckpt.latest()
+        if state is None:
+            if not quiet:
+                print(f"no checkpoint in {run.checkpoint_dir}: starting from scratch", flush=True)
+        else:
+            q.load_state_dict(state["model"])
+            target.load_state_dict(state["target"])
+            opt.load_state_dict(state["optimizer"])
+            buf.load_state_dict(state["buffer"])
+            best_model = state["best_model"]
+            s = json.loads(state["loop"])
+            set_rng_state(state["rng"])
+            _set_gen_state(rng, state["explore_rng"])
+            _set_gen_state(env.unwrapped.np_random, state["env_rng"])
+            run.truncate_metrics(lambda r: r.get("step", 0) <= s["step"])
+            obs, _ = env.reset()  # checkpoints are taken at episode ends, before the next reset
+            if not quiet:
+                print(f"resumed from step {s['step']} (checkpoint {state['epoch']})", flush=True)
+
+    def save(finished: bool) -> None:
+        s["epoch"] += 1
+        s["finished"] = finished
+        ckpt.save(s["epoch"], {"model": q.state_dict(), "target": target.state_dict(), "optimizer": opt.state_dict(),
+                               "buffer": buf.state_dict(), "best_model": best_model, "loop": json.dumps(s),
+                               "rng": rng_state(), "explore_rng": _gen_state(rng),
+                               "env_rng": _gen_state(env.unwrapped.np_random), "config": dataclasses.asdict(cfg)})
+
+    def evaluate_val() -> float:
+        nonlocal best_model
+        val = float(rollout(cfg.env, val_seeds(cfg.seed, cfg.eval_episodes), q, device).mean())
+        s["last_eval_step"] = s["step"]
+        if val > s["best_val"]:
+            s["best_val"], s["best_step"] = val, s["step"]
+            best_model = {k: v.detach().clone() for k, v in q.state_dict().items()}
+        if val >= cfg.target_return and s["steps_to_solve"] is None:
+            s["steps_to_solve"] = s["step"]
+        return val
+
+    t_start = time.perf_counter() - s["train_seconds"]
+    t_window, step_window = time.perf_counter(), s["step"]
+    bar = progress(total=cfg.total_steps, initial=s["step"], desc=f"dqn {cfg.env}")
+    checkpoint_due = False
+    while not s["finished"] and s["step"] < cfg.total_steps:
+        eps = linear_epsilon(s["step"], cfg)
+        if rng.random() < eps:
+            action = int(rng.integers(n_actions))
+        else:
+            with torch.no_grad():
+                action = int(q(torch.as_tensor(obs, device=device).unsqueeze(0)).argmax(1).item())
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        buf.add(obs, action, reward, next_obs, terminated)  # truncated is NOT stored: it must bootstrap
+        obs = next_obs
+        s["step"] += 1
+        step = s["step"]
+        s["ep_return"] += float(reward)
+        s["ep_len"] += 1
+        s["reward_abs_max"] = max(s["reward_abs_max"], abs(float(reward)))
+
+        if step > cfg.learning_starts:
+            if step % cfg.train_freq == 0:
+                for _ in range(cfg.gradient_steps):
+                    b = buf.sample(cfg.batch_size, rng)
+                    o, a, r, o2, d = (torch.as_tensor(b[k], device=device)
+                                      for k in ("obs", "actions", "rewards", "next_obs", "terminated"))
+                    y = td_target(r, o2, d, cfg.gamma, target, q if cfg.double else None)
+                    q_all = q(o)
+                    q_sa = q_all.gather(1, a.unsqueeze(1)).squeeze(1)
+                    loss = F.smooth_l1_loss(q_sa, y) if cfg.loss == "huber" else F.mse_loss(q_sa, y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(q.parameters(), cfg.grad_clip)
+                    opt.step()
+                    s["updates"] += 1
+                    loss_v = loss.item()
+                    check_finite(loss_v, s["updates"], cfg.lr)
+                    s["loss_sum"] += loss_v
+                    s["q_sum"] += q_all.detach().max(1).values.mean().item()
+                    s["n_sum"] += 1
+            if step % cfg.target_every == 0:
+                update_target(target, q, cfg.tau)
+
+        if step % cfg.log_every == 0:
+            if s["n_sum"]:
+                s["last_loss"], s["last_q"] = s["loss_sum"] / s["n_sum"], s["q_sum"] / s["n_sum"]
+            run.log(step=step, td_loss=s["last_loss"], q_max=s["last_q"], epsilon=eps, updates=s["updates"])
+            s["loss_sum"], s["q_sum"], s["n_sum"] = 0.0, 0.0, 0
+            bar.update(step - bar.n)
+            bar.set_postfix(ret=f"{np.mean(s['recent'][-20:]) if s['recent'] else 0:.1f}", eps=f"{eps:.2f}")
+
+        stop = False
+        if step % cfg.eval_every == 0:
+            val = evaluate_val()
+            now = time.perf_counter()
+            sps = (step - step_window) / max(now - t_window, 1e-9)
+            t_window, step_window = now, step
+            avg = float(np.mean(s["recent"][-20:])) if s["recent"] else float("nan")
+            run.log(step=step, val_return=val, episode=s["episode"], average_return=avg)
+            say(step=step, episode=s["episode"], average_return=avg, epsilon=eps, td_loss=s["last_loss"],
+                q_max=s["last_q"], val_return=val, steps_per_s=sps)
+            stop = cfg.early_stop and s["steps_to_solve"] is not None
+        if step % cfg.checkpoint_every == 0:
+            checkpoint_due = True
+
+        if terminated or truncated:
+            s["episode"] += 1
+            s["recent"] = (s["recent"] + [s["ep_return"]])[-100:]
+            run.log(step=step, episode=s["episode"], episode_return=s["ep_return"], episode_length=s["ep_len"])
+            s["ep_return"], s["ep_len"] = 0.0, 0
+            if checkpoint_due and not stop:
+                s["train_seconds"] = time.perf_counter() - t_start
+                save(finished=False)
+                checkpoint_due = False
+            obs, _ = env.reset()
+        if stop:
+            if not quiet:
+                print(f"solved: validation mean {val:.1f} >= {cfg.target_return:g} at step {step}; stopping",
+                      flush=True)
+            break
+    bar.close()
+    env.close()
+    if not s["finished"]:
+        if s["last_eval_step"] != s["step"]:
+            val = evaluate_val()
+            run.log(step=s["step"], val_return=val, episode=s["episode"])
+        s["train_seconds"] = time.perf_counter() - t_start
+        save(finished=True)
+
+    # the test: the best validation net, once, on its own seeds, beside the random policy on the same seeds
+    q.load_state_dict(best_model)
+    seeds = test_seeds(cfg.seed, cfg.test_episodes)
+    test = rollout(cfg.env, seeds, q, device)
+    rand = rollout(cfg.env, seeds, None, rng_seed=cfg.seed)
+    from dlm_core.checkpoint import save_checkpoint
+
+    save_checkpoint(run.file("policy.pt"), {"model": q.state_dict(), "obs_dim": obs_dim, "n_actions": n_actions,
+                                            "config": dataclasses.asdict(cfg), "step": s["best_step"]})
+    result = {"env": cfg.env, "seed": cfg.seed, "steps": s["step"], "updates": s["updates"],
+              "episodes": s["episode"], "train_seconds": s["train_seconds"],
+              "steps_to_solve": s["steps_to_solve"], "solve_return": cfg.target_return,
+              "best_val_return": s["best_val"], "model_step": s["best_step"], "test_episodes": len(seeds),
+              "test_mean": float(test.mean()), "test_std": float(test.std()), "random_mean": float(rand.mean()),
+              "random_std": float(rand.std()), "reward_abs_max": s["reward_abs_max"],
+              "solved_on_test": bool(test.mean() >= cfg.target_return)}
+    rows = run.metrics()
+    plot_training(rows, result["random_mean"], run.file("training.png"), f"DQN on {cfg.env}, seed {cfg.seed}")
+    write_report(run, cfg, result, rows)
+    run.write_json("results.json", result)
+    if not quiet:
+        print(f"eval ({len(seeds)} greedy episodes): mean {test.mean():.1f} +- {test.std():.1f}   "
+              f"random policy: {rand.mean():.1f}", flush=True)
+        print(f"Q bounded: {result['q_bounded']}; run: {run.path}", flush=True)
+    result["run_dir"] = str(run.path)
+    return result

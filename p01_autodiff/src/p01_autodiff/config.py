@@ -31,7 +31,8 @@ class Config:
         check(self.dataset in DATASETS, f"--dataset {self.dataset!r}: use one of {', '.join(DATASETS)}")
         check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
               f"--hidden {self.hidden}: give one or more positive widths, e.g. --hidden 128,64")
-        check(self.activation in ("relu", "tanh", "sigmoid"), f"--activation {self.activation!r}: use relu, tanh or sigmoid")
+        check(self.activation in ("relu", "tanh", "sigmoid"),
+              f"--activation {self.activation!r}: use relu, tanh or sigmoid")
         check(self.epochs >= 1, "--epochs must be >= 1")
         check(self.batch_size >= 1, "--batch-size must be >= 1")
         check(self.optimizer in ("adam", "sgd"), f"--optimizer {self.optimizer!r}: use adam or sgd")

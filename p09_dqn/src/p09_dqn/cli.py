@@ -10,7 +10,7 @@ import sys
 from dlm_core.config import ArgumentParser, add_config_args, config_from_args
 from dlm_core.errors import DlmError, cli_entry
 
-from .config import DQNConfig, PRESETS, preset_for
+from .config import PRESETS, DQNConfig, preset_for
 
 
 def train_parser() -> ArgumentParser:
@@ -116,15 +116,16 @@ def main_eval(argv: list[str] | None = None) -> int:
     q.to(device)
     seeds = (test_seeds(cfg["seed"], args.episodes) if args.seed is None
              else list(range(args.seed, args.seed + args.episodes)))
-    returns = rollout(cfg["env"], seeds, q, device)
-    rand = rollout(cfg["env"], seeds, None, rng_seed=cfg["seed"])
+    limit = cfg.get("max_episode_steps")
+    returns = rollout(cfg["env"], seeds, q, device, max_episode_steps=limit)
+    rand = rollout(cfg["env"], seeds, None, rng_seed=cfg["seed"], max_episode_steps=limit)
     print_metrics(env=cfg["env"], episodes=len(seeds), mean_return=float(returns.mean()),
                   std_return=float(returns.std()), min_return=float(returns.min()),
                   random_policy=float(rand.mean()))
     print(f"eval ({len(seeds)} greedy episodes): mean {returns.mean():.1f} +- {returns.std():.1f}   "
           f"random policy: {rand.mean():.1f}", flush=True)
     if args.gif:
-        path, total = save_gif(cfg["env"], q, seeds[0], args.gif, device)
+        path, total = save_gif(cfg["env"], q, seeds[0], args.gif, device, max_episode_steps=limit)
         print(f"gif: {path} (episode seed {seeds[0]}, return {total:.1f})", flush=True)
     return 0
 

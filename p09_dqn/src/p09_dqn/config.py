@@ -19,6 +19,7 @@ def _f(default, help_text: str):
 @dataclasses.dataclass
 class DQNConfig:
     env: str = _f("CartPole-v1", "gymnasium env id with a Box observation and Discrete actions")
+    max_episode_steps: int | None = _f(None, "time limit per episode (default: the env's own, 500 for CartPole)")
     total_steps: int = _f(100_000, "environment steps (upper bound: training stops early once solved)")
     # network and optimiser
     hidden: list[int] = dataclasses.field(default_factory=lambda: [128, 128],
@@ -54,9 +55,12 @@ class DQNConfig:
 
     def __post_init__(self):
         check(isinstance(self.env, str) and "-v" in self.env,
-              f"--env {self.env!r} is not a gymnasium id like CartPole-v1; try CartPole-v1, Acrobot-v1 or MountainCar-v0")
+              f"--env {self.env!r} is not a gymnasium id like CartPole-v1; "
+              "try CartPole-v1, Acrobot-v1 or MountainCar-v0")
+        check(self.max_episode_steps is None or self.max_episode_steps >= 1, "--max-episode-steps must be >= 1")
         check(self.total_steps >= 1, "--total-steps must be >= 1")
-        check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "--hidden must list positive widths, e.g. 128,128")
+        check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
+              "--hidden must list positive widths, e.g. 128,128")
         check(self.lr > 0, "--lr must be > 0")
         check(self.batch_size >= 1, "--batch-size must be >= 1")
         check(self.grad_clip >= 0, "--grad-clip must be >= 0 (0 turns clipping off)")

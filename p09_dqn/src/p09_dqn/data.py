@@ -22,12 +22,12 @@ def test_seeds(seed: int, n: int) -> list[int]:
     return [TEST_BASE + 1_000 * seed + i for i in range(n)]
 
 
-def make_env(env_id: str, render_mode: str | None = None):
+def make_env(env_id: str, render_mode: str | None = None, max_episode_steps: int | None = None):
     """gym.make with a clear DlmError for unknown ids and unsupported spaces (Box obs, Discrete actions)."""
     import gymnasium as gym
 
     try:
-        env = gym.make(env_id, render_mode=render_mode)
+        env = gym.make(env_id, render_mode=render_mode, max_episode_steps=max_episode_steps)
     except gym.error.Error as err:
         raise DlmError(f"--env {env_id!r}: {str(err).splitlines()[0]} "
                        "(try CartPole-v1, Acrobot-v1 or MountainCar-v0)") from None

@@ -10,14 +10,15 @@ import numpy as np
 from .data import make_env
 
 
-def rollout(env_id: str, seeds: list[int], policy=None, device="cpu", rng_seed: int = 0) -> np.ndarray:
+def rollout(env_id: str, seeds: list[int], policy=None, device="cpu", rng_seed: int = 0,
+            max_episode_steps: int | None = None) -> np.ndarray:
     """Run one episode per seed, all envs stepped together; returns the undiscounted return of each.
 
     policy: a QNetwork (greedy argmax, batched over the live envs) or None for the uniform random policy.
     """
     from .model import greedy_actions
 
-    envs = [make_env(env_id) for _ in seeds]
+    envs = [make_env(env_id, max_episode_steps=max_episode_steps) for _ in seeds]
     obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)]).astype(np.float32)
     returns = np.zeros(len(envs))
     alive = np.ones(len(envs), dtype=bool)
@@ -98,14 +99,14 @@ def q_verdict(rows: list[dict], gamma: float, reward_abs_max: float) -> tuple[bo
 
 
 def save_gif(env_id: str, model, seed: int, path, device="cpu", every: int = 2, width: int = 300,
-             max_frames: int = 300) -> tuple[Path, float]:
+             max_frames: int = 300, max_episode_steps: int | None = None) -> tuple[Path, float]:
     """Record one greedy episode (rgb_array frames, every `every`-th, resized) as a looping GIF."""
     import imageio.v3 as iio
     from PIL import Image
 
     from .model import greedy_actions
 
-    env = make_env(env_id, render_mode="rgb_array")
+    env = make_env(env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps)
     obs, _ = env.reset(seed=seed)
     frames, total, t, done = [], 0.0, 0, False
     while not done:

@@ -21,7 +21,7 @@ class QNetwork(nn.Module):
         return self.net(obs)
 
 
-def greedy_actions(model: QNetwork, obs, device) -> "torch.Tensor":
+def greedy_actions(model: QNetwork, obs, device) -> torch.Tensor:
     """argmax_a Q(obs, a) for a batch of numpy observations (no grad)."""
     with torch.no_grad():
         return model(torch.as_tensor(obs, dtype=torch.float32, device=device)).argmax(-1).cpu()

@@ -83,7 +83,7 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
     device = select_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(1)  # batches of 64 through a 128-wide MLP: threads only add overhead
-    env = make_env(cfg.env)
+    env = make_env(cfg.env, max_episode_steps=cfg.max_episode_steps)
     obs_dim, n_actions = env_dims(env)
     run = RunDir.at(run_dir, cfg) if run_dir is not None else RunDir.create("p09_dqn", cfg)
     ckpt = Checkpointer(run.checkpoint_dir)
@@ -131,7 +131,8 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
 
     def evaluate_val() -> float:
         nonlocal best_model
-        val = float(rollout(cfg.env, val_seeds(cfg.seed, cfg.eval_episodes), q, device).mean())
+        val = float(rollout(cfg.env, val_seeds(cfg.seed, cfg.eval_episodes), q, device,
+                            max_episode_steps=cfg.max_episode_steps).mean())
         s["last_eval_step"] = s["step"]
         if val > s["best_val"]:
             s["best_val"], s["best_step"] = val, s["step"]
@@ -211,7 +212,7 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
             s["recent"] = (s["recent"] + [s["ep_return"]])[-100:]
             run.log(step=step, episode=s["episode"], episode_return=s["ep_return"], episode_length=s["ep_len"])
             s["ep_return"], s["ep_len"] = 0.0, 0
-            if checkpoint_due and not stop:
+            if checkpoint_due and not stop and step < cfg.total_steps:  # the end saves anyway
                 s["train_seconds"] = time.perf_counter() - t_start
                 save(finished=False)
                 checkpoint_due = False
@@ -233,8 +234,8 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
     # the test: the best validation net, once, on its own seeds, beside the random policy on the same seeds
     q.load_state_dict(best_model)
     seeds = test_seeds(cfg.seed, cfg.test_episodes)
-    test = rollout(cfg.env, seeds, q, device)
-    rand = rollout(cfg.env, seeds, None, rng_seed=cfg.seed)
+    test = rollout(cfg.env, seeds, q, device, max_episode_steps=cfg.max_episode_steps)
+    rand = rollout(cfg.env, seeds, None, rng_seed=cfg.seed, max_episode_steps=cfg.max_episode_steps)
     from dlm_core.checkpoint import save_checkpoint
 
     save_checkpoint(run.file("policy.pt"), {"model": q.state_dict(), "obs_dim": obs_dim, "n_actions": n_actions,

@@ -1,0 +1,98 @@
+"""Replay buffer mechanics and the TD target, against hand computations."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from p09_dqn.config import DQNConfig
+from p09_dqn.data import ReplayBuffer
+from p09_dqn.train import linear_epsilon, td_target, update_target
+
+
+def test_buffer_wraps_around_and_overwrites_oldest():
+    buf = ReplayBuffer(capacity=4, obs_dim=2)
+    for i in range(6):  # 6 writes into 4 slots: transitions 0 and 1 are overwritten by 4 and 5
+        buf.add(np.full(2, i), action=i % 2, reward=float(i), next_obs=np.full(2, i + 1), terminated=(i == 5))
+    assert len(buf) == 4 and buf.pos == 2
+    assert buf.rewards.tolist() == [4.0, 5.0, 2.0, 3.0]
+    assert buf.obs[:, 0].tolist() == [4.0, 5.0, 2.0, 3.0]
+    assert buf.next_obs[:, 0].tolist() == [5.0, 6.0, 3.0, 4.0]
+    assert buf.terminated.tolist() == [0.0, 1.0, 0.0, 0.0]  # the flag stays with its own transition
+
+
+def test_buffer_sample_shapes_dtypes_and_consistency():
+    buf = ReplayBuffer(capacity=100, obs_dim=3)
+    for i in range(30):
+        buf.add(np.arange(3) + i, action=i % 3, reward=float(i), next_obs=np.arange(3) + i + 1, terminated=i % 7 == 0)
+    b = buf.sample(16, np.random.default_rng(0))
+    assert b["obs"].shape == (16, 3) and b["next_obs"].shape == (16, 3)
+    assert b["actions"].shape == b["rewards"].shape == b["terminated"].shape == (16,)
+    assert b["obs"].dtype == np.float32 and b["actions"].dtype == np.int64 and b["rewards"].dtype == np.float32
+    assert b["terminated"].dtype == np.float32
+    i = b["rewards"].astype(int)  # reward i identifies transition i: every field must come from the same row
+    assert (b["obs"][:, 0] == i).all() and (b["next_obs"][:, 0] == i + 1).all()
+    assert (b["actions"] == i % 3).all() and (b["terminated"] == (i % 7 == 0)).all()
+    assert (i < 30).all()  # never samples unwritten slots
+
+
+def test_buffer_state_dict_round_trip():
+    buf = ReplayBuffer(capacity=5, obs_dim=2)
+    for i in range(7):
+        buf.add(np.full(2, i), i % 2, float(i), np.full(2, i + 1), i == 3)
+    other = ReplayBuffer(capacity=5, obs_dim=2)
+    other.load_state_dict(buf.state_dict())
+    assert (other.pos, other.size) == (buf.pos, buf.size)
+    for k in ("obs", "next_obs", "actions", "rewards", "terminated"):
+        assert np.array_equal(getattr(other, k), getattr(buf, k))
+
+
+class Fixed(nn.Module):
+    """Q(s) = s @ w: a hand-checkable 'network'."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(w, dtype=torch.float32))
+
+    def forward(self, x):
+        return x @ self.w
+
+
+def _batch():
+    # rows: an ordinary step, a termination (pole fell), a time-limit truncation (stored with terminated=0)
+    rewards = torch.tensor([1.0, 1.0, 0.5])
+    next_obs = torch.tensor([[2.0, 5.0], [3.0, 1.0], [4.0, 7.0]])
+    terminated = torch.tensor([0.0, 1.0, 0.0])
+    return rewards, next_obs, terminated
+
+
+def test_td_target_vanilla_by_hand():
+    target = Fixed([[1.0, 0.0], [0.0, 1.0]])  # Q_target(s') = s'
+    y = td_target(*_batch(), gamma=0.9, target_net=target)
+    # 1 + 0.9 * max(2, 5); terminated: reward only; truncated: bootstraps, 0.5 + 0.9 * max(4, 7)
+    assert torch.allclose(y, torch.tensor([1 + 0.9 * 5, 1.0, 0.5 + 0.9 * 7]))
+
+
+def test_td_target_double_dqn_by_hand():
+    target = Fixed([[1.0, 0.0], [0.0, 1.0]])  # Q_target(s') = s'
+    online = Fixed([[0.0, 1.0], [1.0, 0.0]])  # Q_online(s') = s' with columns swapped: picks argmin of s'
+    y = td_target(*_batch(), gamma=0.9, target_net=target, online_net=online)
+    # online picks a* = [0, 1, 0]; the target values it: [2, 1, 4]; the terminated row ignores it
+    assert torch.allclose(y, torch.tensor([1 + 0.9 * 2, 1.0, 0.5 + 0.9 * 4]))
+    assert not torch.allclose(y, td_target(*_batch(), gamma=0.9, target_net=target))
+
+
+def test_target_update_hard_and_polyak():
+    online, target = Fixed([[1.0, 2.0], [3.0, 4.0]]), Fixed([[0.0, 0.0], [0.0, 0.0]])
+    update_target(target, online, tau=0.25)
+    assert torch.allclose(target.w, 0.25 * online.w)
+    update_target(target, online, tau=1.0)
+    assert torch.equal(target.w, online.w)
+
+
+def test_linear_epsilon_schedule():
+    cfg = DQNConfig(total_steps=1000, eps_start=1.0, eps_end=0.1, exploration_fraction=0.5)
+    assert linear_epsilon(0, cfg) == 1.0
+    assert linear_epsilon(250, cfg) == pytest.approx(0.55)
+    assert linear_epsilon(500, cfg) == pytest.approx(0.1)
+    assert linear_epsilon(900, cfg) == pytest.approx(0.1)

@@ -1,0 +1,130 @@
+"""Whole-loop behaviour: determinism, exact resume, terminated vs truncated storage, learning, CLI errors."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dlm_core.checkpoint import Checkpointer, load_checkpoint
+from p09_dqn.config import DQNConfig
+from p09_dqn.train import train
+
+LIMIT = 20  # a short time limit: episodes end by truncation as well as by termination
+
+TINY = DQNConfig(total_steps=1500, hidden=[32], batch_size=32, buffer_size=2000, learning_starts=200,
+                 exploration_fraction=0.2, eval_every=750, eval_episodes=3, test_episodes=3, checkpoint_every=500,
+                 log_every=250, target_every=100, max_episode_steps=LIMIT, early_stop=False, seed=3)
+
+
+def _episodes(run_dir):
+    rows = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl")]
+    return [(r["step"], r["episode_return"], r["episode_length"]) for r in rows if "episode_return" in r]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    result = train(TINY, run_dir=run_dir, quiet=True)
+    return run_dir, result
+
+
+def test_same_seed_same_episode_returns(tiny_run, tmp_path):
+    run_dir, result = tiny_run
+    again = train(TINY, run_dir=tmp_path / "again", quiet=True)
+    first, second = _episodes(run_dir), _episodes(tmp_path / "again")
+    assert len(first) > 20 and first == second
+    assert again["test_mean"] == result["test_mean"]
+    losses = lambda d: [json.loads(x).get("td_loss") for x in open(f"{d}/metrics.jsonl")]
+    assert losses(run_dir) == losses(tmp_path / "again")
+
+
+def test_resume_from_checkpoint_equals_uninterrupted(tiny_run, tmp_path):
+    run_dir, result = tiny_run
+    copy = tmp_path / "resumed"
+    shutil.copytree(run_dir, copy)
+    ckpt = Checkpointer(copy / "checkpoints")
+    last = ckpt.latest_path()
+    assert load_checkpoint(last)["loop"] and json.loads(load_checkpoint(last)["loop"])["finished"]
+    last.unlink()  # as if killed before the end: the previous (mid-run, episode-end) checkpoint remains
+    mid = json.loads(ckpt.latest()["loop"])
+    assert 0 < mid["step"] < TINY.total_steps and not mid["finished"]
+    (copy / "policy.pt").unlink()
+    resumed = train(TINY, run_dir=copy, resume=True, quiet=True)
+    assert _episodes(copy) == _episodes(run_dir)
+    a, b = load_checkpoint(run_dir / "policy.pt")["model"], load_checkpoint(copy / "policy.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["test_mean"] == result["test_mean"] and resumed["updates"] == result["updates"]
+
+
+def test_terminated_stored_truncated_not(tiny_run):
+    run_dir, _ = tiny_run
+    buf = Checkpointer(run_dir / "checkpoints").latest()["buffer"]
+    flags = buf["terminated"].numpy()
+    assert len(flags) == TINY.total_steps  # transition i was written at step i + 1, nothing overwritten
+    episodes = _episodes(run_dir)
+    fell = [s for s, _, n in episodes if n < LIMIT]
+    timed_out = [s for s, _, n in episodes if n == LIMIT]
+    assert fell and timed_out  # both kinds of episode end really happened
+    assert all(flags[s - 1] == 1.0 for s in fell)
+    assert all(flags[s - 1] == 0.0 for s in timed_out)  # truncation: stored as non-terminal, so it bootstraps
+    assert flags.sum() == len(fell)  # no other transition is terminal
+
+
+def test_short_run_beats_random_policy_3x(tmp_path):
+    cfg = DQNConfig(total_steps=8_000, hidden=[64, 64], learning_starts=500, exploration_fraction=0.25,
+                    target_every=250, eval_every=2_000, eval_episodes=10, test_episodes=20, seed=0)
+    result = train(cfg, run_dir=tmp_path / "learn", quiet=True)
+    assert result["test_mean"] >= 3 * result["random_mean"], result
+    assert result["q_bounded"]
+    assert (tmp_path / "learn" / "training.png").stat().st_size > 10_000
+    assert "Did Q stay bounded?** yes" in (tmp_path / "learn" / "report.md").read_text()
+
+
+def _cli(*args):
+    code = "import sys; from p09_dqn.cli import {0}; sys.exit({0}(sys.argv[1:]))"
+    name, rest = args[0], list(args[1:])
+    return subprocess.run([sys.executable, "-c", code.format(name), *rest], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_eval_cli_with_gif(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    out = tmp_path / "ep.gif"
+    r = _cli("main_eval", str(run_dir), "--episodes", "3", "--gif", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "eval (3 greedy episodes): mean" in r.stdout
+    assert out.stat().st_size > 1000 and out.read_bytes()[:3] == b"GIF"
+
+
+def test_train_cli_smoke(tmp_path):
+    r = _cli("main_train", "--total-steps", "300", "--learning-starts", "100", "--eval-every", "300",
+             "--eval-episodes", "2", "--test-episodes", "2", "--hidden", "16", "--run-dir", str(tmp_path / "cli"))
+    assert r.returncode == 0, r.stderr
+    assert "eval (2 greedy episodes): mean" in r.stdout and "val_return" in r.stdout
+    assert (tmp_path / "cli" / "report.md").exists() and (tmp_path / "cli" / "results.json").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("main_train", "--env", "NoSuchEnv-v9", "--total-steps", "10"), "NoSuchEnv-v9"),
+    (("main_train", "--env", "Pendulum-v1", "--total-steps", "10"), "Discrete actions"),
+    (("main_train", "--lr", "-1"), "--lr"),
+    (("main_train", "--resume", "/no/such/run"), "not a run directory"),
+    (("main_eval", "/no/such/run"), "does not exist"),
+    (("main_eval", "/no/such/policy.pt"), "does not exist"),
+])
+def test_bad_input_one_line_exit_2(args, needle):
+    r = _cli(*args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], r.stderr
+
+
+def test_eval_cli_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
+    bad = tmp_path / "policy.pt"
+    bad.write_bytes(np.arange(10).tobytes())
+    r = _cli("main_eval", str(bad))
+    assert r.returncode == 2 and r.stderr.startswith("error: cannot read checkpoint"), r.stderr

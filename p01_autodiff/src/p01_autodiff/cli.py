@@ -19,7 +19,7 @@ def build_parser() -> ArgumentParser:
 
     p = ArgumentParser(prog="run_autodiff_demo",
                        description="Train an MLP whose gradients all come from p01_autodiff's numpy engine.")
-    p.add_argument("--preset", default="default", help="default | quick | toy (moons) (default: default)")
+    p.add_argument("--preset", default="default", help="default (30 epochs) | quick (10 epochs) (default: default)")
     p.add_argument("--run-dir", default=None, help="run folder (default: runs/p01_autodiff/<timestamp>)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its newest checkpoint (its config.json is reused)")

@@ -49,5 +49,4 @@ class Config:
 PRESETS = {
     "default": Config(),
     "quick": Config(epochs=10),  # make demo: digits, ~10 s
-    "toy": Config(dataset="moons", hidden=[32, 32], epochs=60, lr=0.01, weight_decay=0.0),
 }

@@ -80,3 +80,18 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
         assert out.returncode == 2, (args, out.stderr)
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), (args, out.stderr)
+
+
+def test_cli_resume_matches_an_uninterrupted_run(tmp_path):
+    cli = [str(BIN / "run_autodiff_demo"), "--hidden", "16", "--batch-size", "64"]
+    assert _run([*cli, "--epochs", "3", "--run-dir", str(tmp_path / "full")]).returncode == 0
+    assert _run([*cli, "--epochs", "1", "--run-dir", str(tmp_path / "cut")]).returncode == 0
+    out = _run([str(BIN / "run_autodiff_demo"), "--resume", str(tmp_path / "cut"), "--epochs", "3"])
+    assert out.returncode == 0, out.stderr
+    assert "resumed from epoch 1" in out.stdout
+
+    def losses(name):
+        return [json.loads(line)["loss"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+
+    assert losses("cut") == losses("full")
+    assert json.loads((tmp_path / "cut" / "config.json").read_text())["hidden"] == [16]

@@ -6,7 +6,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== dlm doctor"
 dlm doctor
 echo "== dlm demo (core: MLP on sklearn digits)"
-dlm demo --epochs 10
+dlm demo
 for d in p[0-9][0-9]_*/; do
   if [ -f "$d/demo.sh" ]; then
     echo "== ${d%/} demo"

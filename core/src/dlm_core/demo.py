@@ -18,8 +18,8 @@ from .config import check
 @dataclasses.dataclass
 class DemoConfig:
     dataset: str = dataclasses.field(default="digits", metadata={"help": "digits | mnist10k"})
-    epochs: int = dataclasses.field(default=15, metadata={"help": "passes over the training split"})
-    batch_size: int = 64
+    epochs: int = dataclasses.field(default=20, metadata={"help": "passes over the training split"})
+    batch_size: int = 32
     lr: float = dataclasses.field(default=0.05, metadata={"help": "SGD learning rate"})
     hidden: int = 128
     seed: int = 0

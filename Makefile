@@ -28,8 +28,9 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# -P: a bench named like its package (bench/p03_cnn.py) must not shadow the package on sys.path
 bench: setup
-	@set -e; for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f; done
+	@set -e; for f in bench/*.py; do echo "== $$f"; $(BIN)/python -P $$f; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,135 @@
+"""Console scripts: run_cnn_train, run_cnn_evaluate, run_cnn_predict, run_cnn_export, run_cnn_ablation.
+
+torch is imported inside each main, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from dlm_core.config import ArgumentParser, add_config_args, config_from_args
+from dlm_core.errors import DlmError, cli_entry
+
+from .config import PRESETS, CNNConfig
+
+
+def _train_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="run_cnn_train", description="Train a small ResNet (or plain) CNN on Fashion-MNIST; "
+                       "also runs under `torchrun --standalone --nproc_per_node=2 -m p03_cnn.train`.")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="default: full run (<=15 min on 2 idle cores); quick: the demo; tiny: tests")
+    p.add_argument("--run-dir", default=None, help="run folder (default: runs/p03_cnn/<timestamp>)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run from its latest checkpoint")
+    add_config_args(p, CNNConfig)
+    return p
+
+
+@cli_entry
+def train_main(argv=None) -> int:
+    args = _train_parser().parse_args(argv)
+    from pathlib import Path
+
+    from .train import train
+
+    if args.resume:
+        from dlm_core.runs import RunDir
+
+        run = RunDir.open(args.resume)
+        base = CNNConfig(**run.load_config())
+        cfg = config_from_args(CNNConfig, args, base=base)
+        if not (Path(args.resume) / "checkpoints").is_dir():
+            raise DlmError(f"{args.resume} has no checkpoints/ folder; nothing to resume")
+        train(cfg, run_dir=args.resume, resume=True)
+    else:
+        cfg = config_from_args(CNNConfig, args, base=PRESETS[args.preset])
+        train(cfg, run_dir=args.run_dir)
+    return 0
+
+
+@cli_entry
+def evaluate_main(argv=None) -> int:
+    p = ArgumentParser(prog="run_cnn_evaluate", description="Test a run's best checkpoint: confusion matrix, "
+                       "per-class precision/recall, most confidently wrong images, filters, report.md")
+    p.add_argument("run_dir", help="a folder under runs/p03_cnn/")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
+    args = p.parse_args(argv)
+    from dlm_core.device import select_device
+
+    from .evaluate import evaluate_run
+
+    device = select_device(args.device)
+    out = evaluate_run(args.run_dir, device=str(device))
+    for row in out["top_confusions"][:3]:
+        print(f"confused: {row['true']} -> {row['predicted']} ({row['count']} test images)")
+    print(f"report: {args.run_dir.rstrip('/')}/report.md")
+    return 0
+
+
+@cli_entry
+def predict_main(argv=None) -> int:
+    p = ArgumentParser(prog="run_cnn_predict", description="Classify image files with a run's best checkpoint "
+                       "(any size: converted to grey and resized to 28x28 as in preprocess.json)")
+    p.add_argument("run_dir", help="a folder under runs/p03_cnn/ (or a checkpoint .pt)")
+    p.add_argument("images", nargs="+", help="PNG/JPEG files")
+    p.add_argument("--top", type=int, default=3, help="classes shown per image (default: 3)")
+    p.add_argument("--invert", action="store_true", help="invert grey levels (dark object on a white background)")
+    args = p.parse_args(argv)
+    import numpy as np
+
+    from dlm_core.data import FASHION_CLASSES
+
+    from .data import SIZE, load_image, normalize
+    from .evaluate import load_run_model, predict_logits, softmax
+
+    model, cfg, state = load_run_model(args.run_dir)
+    classes = state.get("classes") or FASHION_CLASSES
+    loaded = [load_image(path, args.invert) for path in args.images]  # every file checked before any output
+    probs = softmax(predict_logits(model, normalize(np.concatenate([a for a, _ in loaded]))))
+    for path, (_, size), pr in zip(args.images, loaded, probs):
+        top = np.argsort(-pr)[: max(1, args.top)]
+        note = "" if size == (SIZE, SIZE) else f"  (resized from {size[0]}x{size[1]})"
+        print(f"{path}: " + ", ".join(f"{classes[i]} {pr[i]:.3f}" for i in top) + note)
+    return 0
+
+
+@cli_entry
+def export_main(argv=None) -> int:
+    p = ArgumentParser(prog="run_cnn_export", description="Export a run's best model as an ONNX bundle "
+                       "(artifacts/<name>/<version>/) after checking ONNX Runtime against torch")
+    p.add_argument("run_dir", help="a folder under runs/p03_cnn/")
+    p.add_argument("--name", default="fashion-cnn", help="bundle name (default: fashion-cnn)")
+    p.add_argument("--version", default=None, help="bundle version (default: the run's folder name)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle of that version")
+    args = p.parse_args(argv)
+    from .export import export_run
+
+    out = export_run(args.run_dir, args.name, args.version, args.overwrite)
+    print(f"bundle: {out['bundle']}  parity max abs diff (ORT vs torch): {out['parity_max_abs_diff']:.2e}  "
+          f"test_acc: {out['test_acc']}")
+    return 0
+
+
+@cli_entry
+def ablation_main(argv=None) -> int:
+    p = ArgumentParser(prog="run_cnn_ablation", description="Augmentation on vs off, same budget, several seeds: "
+                       "mean and spread of test accuracy and the train/val gap curves")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/p03_cnn_ablation/<timestamp>)")
+    add_config_args(p, CNNConfig, exclude=("augment", "seed"))
+    args = p.parse_args(argv)
+    import dataclasses
+
+    from .ablation import run_ablation
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise DlmError(f"--seeds {args.seeds!r}: give integers like 0,1,2") from None
+    base = config_from_args(CNNConfig, args, base=dataclasses.replace(
+        CNNConfig(), epochs=8, width=16, train_subset=5000, baseline=False))
+    run_ablation(base, seeds, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(train_main())

@@ -1,0 +1,64 @@
+"""Every knob of the CNN trainer in one dataclass; presets are named variants of it."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from dlm_core.config import check
+
+
+@dataclasses.dataclass
+class CNNConfig:
+    dataset: str = dataclasses.field(default="fashion-mnist", metadata={"help": "fashion-mnist | mnist10k"})
+    arch: Literal["resnet", "plain"] = dataclasses.field(default="resnet", metadata={"help": "resnet | plain"})
+    width: int = dataclasses.field(default=32, metadata={"help": "channels of the first stage (x2, x4 after)"})
+    blocks: int = dataclasses.field(default=1, metadata={"help": "residual blocks per stage (resnet)"})
+    dropout: float = dataclasses.field(default=0.0, metadata={"help": "dropout before the linear head"})
+    epochs: int = dataclasses.field(default=12, metadata={"help": "passes over the training split"})
+    batch_size: int = 128
+    optimizer: Literal["sgd", "adamw"] = dataclasses.field(default="sgd", metadata={"help": "sgd (Nesterov) | adamw"})
+    lr: float = dataclasses.field(default=0.1, metadata={"help": "peak learning rate"})
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    warmup: float = dataclasses.field(default=0.2, metadata={"help": "fraction of steps warming up (onecycle)"})
+    label_smoothing: float = 0.1
+    augment: bool = dataclasses.field(default=True, metadata={"help": "random crop + flip + erasing (v2)"})
+    crop_padding: int = 2
+    erasing_p: float = dataclasses.field(default=0.25, metadata={"help": "RandomErasing probability"})
+    patience: int = dataclasses.field(default=0, metadata={"help": "early stop after N epochs w/o val gain (0=off)"})
+    train_subset: int = dataclasses.field(default=0, metadata={"help": "use only N training images (0 = all)"})
+    eval_subset: int = dataclasses.field(default=0, metadata={"help": "use only N val/test images (0 = all)"})
+    baseline: bool = dataclasses.field(default=True, metadata={"help": "fit the logistic-regression baseline"})
+    baseline_iters: int = dataclasses.field(default=100, metadata={"help": "lbfgs iterations of the baseline"})
+    channels_last: bool = dataclasses.field(default=True, metadata={"help": "NHWC memory format (faster on CPU)"})
+    seed: int = 0
+    device: str = "auto"
+    epoch_delay: float = dataclasses.field(default=0.0, metadata={"help": "sleep per epoch (tests of kill/resume)"})
+
+    def __post_init__(self):
+        check(self.dataset in ("fashion-mnist", "mnist10k"),
+              f"--dataset {self.dataset!r}: use fashion-mnist or mnist10k")
+        check(self.arch in ("resnet", "plain"), f"--arch {self.arch!r}: use resnet or plain")
+        check(self.width >= 1 and self.blocks >= 1, "--width and --blocks must be >= 1")
+        check(0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)")
+        check(self.epochs >= 1, "--epochs must be >= 1")
+        check(self.batch_size >= 1, "--batch-size must be >= 1")
+        check(self.lr > 0, "--lr must be > 0")
+        check(self.weight_decay >= 0, "--weight-decay must be >= 0")
+        check(0.0 < self.warmup < 1.0, "--warmup must be in (0, 1)")
+        check(0.0 <= self.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)")
+        check(self.crop_padding >= 0, "--crop-padding must be >= 0")
+        check(0.0 <= self.erasing_p <= 1.0, "--erasing-p must be in [0, 1]")
+        check(self.patience >= 0, "--patience must be >= 0 (0 = no early stopping)")
+        check(self.train_subset >= 0 and self.eval_subset >= 0, "--train-subset/--eval-subset must be >= 0")
+        check(self.baseline_iters >= 1, "--baseline-iters must be >= 1")
+
+
+# The default is the full run (the <=15 min on 2 idle cores goal); quick is the demo; tiny is for tests.
+PRESETS = {
+    "default": CNNConfig(),
+    "quick": CNNConfig(width=16, epochs=2, train_subset=10000, eval_subset=2000, baseline_iters=50),
+    "tiny": CNNConfig(width=8, epochs=1, train_subset=512, eval_subset=256, baseline_iters=20, batch_size=64),
+}

@@ -1,0 +1,80 @@
+"""Data: the seeded stratified split from dlm_core, optional subsets, the preprocessing that serving reuses,
+and the torchvision.transforms.v2 augmentation applied per image."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlm_core.data import ArrayDataset, Split, load_dataset
+from dlm_core.errors import DlmError
+
+# Fashion-MNIST training-set pixel statistics (after /255). Serving applies exactly this (preprocess.json).
+MEAN, STD = 0.2860, 0.3530
+SIZE = 28
+
+
+def preprocess_spec() -> dict:
+    return {"kind": "image", "color": "grayscale", "height": SIZE, "width": SIZE, "resize": "bilinear",
+            "scale": 1 / 255, "mean": [MEAN], "std": [STD], "layout": "NCHW", "dtype": "float32",
+            "note": "white object on black background, like Fashion-MNIST; invert photos of dark objects on white"}
+
+
+def normalize(x_uint8: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) uint8 -> (N, 1, 28, 28) float32, scaled and standardized."""
+    return ((x_uint8.astype(np.float32) / 255.0 - MEAN) / STD)[:, None]
+
+
+def _subset(split: Split, n: int, seed: int, stream: int) -> Split:
+    if not n or n >= len(split):
+        return split
+    idx = np.sort(np.random.default_rng([seed, stream]).permutation(len(split))[:n])
+    return Split(split.x[idx], split.y[idx])
+
+
+def load_data(name: str, seed: int = 0, train_subset: int = 0, eval_subset: int = 0) -> ArrayDataset:
+    ds = load_dataset(name, seed=seed)
+    if ds.train.x.ndim != 3 or ds.train.x.shape[1:] != (SIZE, SIZE):
+        raise DlmError(f"dataset {name} has images of shape {ds.train.x.shape[1:]}; this trainer needs 28x28")
+    ds.train = _subset(ds.train, train_subset, seed, 1)
+    ds.val = _subset(ds.val, eval_subset, seed, 2)
+    ds.test = _subset(ds.test, eval_subset, seed, 3)
+    return ds
+
+
+def build_augment(padding: int = 2, erasing_p: float = 0.25):
+    """Random crop with padding, horizontal flip, random erasing, on one normalized (1, 28, 28) tensor.
+
+    Padding and erased patches get the value of a black pixel, like the background."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.RandomCrop(SIZE, padding=padding, fill=-MEAN / STD), v2.RandomHorizontalFlip(),
+                       v2.RandomErasing(p=erasing_p, scale=(0.02, 0.15), value=-MEAN / STD)])
+
+
+def augment_batch(xb, augment):
+    """Each image gets its own random crop/flip/erasing (a v2 transform on a batch would share them)."""
+    import torch
+
+    return torch.stack([augment(x) for x in xb])
+
+
+def load_image(path, invert: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
+    """A PNG/JPEG/... file -> ((1, 28, 28) uint8, original (width, height)), per preprocess_spec():
+    grayscale, bilinear resize to 28x28 (any size is accepted), optional inversion for dark-on-white photos."""
+    from pathlib import Path
+
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DlmError(f"image {path} does not exist; pass the path of a PNG or JPEG file")
+    try:
+        with Image.open(path) as img:
+            size = img.size
+            grey = img.convert("L").resize((SIZE, SIZE), Image.BILINEAR)
+    except (UnidentifiedImageError, OSError) as err:
+        raise DlmError(f"{path} is not a readable image ({type(err).__name__}); pass a PNG or JPEG file") from None
+    arr = np.asarray(grey, dtype=np.uint8)
+    if invert:
+        arr = 255 - arr
+    return arr[None], size

@@ -1,0 +1,93 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+BIN = os.path.dirname(sys.executable)
+
+
+def run(cmd, timeout=300, **kw):
+    env = {**os.environ, "DLM_NO_PROGRESS": "1"}
+    return subprocess.run([os.path.join(BIN, cmd[0]), *cmd[1:]], env=env, capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def one_error_line(proc):
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def test_bad_config_is_one_line():
+    assert "--lr" in one_error_line(run(["run_cnn_train", "--lr", "-1"]))
+    assert "--dataset" in one_error_line(run(["run_cnn_train", "--dataset", "cifar"]))
+
+
+def test_predict_errors_and_resize(tiny_run, tmp_path):
+    from PIL import Image
+
+    path, _ = tiny_run
+    assert "does not exist" in one_error_line(run(["run_cnn_predict", str(path), str(tmp_path / "nope.png")]))
+    text = tmp_path / "notes.png"
+    text.write_text("not an image at all")
+    assert "not a readable image" in one_error_line(run(["run_cnn_predict", str(path), str(text)]))
+    assert "does not exist" in one_error_line(run(["run_cnn_predict", str(tmp_path / "norun"), str(text)]))
+    # a wrong-size colour image is converted and resized per preprocess.json, not rejected
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 60, 3), dtype=np.uint8)).save(big)
+    ok = run(["run_cnn_predict", str(path), str(big)])
+    assert ok.returncode == 0, ok.stderr
+    assert "resized from 60x90" in ok.stdout
+
+
+def test_export_parity_manifest_and_tamper(tiny_run, tmp_path):
+    import onnxruntime as ort
+
+    from dlm_core.bundle import load_bundle, verify_bundle
+    from dlm_core.errors import DlmError
+    from p03_cnn.export import export_run
+
+    path, _ = tiny_run
+    out = export_run(path, name="fashion-cnn", version="test", n_reference=16)
+    bundle = load_bundle(out["bundle"])  # manifest verifies
+    assert out["parity_max_abs_diff"] <= 1e-4
+    x = np.load(bundle.file("reference_inputs.npy"))
+    sess = ort.InferenceSession(str(bundle.file("model.onnx")), providers=["CPUExecutionProvider"])
+    for n in (1, 7, 16):  # dynamic batch
+        got = sess.run(None, {"image": x[:n]})[0]
+        assert np.abs(got - np.load(bundle.file("reference_outputs.npy"))[:n]).max() <= 1e-4
+    assert len(bundle.json("labels.json")) == 10 and bundle.json("preprocess.json")["height"] == 28
+    copy = tmp_path / "copy"
+    shutil.copytree(out["bundle"], copy)
+    with open(copy / "labels.json", "w") as f:
+        json.dump(["x"] * 10, f)
+    assert any("sha256 mismatch" in p for p in verify_bundle(copy))
+    with pytest.raises(DlmError):
+        load_bundle(copy)
+
+
+def test_evaluate_cli_writes_report(tiny_run):
+    path, _ = tiny_run
+    proc = run(["run_cnn_evaluate", str(path)])
+    assert proc.returncode == 0, proc.stderr
+    assert "test_acc:" in proc.stdout
+    for name in ("confusion.png", "wrong.png", "filters.png", "loss.png", "accuracy.png", "report.md"):
+        assert (path / name).is_file(), name
+    report = (path / "report.md").read_text()
+    assert "Receptive field" in report and "| stage3.block1.conv2 | 3 | 1 | 4 | 25 |" in report
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    run_dir = tmp_path / "ddp"
+    proc = run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "p03_cnn.train", "--preset", "tiny",
+                "--device", "cpu", "--no-baseline", "--run-dir", str(run_dir)], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "world size 2" in proc.stdout
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["epoch"] == 1  # rank 0 logged once, not twice
+    assert (run_dir / "checkpoints" / "best.pt").is_file() and (run_dir / "evaluation.json").is_file()

@@ -1,0 +1,73 @@
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+
+from p03_cnn.config import PRESETS
+from p03_cnn.train import lr_at, train
+
+TINY = dataclasses.replace(PRESETS["tiny"], device="cpu", baseline=False)
+
+
+def test_overfits_128_images(tmp_path):
+    cfg = dataclasses.replace(TINY, train_subset=128, eval_subset=128, width=16, epochs=25, batch_size=32,
+                              augment=False, label_smoothing=0.0, weight_decay=0.0, lr=0.05)
+    train(cfg, run_dir=tmp_path / "run", final_eval=False)
+    from dlm_core.runs import RunDir
+
+    rows = RunDir(tmp_path / "run").metrics()
+    assert rows[-1]["train_acc"] >= 0.99  # clean accuracy on the 128 training images
+
+
+def test_short_run_beats_logistic_regression(tmp_path):
+    cfg = dataclasses.replace(TINY, train_subset=3000, eval_subset=1000, width=12, epochs=3, augment=False,
+                              baseline=True, baseline_iters=100)
+    res = train(cfg, run_dir=tmp_path / "run")
+    assert res["test_acc"] > res["baseline_logreg_test_acc"] > 0.6, res
+
+
+def test_seeded_runs_are_identical(tiny_run, tmp_path):
+    from dlm_core.runs import RunDir
+
+    path, _ = tiny_run
+    train(dataclasses.replace(PRESETS["tiny"], epochs=2, device="cpu"), run_dir=tmp_path / "again")
+    strip = [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in RunDir(path).metrics()]
+    again = [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")}
+             for r in RunDir(tmp_path / "again").metrics()]
+    assert strip == again and len(strip) == 2
+
+
+def test_resume_after_kill_continues_from_checkpoint(tiny_run, tmp_path):
+    """Kill a run after its first epoch checkpoint; --resume finishes it with the uninterrupted run's numbers."""
+    from dlm_core.runs import RunDir
+
+    ref_path, _ = tiny_run
+    run = tmp_path / "killed"
+    env = {**os.environ, "DLM_NO_PROGRESS": "1"}
+    cmd = [sys.executable, "-m", "p03_cnn.train", "--preset", "tiny", "--epochs", "2", "--device", "cpu",
+           "--epoch-delay", "30", "--run-dir", str(run)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "epoch-1.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    assert (run / "checkpoints" / "epoch-1.pt").exists() and not (run / "checkpoints" / "epoch-2.pt").exists()
+    done = subprocess.run([sys.executable, "-m", "p03_cnn.train", "--resume", str(run), "--epoch-delay", "0"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "resumed from epoch 1" in done.stdout
+
+    def keyed(path):
+        return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in RunDir(path).metrics()]
+
+    assert keyed(run) == keyed(ref_path)
+
+
+def test_onecycle_schedule_shape():
+    cfg = dataclasses.replace(TINY, lr=1.0, warmup=0.25)
+    lrs = [lr_at(cfg, s, 100) for s in range(101)]
+    assert abs(lrs[0] - 1 / 25) < 1e-9 and abs(max(lrs) - 1.0) < 1e-9 and lrs.index(max(lrs)) == 25
+    assert lrs[-1] < 1e-3 and all(a >= b for a, b in zip(lrs[25:], lrs[26:]))

@@ -1,0 +1,249 @@
+"""Console scripts: run_anomaly_train, run_anomaly_detector, run_anomaly_export.
+
+No torch at module level: `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from dlm_core.config import ArgumentParser, add_config_args, config_from_args
+from dlm_core.errors import DlmError, cli_entry
+
+from .config import DATASETS, PRESETS, AEConfig, base_config
+
+
+# --- run_anomaly_train -------------------------------------------------------------------------------------
+def train_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="run_anomaly_train", description="Train an autoencoder on normal data only and "
+                       "detect anomalies by reconstruction error (threshold at a target validation FPR).")
+    p.add_argument("--preset", default="default", choices=list(PRESETS), help="quick: seconds; sweep: the "
+                   "reduced per-class budget of the 10-class sweep")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    p.add_argument("--all-classes", action="store_true", help="fashion-oneclass: one detector per class (0-9) "
+                   "and the per-class ROC-AUC table vs IsolationForest and PCA")
+    p.add_argument("--sweep-latent", default=None, metavar="A,B,...", help="train one model per bottleneck size "
+                   "and plot validation error and test ROC-AUC against it")
+    add_config_args(p, AEConfig)
+    return p
+
+
+@cli_entry
+def train_main(argv: list[str] | None = None) -> int:
+    args = train_parser().parse_args(argv)
+    from dlm_core.runs import RunDir, print_metrics
+
+    from .train import PROJECT, run_experiment
+
+    if args.resume:
+        run = RunDir.open(args.resume)
+        cfg = AEConfig(**run.load_config())
+        result = run_experiment(cfg, run=run, resume=True)
+        _print_result(result)
+        return 0
+    cfg = config_from_args(AEConfig, args, base=base_config(args.preset, getattr(args, "dataset",
+                                                                                  "fashion-oneclass")))
+    if args.sweep_latent:
+        from .sweeps import latent_sweep
+
+        dims = _int_list(args.sweep_latent, "--sweep-latent")
+        latent_sweep(cfg, dims)
+        return 0
+    if args.all_classes:
+        if cfg.dataset != "fashion-oneclass":
+            raise DlmError("--all-classes is for --dataset fashion-oneclass")
+        from .sweeps import all_classes
+
+        all_classes(cfg)
+        return 0
+    run = RunDir.create(PROJECT, cfg)
+    print(f"run: {run.path}", flush=True)
+    result = run_experiment(cfg, run=run)
+    _print_result(result)
+    print_metrics(run=result["run_dir"])
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        vals = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise DlmError(f"{flag} {text!r}: give comma-separated integers, e.g. 4,8,16,32") from None
+    if not vals or min(vals) < 1:
+        raise DlmError(f"{flag} {text!r}: give positive integers, e.g. 4,8,16,32")
+    return vals
+
+
+def _print_result(r: dict) -> None:
+    ae = r["autoencoder"]
+    print(f"threshold: {ae['threshold']:.4g} anomalies_detected: {ae['tp'] + ae['fp']} of {r['n_test']}  "
+          f"(validation FPR target {100 * r['fpr_target']:g}%, test FPR {ae['fpr']:.4f})", flush=True)
+    line = f"ROC-AUC {ae['roc_auc']:.4f}  PR-AUC {ae['pr_auc']:.4f}"
+    for name, label in (("isolation_forest", "IsolationForest"), ("pca_reconstruction", "PCA-reconstruction")):
+        if name in r:
+            line += f"   {label} {r[name]['roc_auc']:.4f} / {r[name]['pr_auc']:.4f}"
+    print(line, flush=True)
+    print(f"F1 at threshold {ae['f1']:.3f}  (diagnostic only, F1-optimal test threshold: F1 "
+          f"{ae['diagnostic_best_f1']:.3f})", flush=True)
+
+
+# --- run_anomaly_detector ----------------------------------------------------------------------------------
+def detector_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="run_anomaly_detector", description="Score inputs with a trained detector and print "
+                       "the threshold and the anomalies found. Without --input: the run's own test split.")
+    p.add_argument("run_dir", help="a finished run of run_anomaly_train (runs/p07_autoencoder/<run>)")
+    p.add_argument("--input", nargs="+", default=None, metavar="FILE",
+                   help="one .npy or .csv file, or image files (.png/.jpg, 28x28 grey); raw values, "
+                        "unpreprocessed (pixels 0..255, table rows, or a series)")
+    p.add_argument("--output", default=None, help="write index,score,anomaly as CSV here")
+    p.add_argument("--show", type=int, default=10, help="how many flagged inputs to list (default: 10)")
+    return p
+
+
+def read_input(paths: list[str], spec: dict):
+    import numpy as np
+
+    files = [Path(p) for p in paths]
+    for f in files:
+        if not f.is_file():
+            raise DlmError(f"--input {f}: no such file")
+    suffixes = {f.suffix.lower() for f in files}
+    if suffixes <= {".png", ".jpg", ".jpeg", ".bmp"}:
+        if spec["kind"] != "image":
+            raise DlmError(f"image files given, but this run is a {spec['kind']} detector; pass .npy or .csv")
+        from PIL import Image
+
+        arrays = []
+        for f in files:
+            img = np.asarray(Image.open(f).convert("L"))
+            if img.shape != (28, 28):
+                raise DlmError(f"--input {f}: image is {img.shape[1]}x{img.shape[0]}, the detector needs 28x28 grey")
+            arrays.append(img)
+        return np.stack(arrays)
+    if len(files) != 1:
+        raise DlmError("--input: pass one .npy/.csv file, or only image files")
+    f = files[0]
+    if f.suffix.lower() == ".npy":
+        try:
+            return np.load(f, allow_pickle=False)
+        except ValueError as err:
+            raise DlmError(f"--input {f}: not a numeric .npy array ({err})") from None
+    if f.suffix.lower() == ".csv":
+        lines = [ln for ln in f.read_text().splitlines() if ln.strip()]
+        if not lines:
+            raise DlmError(f"--input {f}: empty CSV")
+        first = [c.strip() for c in lines[0].split(",")]
+        if not all(_is_number(c) for c in first):  # a header row: check the column names
+            want = spec.get("features")
+            if want is not None and first != want:
+                raise DlmError(f"--input {f}: columns {first} do not match the training columns {want}")
+            lines = lines[1:]
+        try:
+            rows = [[float(c) for c in ln.split(",")] for ln in lines]
+            arr = np.array(rows, dtype=np.float64)
+        except ValueError:
+            raise DlmError(f"--input {f}: non-numeric or ragged rows; expected a numeric CSV") from None
+        return arr
+    raise DlmError(f"--input {f}: use .npy, .csv or image files (.png/.jpg)")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+@cli_entry
+def detector_main(argv: list[str] | None = None) -> int:
+    args = detector_parser().parse_args(argv)
+    import numpy as np
+    import torch
+
+    from dlm_core.io import read_json
+
+    from .data import load, preprocess, windows
+    from .evaluate import metrics_at, unit_scores
+    from .export import load_trained
+    from .model import squared_errors
+
+    torch.set_num_threads(2)
+    cfg, spec, model = load_trained(args.run_dir)
+    threshold = spec["threshold"]
+    if args.input is None:
+        prep = load(cfg)
+        scores = unit_scores(prep, squared_errors(model, prep.x_test), "test")
+        ids, y = prep.test_ids, prep.y_test
+        source = f"the run's test split ({cfg.dataset})"
+    else:
+        raw = read_input(args.input, spec)
+        if not np.issubdtype(np.asarray(raw).dtype, np.number):
+            raise DlmError("--input holds non-numeric values")
+        x = preprocess(raw, spec)
+        if not np.isfinite(x).all():
+            raise DlmError("--input holds NaN or Inf values")
+        if spec["kind"] == "series":
+            x = windows(x, spec["window"])
+        with torch.no_grad():
+            sq = squared_errors(model, x)
+        if spec["kind"] == "series":
+            from .data import point_scores
+
+            scores = point_scores(sq, len(sq) + spec["window"] - 1)
+        else:
+            scores = sq.mean(1).astype(np.float64)
+        ids, y = np.arange(len(scores)), None
+        source = ", ".join(args.input) if len(args.input) <= 3 else f"{len(args.input)} files"
+    flagged = scores > threshold
+    unit = {"image": "images", "tabular": "rows", "series": "points"}[spec["kind"]]
+    print(f"input: {source}")
+    print(f"threshold: {threshold:.4g} anomalies_detected: {int(flagged.sum())} of {len(scores)} {unit}  "
+          f"(validation FPR target {100 * spec['fpr_target']:g}%)", flush=True)
+    top = np.argsort(-scores)[: args.show]
+    top = top[flagged[top]]
+    if len(top):
+        print("highest-scoring flagged: " + ", ".join(f"{int(ids[i])}:{scores[i]:.3g}" for i in top))
+    if y is not None:
+        m = metrics_at(y, scores, threshold)
+        line = f"ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}"
+        res_path = Path(args.run_dir) / "results.json"
+        if res_path.is_file():
+            res = read_json(res_path)
+            for name, label in (("isolation_forest", "IsolationForest"), ("pca_reconstruction", "PCA-reconstruction")):
+                if name in res:
+                    line += f"   {label} {res[name]['roc_auc']:.4f} / {res[name]['pr_auc']:.4f}"
+        print(line)
+        print(f"precision {m['precision']:.3f} recall {m['recall']:.3f} F1 {m['f1']:.3f} test FPR {m['fpr']:.4f}")
+    if args.output:
+        from dlm_core.io import write_text
+
+        body = "index,score,anomaly\n" + "".join(f"{int(i)},{s:.6g},{int(f)}\n" for i, s, f in zip(ids, scores,
+                                                                                                   flagged))
+        write_text(args.output, body)
+        print(f"scores: {args.output}")
+    return 0
+
+
+# --- run_anomaly_export ------------------------------------------------------------------------------------
+@cli_entry
+def export_main(argv: list[str] | None = None) -> int:
+    p = ArgumentParser(prog="run_anomaly_export", description="Export an image detector run as a dlm_core "
+                       "bundle (ONNX returning per-image error; threshold in preprocess.json and metrics.json).")
+    p.add_argument("run_dir", help="a finished fashion-oneclass run")
+    p.add_argument("--version", default=None, help="bundle version (default: fashion-class<N>)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle of that version")
+    args = p.parse_args(argv)
+    from .export import export_bundle
+
+    bundle, max_abs = export_bundle(args.run_dir, args.version, args.overwrite)
+    print(f"bundle: {bundle.path}")
+    print(f"onnx parity max |torch - ort| = {max_abs:.3g} on {len(bundle.manifest['files'])} files' bundle")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(train_main())
+
+__all__ = ["DATASETS", "detector_main", "export_main", "train_main"]

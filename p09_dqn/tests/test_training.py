@@ -76,7 +76,7 @@ def test_terminated_stored_truncated_not(tiny_run):
 
 def test_short_run_beats_random_policy_3x(tmp_path):
     cfg = DQNConfig(total_steps=8_000, hidden=[64, 64], learning_starts=500, exploration_fraction=0.25,
-                    target_every=250, eval_every=2_000, eval_episodes=10, test_episodes=20, seed=0)
+                    eval_every=2_000, eval_episodes=10, test_episodes=20, seed=0)
     result = train(cfg, run_dir=tmp_path / "learn", quiet=True)
     assert result["test_mean"] >= 3 * result["random_mean"], result
     assert result["q_bounded"]

@@ -91,13 +91,13 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
 
     q = QNetwork(obs_dim, n_actions, cfg.hidden).to(device)
     target = copy.deepcopy(q)
-    opt = torch.optim.Adam(q.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(q.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     buf = ReplayBuffer(cfg.buffer_size, obs_dim)
     rng = np.random.default_rng([cfg.seed, 7])  # exploration and replay sampling
     obs, _ = env.reset(seed=cfg.seed)
     # everything below is the loop's state; a checkpoint holds all of it
     s = {"step": 0, "updates": 0, "episode": 0, "ep_return": 0.0, "ep_len": 0, "recent": [],
-         "best_val": -math.inf, "best_step": 0, "steps_to_solve": None, "reward_abs_max": 0.0,
+         "best_val": -math.inf, "best_step": 0, "steps_to_solve": None, "seconds_to_solve": None, "reward_abs_max": 0.0,
          "loss_sum": 0.0, "q_sum": 0.0, "n_sum": 0, "last_loss": None, "last_q": None, "epoch": 0,
          "finished": False, "train_seconds": 0.0, "last_eval_step": -1}
     best_model = copy.deepcopy(q.state_dict())
@@ -138,7 +138,7 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
             s["best_val"], s["best_step"] = val, s["step"]
             best_model = {k: v.detach().clone() for k, v in q.state_dict().items()}
         if val >= cfg.target_return and s["steps_to_solve"] is None:
-            s["steps_to_solve"] = s["step"]
+            s["steps_to_solve"], s["seconds_to_solve"] = s["step"], time.perf_counter() - t_start
         return val
 
     t_start = time.perf_counter() - s["train_seconds"]
@@ -203,7 +203,7 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
             run.log(step=step, val_return=val, episode=s["episode"], average_return=avg)
             say(step=step, episode=s["episode"], average_return=avg, epsilon=eps, td_loss=s["last_loss"],
                 q_max=s["last_q"], val_return=val, steps_per_s=sps)
-            stop = cfg.early_stop and s["steps_to_solve"] is not None
+            stop = cfg.early_stop and val >= cfg.early_stop_return
         if step % cfg.checkpoint_every == 0:
             checkpoint_due = True
 
@@ -219,7 +219,7 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
             obs, _ = env.reset()
         if stop:
             if not quiet:
-                print(f"solved: validation mean {val:.1f} >= {cfg.target_return:g} at step {step}; stopping",
+                print(f"validation mean {val:.1f} >= {cfg.early_stop_return:g} at step {step}: stopping",
                       flush=True)
             break
     bar.close()
@@ -242,7 +242,8 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
                                             "config": dataclasses.asdict(cfg), "step": s["best_step"]})
     result = {"env": cfg.env, "seed": cfg.seed, "steps": s["step"], "updates": s["updates"],
               "episodes": s["episode"], "train_seconds": s["train_seconds"],
-              "steps_to_solve": s["steps_to_solve"], "solve_return": cfg.target_return,
+              "steps_to_solve": s["steps_to_solve"], "seconds_to_solve": s["seconds_to_solve"],
+              "solve_return": cfg.target_return,
               "best_val_return": s["best_val"], "model_step": s["best_step"], "test_episodes": len(seeds),
               "test_mean": float(test.mean()), "test_std": float(test.std()), "random_mean": float(rand.mean()),
               "random_std": float(rand.std()), "reward_abs_max": s["reward_abs_max"],

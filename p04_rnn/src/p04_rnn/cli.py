@@ -50,8 +50,7 @@ def generate_main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(GenerateConfig, args)
     from pathlib import Path
 
-    from .data import Vocab
-    from .evaluate import latest_run
+    from .data import Vocab, latest_run
 
     run_dir = Path(args.run_dir) if args.run_dir else latest_run()
     Vocab.load(run_dir / "vocab.json").encode(cfg.seed_text)   # unknown characters: one error line, before torch

@@ -76,3 +76,13 @@ def bptt_windows(matrix: np.ndarray, seq_len: int, offset: int = 0):
     for t in range(offset, n - 1, seq_len):
         end = min(t + seq_len, n - 1)
         yield matrix[:, t:end], matrix[:, t + 1:end + 1]
+
+
+def latest_run(root: str | Path | None = None) -> Path:
+    from dlm_core.runs import runs_root
+
+    base = Path(root) if root is not None else runs_root() / "p04_rnn"
+    ckpts = sorted(base.glob("*/checkpoints/*.pt"), key=lambda p: p.stat().st_mtime)
+    if not ckpts:
+        raise DlmError(f"no trained p04_rnn run under {base}/; train one with run_rnn_train or pass a run dir")
+    return ckpts[-1].parent.parent   # the run with the newest checkpoint

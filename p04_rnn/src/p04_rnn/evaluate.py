@@ -64,17 +64,6 @@ def plot_training(rows: list[dict], path: Path, baseline_val_bpc: float | None =
     return save_figure(fig, path)
 
 
-def latest_run(root: str | Path | None = None) -> Path:
-    from dlm_core.errors import DlmError
-    from dlm_core.runs import runs_root
-
-    base = Path(root) if root is not None else runs_root() / "p04_rnn"
-    runs = sorted(p.parent.parent for p in base.glob("*/checkpoints/*.pt"))
-    if not runs:
-        raise DlmError(f"no trained p04_rnn run under {base}/; train one with run_rnn_train or pass a run dir")
-    return runs[-1]
-
-
 def load_run(run_dir: str | Path, device="cpu"):
     """(model in eval mode, vocab, config) from a run directory's best (or latest) checkpoint."""
     from dlm_core.checkpoint import Checkpointer

@@ -45,7 +45,9 @@ def window_starts(cfg: RNNConfig, n_cols: int, epoch: int) -> list[int]:
     return list(range(offset, n_cols - 1, cfg.seq_len))
 
 
-def train(cfg: RNNConfig, run_dir: str | Path | None = None, resume: bool = False, quiet: bool = False) -> dict:
+def train(cfg: RNNConfig, run_dir: str | Path | None = None, resume: bool = False, quiet: bool = False,
+          stop_at: int | None = None) -> dict:
+    """Train (or resume) a run; returns its results. stop_at ends early like a kill would (tests of resume)."""
     from dlm_core.checkpoint import Checkpointer, rng_state, set_rng_state
     from dlm_core.device import select_device
     from dlm_core.errors import check_finite
@@ -142,6 +144,9 @@ def train(cfg: RNNConfig, run_dir: str | Path | None = None, resume: bool = Fals
                              "step": step, "data_epoch": epoch, "window": window, "best_val": best_val,
                              "hidden": state, "config": dataclasses.asdict(cfg)}, is_best=is_best)
             eval_loss, eval_n, t_eval = 0.0, 0, time.perf_counter()
+        if stop_at is not None and step >= stop_at:
+            bar.close()
+            return {"run_dir": str(run.path), "steps": step, "stopped": True}
     bar.close()
 
     result = {"run_dir": str(run.path), "params": n_params, "best_val_bpc": best_val, "steps": step,

@@ -95,6 +95,8 @@ class LandscapeConfig:
     hessian_iters: int = field(default=50, metadata={"help": "power-iteration steps for the top Hessian eigenvalue"})
     seed: int = 0
     device: str = field(default="cpu", metadata={"help": "auto | cpu | cuda | cuda:N | mps"})
+    threads: int = field(default=1, metadata={"help": "CPU threads for torch and BLAS (a tiny MLP is fastest on 1; "
+                                                      "more threads only add overhead on a busy machine)"})
 
     def __post_init__(self):
         _one_of(self.dataset, ("digits", "mnist10k"), "--dataset")
@@ -105,6 +107,7 @@ class LandscapeConfig:
         check(self.grid >= 3, "--grid must be >= 3")
         check(self.span > 0, "--span must be > 0")
         check(self.hessian_iters >= 1, "--hessian-iters must be >= 1")
+        check(self.threads >= 1, "--threads must be >= 1")
 
 
 LANDSCAPE_PRESETS = {

@@ -115,7 +115,7 @@ def results_table(surface: Surface, results: list[PathResult], tol: float) -> st
     head = f"| optimizer | lr | final_loss | distance_to_minimum | steps to loss-min < {tol:g} | end point |"
     lines = [head, "|---|---|---|---|---|---|"]
     for r in results:
-        end = "diverged at step %d" % r.diverged_at if r.diverged_at else f"({r.path[-1, 0]:.3f}, {r.path[-1, 1]:.3f})"
+        end = f"diverged at step {r.diverged_at}" if r.diverged_at else f"({r.path[-1, 0]:.3f}, {r.path[-1, 1]:.3f})"
         lines.append(f"| {r.optimizer} | {r.lr:g} | {r.final_loss:.4g} | {r.distance:.3g} | "
                      f"{r.steps_to_tol if r.steps_to_tol is not None else 'never'} | {end} |")
     return "\n".join(lines)
@@ -146,8 +146,7 @@ def plot_sweep(surface: Surface, rows: list[dict], optimizers: list[str], lrs: l
     panels = [(gap, f"log10(final loss - min) after {steps} steps", "viridis"),
               (hit, f"steps until loss - min < {tol:g} (blank: never)", "magma_r")]
     for ax, (z, title, cmap) in zip(axes, panels):
-        cm = pyplot.get_cmap(cmap).copy()
-        cm.set_bad("#dddddd")
+        cm = pyplot.get_cmap(cmap).with_extremes(bad="#dddddd")
         im = ax.imshow(np.ma.masked_invalid(z), cmap=cm, aspect="auto")
         for i in range(z.shape[0]):
             for j in range(z.shape[1]):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from dlm_core.errors import check_finite
-from dlm_core.runs import RunDir, print_metrics
+from dlm_core.runs import RunDir, new_run_id, print_metrics, runs_root
 
 from . import evaluate
 from .config import LandscapeConfig, PlaygroundConfig
@@ -20,6 +20,16 @@ from .surfaces import get_surface
 from .train import PathResult, run_path
 
 PROJECT = "p02_optimizers"
+
+
+def _new_run(cfg, project: str = PROJECT, name: str = "") -> RunDir:
+    """RunDir.create with an id that is unique even for two runs started within the same second."""
+    base = new_run_id(name or None)
+    run_id, k = base, 1
+    while (runs_root() / project / run_id).exists():
+        k += 1
+        run_id = f"{base}-{k}"
+    return RunDir.create(project, cfg, run_id=run_id)
 
 
 def _log_path(run: RunDir, r: PathResult, every: int) -> None:
@@ -36,7 +46,7 @@ def _surface(cfg: PlaygroundConfig):
 
 def single(cfg: PlaygroundConfig) -> PathResult:
     surface = _surface(cfg)
-    run = RunDir.create(PROJECT, cfg)
+    run = _new_run(cfg, name=f"{cfg.surface}-{cfg.optimizer}")
     r = run_path(cfg, surface, cfg.optimizer)
     _log_path(run, r, max(1, cfg.steps // 500))
     if r.diverged_at is not None:
@@ -47,14 +57,15 @@ def single(cfg: PlaygroundConfig) -> PathResult:
     run.write_report(f"# {cfg.surface} with {cfg.optimizer}\n\n{surface.note}.\n\n"
                      f"{evaluate.results_table(surface, [r], cfg.tol)}\n\n![paths](paths.png)\n\n![loss](loss.png)\n")
     print_metrics(surface=cfg.surface, optimizer=cfg.optimizer, final_loss=r.final_loss, steps=cfg.steps,
-                  distance_to_minimum=r.distance, steps_to_tol=r.steps_to_tol if r.steps_to_tol is not None else "never")
+                  distance_to_minimum=r.distance,
+                  steps_to_tol=r.steps_to_tol if r.steps_to_tol is not None else "never")
     print(f"run: {run.path}", flush=True)
     return r
 
 
 def compare(cfg: PlaygroundConfig) -> list[PathResult]:
     surface = _surface(cfg)
-    run = RunDir.create(PROJECT, cfg)
+    run = _new_run(cfg, name=f"{cfg.surface}-compare")
     results = []
     for name in cfg.compare:
         r = run_path(cfg, surface, name)
@@ -83,7 +94,7 @@ def compare(cfg: PlaygroundConfig) -> list[PathResult]:
 
 def sweep(cfg: PlaygroundConfig) -> list[dict]:
     surface = _surface(cfg)
-    run = RunDir.create(PROJECT, cfg)
+    run = _new_run(cfg, name=f"{cfg.surface}-sweep")
     names = cfg.compare or list(OPTIMIZERS)
     lrs = sorted(cfg.sweep_lrs)
     rows = []
@@ -112,6 +123,13 @@ def sweep(cfg: PlaygroundConfig) -> list[dict]:
 
 
 def landscape(cfg: LandscapeConfig, run_dir: str | None = None, resume: bool = False) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(cfg.threads):  # BLAS threads (numpy, sklearn)
+        return _landscape(cfg, run_dir, resume)
+
+
+def _landscape(cfg: LandscapeConfig, run_dir: str | None, resume: bool) -> dict:
     import torch
     from sklearn.linear_model import LogisticRegression
 
@@ -123,9 +141,10 @@ def landscape(cfg: LandscapeConfig, run_dir: str | None = None, resume: bool = F
     from .train import accuracy, train_pair
 
     seed_everything(cfg.seed)
+    torch.set_num_threads(cfg.threads)
     device = select_device(cfg.device)
     data = load_data(cfg.dataset, cfg.seed, device)
-    run = RunDir.at(run_dir, cfg) if run_dir else RunDir.create(PROJECT + "_landscape", cfg)
+    run = RunDir.at(run_dir, cfg) if run_dir else _new_run(cfg, PROJECT + "_landscape", cfg.dataset)
     models = train_pair(cfg, data, run, resume=resume)
 
     loss_fn = torch.nn.CrossEntropyLoss()

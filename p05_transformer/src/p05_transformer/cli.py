@@ -1,0 +1,92 @@
+"""Console scripts: run_transformer_train, run_transformer_translate, run_transformer_evaluate.
+torch is imported inside main(), so --help is instant."""
+
+from __future__ import annotations
+
+import sys
+
+from dlm_core.config import ArgumentParser, add_config_args, config_from_args
+from dlm_core.errors import DlmError, cli_entry
+
+from .config import PRESETS, TransformerConfig
+
+
+@cli_entry
+def train_main(argv: list[str] | None = None) -> int:
+    p = ArgumentParser(prog="run_transformer_train",
+                       description="Train the EN->ES transformer on bible-en-es; score test beside the baselines")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="quick: the 2-minute demo")
+    add_config_args(p, TransformerConfig)
+    p.add_argument("--run-dir", default=None, help="run folder (default: runs/p05_transformer/<timestamp>)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    args = p.parse_args(argv)
+    from dlm_core.runs import RunDir
+
+    from .train import train
+
+    if args.resume:
+        run = RunDir.open(args.resume)
+        cfg = config_from_args(TransformerConfig, args, base=TransformerConfig(**run.load_config()))
+        train(cfg, run_dir=run.path, resume=True)
+    else:
+        train(config_from_args(TransformerConfig, args, base=PRESETS[args.preset]), run_dir=args.run_dir)
+    return 0
+
+
+@cli_entry
+def translate_main(argv: list[str] | None = None) -> int:
+    p = ArgumentParser(prog="run_transformer_translate", description="Translate English sentences to Spanish")
+    p.add_argument("text", nargs="+", help="English sentence(s); each argument is translated separately")
+    p.add_argument("--run", default=None, help="trained run folder (default: the latest under runs/p05_transformer)")
+    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    p.add_argument("--attention", default=None, metavar="OUT.png", help="save cross-attention heatmaps (1st text)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    args = p.parse_args(argv)
+    if args.beam < 1:
+        raise DlmError("--beam must be >= 1")
+    from dlm_core.device import select_device
+
+    from .evaluate import attention_figure, latest_run, load_trained, translate_texts
+
+    select_device(args.device)
+    model, tok, cfg, _ = load_trained(args.run or latest_run())
+    outs = translate_texts(model, tok, cfg, args.text, beam=args.beam)
+    for text, out in zip(args.text, outs):
+        print(f'input: "{text}"  output: "{out}"')
+    if args.attention:
+        print(f"attention: {attention_figure(model, tok, args.text[0], args.attention, cfg.max_len)}")
+    return 0
+
+
+@cli_entry
+def evaluate_main(argv: list[str] | None = None) -> int:
+    p = ArgumentParser(prog="run_transformer_evaluate",
+                       description="sacreBLEU + chrF of a trained run on the test split, beside the baselines")
+    p.add_argument("run", help="run folder, e.g. runs/p05_transformer/<run>/")
+    p.add_argument("--beam", type=int, default=None, help="beam size (default: the run's)")
+    p.add_argument("--limit", type=int, default=0, help="score only the first N test pairs (0 = all)")
+    args = p.parse_args(argv)
+    import dataclasses
+
+    from dlm_core.runs import print_metrics
+
+    from . import data as D
+    from .evaluate import evaluate_model, load_trained
+
+    model, tok, cfg, run = load_trained(args.run)
+    train_pairs, _, test = D.load_pairs(cfg)
+    test = test[:args.limit] if args.limit else test
+    beam = args.beam or cfg.beam
+    res = evaluate_model(model, tok, cfg, train_pairs, test, beam)
+    res["config"] = dataclasses.asdict(cfg)
+    run.write_json(f"evaluate_beam{beam}.json", res)
+    b = res["baselines"]
+    print(f"test pairs: {len(test)}  beam: {beam}")
+    print_metrics(bleu=res["test_bleu"], chrf=res["test_chrf"])
+    print_metrics(ibm_model1_bleu=b["ibm_model1"]["bleu"], ibm_model1_chrf=b["ibm_model1"]["chrf"])
+    print_metrics(copy_source_bleu=b["copy_source"]["bleu"], copy_source_chrf=b["copy_source"]["chrf"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(train_main())

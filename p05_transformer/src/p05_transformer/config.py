@@ -1,0 +1,68 @@
+"""Every knob of the translator, with defaults that train in ~20 minutes on a (shared) 2-core CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dlm_core.config import check
+
+
+@dataclasses.dataclass
+class TransformerConfig:
+    # data
+    dataset: str = dataclasses.field(default="bible-en-es", metadata={"help": "parallel corpus (EN->ES)"})
+    max_words: int = dataclasses.field(default=20, metadata={"help": "keep pairs whose English has <= this many words"})
+    train_limit: int = dataclasses.field(default=0, metadata={"help": "use only the first N training pairs (0 = all)"})
+    vocab_size: int = dataclasses.field(default=4000, metadata={"help": "joint EN+ES BPE vocabulary"})
+    max_len: int = dataclasses.field(default=64, metadata={"help": "max subword tokens per side (longer: dropped "
+                                                                     "from training, refused at translation)"})
+    # model
+    d_model: int = 128
+    heads: int = 4
+    enc_layers: int = 2
+    dec_layers: int = 2
+    d_ff: int = 256
+    dropout: float = 0.1
+    # training
+    epochs: int = dataclasses.field(default=8, metadata={"help": "passes over the training split"})
+    batch_size: int = dataclasses.field(default=64, metadata={"help": "sentence pairs per step"})
+    lr: float = dataclasses.field(default=1.5e-3, metadata={"help": "peak AdamW learning rate"})
+    weight_decay: float = 0.01
+    warmup_steps: int = dataclasses.field(default=300, metadata={"help": "linear warmup, then cosine decay to 0"})
+    label_smoothing: float = 0.1
+    clip_norm: float = dataclasses.field(default=1.0, metadata={"help": "gradient clipping (global L2 norm)"})
+    max_minutes: float = dataclasses.field(default=0.0, metadata={"help": "stop after the epoch that passes this "
+                                                                          "wall-clock budget (0 = no limit)"})
+    # evaluation / decoding
+    val_sentences: int = dataclasses.field(default=200, metadata={"help": "val pairs decoded for val_bleu each epoch"})
+    test_sentences: int = dataclasses.field(default=0, metadata={"help": "test pairs scored at the end (0 = all)"})
+    beam: int = dataclasses.field(default=4, metadata={"help": "beam size for the final test score (1 = greedy)"})
+    length_alpha: float = dataclasses.field(default=0.6, metadata={"help": "beam length normalisation exponent"})
+    export: bool = dataclasses.field(default=True, metadata={"help": "export the ONNX bundle after training"})
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self):
+        check(self.dataset == "bible-en-es", f"--dataset {self.dataset!r}: only bible-en-es is available")
+        check(1 <= self.max_words <= 200, "--max-words must be in 1..200")
+        check(self.train_limit >= 0, "--train-limit must be >= 0")
+        check(self.vocab_size >= 100, "--vocab-size must be >= 100")
+        check(self.max_len >= 8, "--max-len must be >= 8")
+        check(self.d_model % self.heads == 0, f"--d-model {self.d_model} must be divisible by --heads {self.heads}")
+        check(min(self.enc_layers, self.dec_layers, self.d_ff, self.heads) >= 1, "layers, heads and d_ff must be >= 1")
+        check(0 <= self.dropout < 1, "--dropout must be in [0, 1)")
+        check(self.epochs >= 1 and self.batch_size >= 1, "--epochs and --batch-size must be >= 1")
+        check(self.lr > 0, "--lr must be > 0")
+        check(0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)")
+        check(self.clip_norm > 0, "--clip-norm must be > 0")
+        check(self.beam >= 1, "--beam must be >= 1")
+        check(self.val_sentences >= 1, "--val-sentences must be >= 1")
+
+
+PRESETS = {
+    "default": TransformerConfig(),
+    # the demo: a small model on 3,000 pairs, a couple of minutes on 2 cores
+    "quick": TransformerConfig(train_limit=3000, vocab_size=2000, d_model=64, heads=4, enc_layers=2, dec_layers=2,
+                               d_ff=128, epochs=3, warmup_steps=50, lr=2e-3, val_sentences=50, test_sentences=200,
+                               beam=2),
+}

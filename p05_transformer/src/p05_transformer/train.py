@@ -1,0 +1,139 @@
+"""The training loop: label-smoothed cross-entropy, AdamW with linear warmup then cosine decay, gradient
+clipping, per-epoch val loss + val BLEU (greedy), atomic checkpoints (resumable), and at the end one test
+score (beam search) beside the baselines, plots, report.md and the ONNX bundle."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import torch
+from torch import nn
+
+from dlm_core.checkpoint import Checkpointer, rng_state, set_rng_state
+from dlm_core.device import select_device
+from dlm_core.errors import check_finite
+from dlm_core.runs import RunDir, print_metrics, progress
+from dlm_core.seed import seed_everything
+
+from . import data as D
+from .config import TransformerConfig
+from .decode import translate_ids
+from .model import PAD, Transformer, count_parameters
+
+PROJECT = "p05_transformer"
+
+
+def build_model(cfg: TransformerConfig, vocab_size: int) -> Transformer:
+    return Transformer(vocab_size, cfg.d_model, cfg.heads, cfg.enc_layers, cfg.dec_layers, cfg.d_ff, cfg.dropout,
+                       cfg.max_len + 2)
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """LR multiplier: linear 0 -> 1 over `warmup` steps, then cosine down to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def loss_on(model, pairs, cfg, loss_fn, device) -> float:
+    model.eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for src, tgt in D.batches(pairs, 128, 0, 0):
+            src, tgt = torch.from_numpy(src).to(device), torch.from_numpy(tgt).to(device)
+            logits = model(src, tgt[:, :-1])
+            k = int((tgt[:, 1:] != PAD).sum())
+            total += loss_fn(logits.reshape(-1, logits.size(-1)), tgt[:, 1:].reshape(-1)).item() * k
+            n += k
+    return total / n
+
+
+def bleu_on(model, tok, pairs, cfg, beam: int = 1) -> tuple[float, float, list[str]]:
+    from .evaluate import score
+
+    hyps = translate_ids(model, [D.encode(tok, en)[:cfg.max_len] for en, _ in pairs], cfg.max_len + 1, beam=beam,
+                         alpha=cfg.length_alpha)
+    texts = [D.decode(tok, h) for h in hyps]
+    bleu, chrf = score(texts, [es for _, es in pairs])
+    return bleu, chrf, texts
+
+
+def train(cfg: TransformerConfig, run_dir=None, resume: bool = False) -> dict:
+    seed_everything(cfg.seed)
+    device = select_device(cfg.device)
+    run = RunDir.at(run_dir, cfg) if run_dir is not None else RunDir.create(PROJECT, cfg)
+    ckpt = Checkpointer(run.checkpoint_dir)
+    train_pairs, val_pairs, test_pairs = D.load_pairs(cfg)
+    tok_path = run.file("tokenizer.json")
+    if resume and tok_path.is_file():
+        tok = D.load_tokenizer(tok_path)
+    else:  # trained on the training split only
+        tok = D.train_tokenizer([t for p in train_pairs for t in p], cfg.vocab_size)
+        tok.save(str(tok_path))
+    train_ids = D.encode_pairs(tok, train_pairs, cfg.max_len)
+    val_ids = D.encode_pairs(tok, val_pairs, cfg.max_len)
+    val_sample = val_pairs[:cfg.val_sentences]
+
+    seed_everything(cfg.seed)
+    model = build_model(cfg, tok.get_vocab_size()).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, total_steps))
+    loss_fn = nn.CrossEntropyLoss(ignore_index=PAD, label_smoothing=cfg.label_smoothing)
+    start_epoch, best_bleu, elapsed = 1, -1.0, 0.0
+    if resume and (state := ckpt.latest()) is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start_epoch, best_bleu, elapsed = state["epoch"] + 1, state["best_bleu"], state["elapsed"]
+        run.truncate_metrics(lambda r: r.get("epoch", 0) < start_epoch)
+        print(f"resumed from epoch {state['epoch']}", flush=True)
+    print(f"pairs: train {len(train_ids)} val {len(val_ids)} test {len(test_pairs)}; vocab {tok.get_vocab_size()}; "
+          f"parameters {count_parameters(model):,}; {steps_per_epoch} steps/epoch", flush=True)
+
+    step = (start_epoch - 1) * steps_per_epoch
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        total, count = 0.0, 0
+        bar = progress(D.batches(train_ids, cfg.batch_size, cfg.seed, epoch), desc=f"epoch {epoch}")
+        for src, tgt in bar:
+            src, tgt = torch.from_numpy(src).to(device), torch.from_numpy(tgt).to(device)
+            logits = model(src, tgt[:, :-1])
+            loss = loss_fn(logits.reshape(-1, logits.size(-1)), tgt[:, 1:].reshape(-1))
+            step += 1
+            check_finite(loss.item(), step, sched.get_last_lr()[0])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            opt.step()
+            sched.step()
+            total += loss.item() * len(src)
+            count += len(src)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        val_loss = loss_on(model, val_ids, cfg, loss_fn, device)
+        val_bleu, val_chrf, _ = bleu_on(model, tok, val_sample, cfg)
+        elapsed += time.perf_counter() - t0
+        row = {"epoch": epoch, "train_loss": total / count, "val_loss": val_loss, "val_bleu": val_bleu,
+               "val_chrf": val_chrf, "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0}
+        run.log(**row)
+        print_metrics(**{k: v for k, v in row.items() if k != "seconds"})
+        is_best = val_bleu > best_bleu
+        best_bleu = max(best_bleu, val_bleu)
+        ckpt.save(epoch, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                          "rng": rng_state(), "config": dataclasses.asdict(cfg), "best_bleu": best_bleu,
+                          "elapsed": elapsed, "vocab_size": tok.get_vocab_size()}, is_best=is_best)
+        if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
+            print(f"time budget of {cfg.max_minutes} min reached after epoch {epoch}", flush=True)
+            break
+
+    from .evaluate import finish_run
+
+    result = finish_run(run, cfg, tok, train_pairs, test_pairs, elapsed)
+    result["run_dir"] = str(run.path)
+    print(f"run: {run.path}", flush=True)
+    return result

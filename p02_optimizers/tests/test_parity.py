@@ -118,3 +118,14 @@ def test_schedule_lr_values_match_torch(schedule):
         assert lr_at(t) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-10, abs=1e-15), t
         opt.step()
         sched.step()
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"])
+def test_float32_params_stay_float32(name):
+    """No silent upcast to float64 (a numpy-2 scalar-promotion trap that once made our Adam 5x slower)."""
+    p = np.ones(4, dtype=np.float32)
+    opt = make_optimizer(name, [p], 1e-2, clip_norm=1.0)
+    for _ in range(3):
+        opt.step([np.full(4, 0.5, dtype=np.float32)])
+    assert p.dtype == np.float32 and all(v.dtype == np.float32 for v in opt.state[0].values()
+                                          if isinstance(v, np.ndarray))

@@ -169,7 +169,7 @@ def plot_slices(slices: dict, span: float, path: str | Path) -> Path:
     """2D loss slices (one panel per optimizer, shared colour scale) and the 1D cut through the centre."""
     pyplot = plt()
     names = list(slices)
-    fig, axes = pyplot.subplots(1, len(names) + 1, figsize=(4.4 * (len(names) + 1), 4))
+    fig, axes = pyplot.subplots(1, len(names) + 1, figsize=(4.6 * (len(names) + 1), 4), layout="constrained")
     vmax = max(float(np.percentile(s, 90)) for s in slices.values())
     vmin = min(float(s.min()) for s in slices.values())
     levels = np.geomspace(max(vmin, 1e-4), vmax, 20)
@@ -183,13 +183,12 @@ def plot_slices(slices: dict, span: float, path: str | Path) -> Path:
         ax.set_xlabel("direction 1 (filter-normalised)")
         ax.set_ylabel("direction 2")
         ax.grid(False)
-    fig.colorbar(cs, ax=axes[len(names) - 1], fraction=0.05)
+    fig.colorbar(cs, ax=axes[len(names) - 1], fraction=0.05, format="%.2g", label="train loss")
     ax = axes[-1]
     for name in names:
         z = slices[name]
         a = np.linspace(-span, span, z.shape[0])
         ax.plot(a, z[z.shape[0] // 2, :], label=name, color=COLORS.get(name))
-    ax.set_yscale("log")
     ax.set_xlabel("step along direction 1")
     ax.set_ylabel("train loss")
     ax.set_title("1D cut through the centre")

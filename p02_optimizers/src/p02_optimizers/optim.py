@@ -13,6 +13,8 @@ so what you read here is what `torch.optim.Adam` and friends really do.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -144,7 +146,7 @@ class Adam(Optimizer):
         s["v"] = self.b2 * s.get("v", 0.0) + (1 - self.b2) * g * g
         bias1 = 1 - self.b1 ** self.t
         bias2 = 1 - self.b2 ** self.t
-        denom = np.sqrt(s["v"]) / np.sqrt(bias2) + self.eps
+        denom = np.sqrt(s["v"]) / math.sqrt(bias2) + self.eps  # math.sqrt: a Python float keeps float32 float32
         p -= (self.lr / bias1) * s["m"] / denom
 
 

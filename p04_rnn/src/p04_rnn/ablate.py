@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .config import RNNConfig
 
-BASE = RNNConfig(embed=32, hidden=192, layers=1, dropout=0.0, batch_size=32, seq_len=64, lr=4e-3, warmup_steps=20,
+BASE = RNNConfig(embed=32, hidden=192, layers=1, dropout=0.0, batch_size=32, seq_len=64, lr=1e-2, warmup_steps=20,
                  eval_every=100, log_every=1, val_chars=20000, final_test=False)
 
 
@@ -34,13 +34,15 @@ def _arm(name: str, cfg: RNNConfig) -> tuple[dict, list[dict]]:
     return result, rows
 
 
-def clip_ablation(steps: int, out: Path, lr: float = 2e-2) -> dict:
+def clip_ablation(steps: int, out: Path, cell: str = "lstm", lr: float = 2e-2, max_norm: float = 1.0,
+                  seq_len: int = 64) -> dict:
     from dlm_core.plotting import plt, save_figure
 
     arms = {}
-    for clip in (1.0, 0.0):
-        cfg = dataclasses.replace(BASE, max_steps=steps, clip=clip, lr=lr)
-        arms["clip on (max norm 1)" if clip else "clip off"] = _arm(f"clip-{clip:g}", cfg)
+    for clip in (max_norm, 0.0):
+        cfg = dataclasses.replace(BASE, cell=cell, max_steps=steps, clip=clip, lr=lr, seq_len=seq_len)
+        label = f"clip on (max norm {clip:g})" if clip else "clip off"
+        arms[label] = _arm(f"clip-{cell}-{clip:g}", cfg)
     pyplot = plt()
     fig, (ax1, ax2) = pyplot.subplots(1, 2, figsize=(10, 3.6))
     for label, (_, rows) in arms.items():
@@ -48,14 +50,14 @@ def clip_ablation(steps: int, out: Path, lr: float = 2e-2) -> dict:
         ax1.plot([r["step"] for r in steps_rows], [r["grad_norm"] for r in steps_rows], lw=0.8, label=label)
         ax2.plot([r["step"] for r in steps_rows], [r["train_bpc"] for r in steps_rows], lw=0.8, label=label)
     ax1.set_yscale("log")
-    ax1.set_title(f"gradient norm before clipping (LSTM, lr {lr:g})")
+    ax1.set_title(f"gradient norm before clipping ({cell}, lr {lr:g}, seq {seq_len})")
     ax1.set_xlabel("step")
     ax2.set_title("training bits per character")
     ax2.set_xlabel("step")
     ax2.set_ylim(top=6)
     ax1.legend()
     ax2.legend()
-    save_figure(fig, out / "ablation_clip.png")
+    save_figure(fig, out / f"ablation_clip_{cell}.png")
     return {label: {"best_val_bpc": res["best_val_bpc"], "max_grad_norm": max(r["grad_norm"] for r in rows),
                     "max_train_bpc_after_100": max(r["train_bpc"] for r in rows if r["step"] > 100 and
                                                    "val_bpc" not in r)}
@@ -94,7 +96,8 @@ def cell_ablation(steps: int, out: Path) -> dict:
             for cell, (res, _) in arms.items()}
 
 
-def run_ablations(which: str, steps: int, out: str) -> dict:
+def run_ablations(which: str, steps: int, out: str, clip_cell: str = "lstm", clip_lr: float = 2e-2,
+                  clip_max: float = 1.0, clip_seq: int = 64) -> dict:
     import json
 
     from dlm_core.io import write_json
@@ -104,7 +107,8 @@ def run_ablations(which: str, steps: int, out: str) -> dict:
     path = out_dir / "ablation.json"
     summary = json.loads(path.read_text()) if path.exists() else {}
     if which in ("clip", "all"):
-        summary["clip"] = {"steps": steps, **clip_ablation(steps, out_dir)}
+        summary[f"clip_{clip_cell}"] = {"steps": steps, "lr": clip_lr, "seq_len": clip_seq,
+                                        **clip_ablation(steps, out_dir, clip_cell, clip_lr, clip_max, clip_seq)}
     if which in ("cells", "all"):
         summary["cells"] = {"steps": steps, **cell_ablation(steps, out_dir)}
     write_json(path, summary)

@@ -76,6 +76,10 @@ def ablate_parser() -> ArgumentParser:
     p.add_argument("which", choices=["clip", "cells", "all"], help="which ablation")
     p.add_argument("--steps", type=int, default=400, help="steps per arm (default: 400)")
     p.add_argument("--out", default="p04_rnn/docs", help="folder for the figures and ablation.json")
+    p.add_argument("--clip-cell", choices=["lstm", "gru", "rnn"], default="lstm", help="cell of the clip ablation")
+    p.add_argument("--clip-lr", type=float, default=2e-2, help="learning rate of the clip ablation (high on purpose)")
+    p.add_argument("--clip-max", type=float, default=1.0, help="max gradient norm of the 'on' arm")
+    p.add_argument("--clip-seq", type=int, default=64, help="BPTT window of the clip ablation")
     return p
 
 
@@ -86,7 +90,7 @@ def ablate_main(argv: list[str] | None = None) -> int:
         raise DlmError("--steps must be >= 10")
     from .ablate import run_ablations
 
-    run_ablations(args.which, args.steps, args.out)
+    run_ablations(args.which, args.steps, args.out, args.clip_cell, args.clip_lr, args.clip_max, args.clip_seq)
     return 0
 
 

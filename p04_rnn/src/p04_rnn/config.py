@@ -22,7 +22,7 @@ class RNNConfig:
     batch_size: int = dataclasses.field(default=32, metadata={"help": "parallel contiguous streams"})
     seq_len: int = dataclasses.field(default=100, metadata={"help": "truncated-BPTT window (characters)"})
     max_steps: int = dataclasses.field(default=2000, metadata={"help": "optimizer steps in total"})
-    lr: float = dataclasses.field(default=3e-3, metadata={"help": "peak AdamW learning rate"})
+    lr: float = dataclasses.field(default=8e-3, metadata={"help": "peak AdamW learning rate"})
     min_lr_ratio: float = dataclasses.field(default=0.1, metadata={"help": "cosine floor as a fraction of --lr"})
     warmup_steps: int = dataclasses.field(default=50, metadata={"help": "linear warmup steps"})
     weight_decay: float = dataclasses.field(default=0.01, metadata={"help": "AdamW weight decay (matrices only)"})

@@ -142,7 +142,7 @@ def plot_sweep(surface: Surface, rows: list[dict], optimizers: list[str], lrs: l
             gap[i, j] = math.log10(max(r["final_loss"] - surface.f_min, 1e-16))
         if r["steps_to_tol"] is not None:
             hit[i, j] = r["steps_to_tol"]
-    fig, axes = pyplot.subplots(1, 2, figsize=(13, 0.5 * len(optimizers) + 2.2))
+    fig, axes = pyplot.subplots(1, 2, figsize=(13, 0.42 * len(optimizers) + 2.0), layout="constrained")
     panels = [(gap, f"log10(final loss - min) after {steps} steps", "viridis"),
               (hit, f"steps until loss - min < {tol:g} (blank: never)", "magma_r")]
     for ax, (z, title, cmap) in zip(axes, panels):
@@ -150,9 +150,14 @@ def plot_sweep(surface: Surface, rows: list[dict], optimizers: list[str], lrs: l
         im = ax.imshow(np.ma.masked_invalid(z), cmap=cm, aspect="auto")
         for i in range(z.shape[0]):
             for j in range(z.shape[1]):
-                text = "div" if np.isnan(z[i, j]) and np.isnan(gap[i, j]) else (
-                    "" if np.isnan(z[i, j]) else f"{z[i, j]:.0f}")
-                ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color="k" if text == "div" else "w")
+                if np.isnan(gap[i, j]):
+                    text, color = "div", "k"
+                elif np.isnan(z[i, j]):
+                    continue
+                else:
+                    r, g, b, _ = cm(im.norm(z[i, j]))
+                    text, color = f"{z[i, j]:.0f}", "k" if 0.3 * r + 0.6 * g + 0.1 * b > 0.5 else "w"
+                ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color=color)
         ax.set_xticks(range(len(lrs)), [f"{lr:.1g}" for lr in lrs], rotation=60, fontsize=7)
         ax.set_yticks(range(len(optimizers)), optimizers)
         ax.set_xlabel("learning rate")

@@ -148,7 +148,7 @@ def get_surface(name: str, condition: float = 100.0, angle: float = 0.0) -> Surf
         f, g = ravine(condition, angle)
         return Surface(name, f"(u^2 + {condition:g} v^2)/2, (u,v) = (x,y) rotated {angle:g} deg", f, g,
                        ((0.0, 0.0),), 0.0, (-4.5, 1.5), (-5.0, 5.0), (-3.0, 3.0),
-                       {"sgd": 1.0 / condition, "momentum": 1.0 / condition, "nesterov": 1.0 / condition,
+                       {"sgd": 1.8 / condition, "momentum": 1.8 / condition, "nesterov": 1.0 / condition,
                         "adagrad": 0.5, "rmsprop": 1e-2, "adam": 5e-2, "adamw": 5e-2},
                        f"an ill-conditioned quadratic: condition number {condition:g}")
     if name == "rastrigin":

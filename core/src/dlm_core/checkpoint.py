@@ -111,3 +111,23 @@ class Checkpointer:
             if path is None:
                 raise DlmError(f"no checkpoint in {self.dir}; train first")
         return load_checkpoint(path, map_location)
+
+
+def resume_training(ckpt: Checkpointer, model, optimizer=None, run=None, scheduler=None,
+                    epoch_key: str = "epoch") -> dict | None:
+    """Load the latest checkpoint into model/optimizer/scheduler and the RNGs; drop the metrics rows the
+    resumed run will log again. Returns the checkpoint (its "epoch" is the last finished one) or None."""
+    state = ckpt.latest()
+    if state is None:
+        return None
+    model.load_state_dict(state["model"])
+    if optimizer is not None and "optimizer" in state:
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and "scheduler" in state:
+        scheduler.load_state_dict(state["scheduler"])
+    if "rng" in state:
+        set_rng_state(state["rng"])
+    if run is not None:
+        run.truncate_metrics(lambda r: r.get(epoch_key, 0) <= state["epoch"])
+    print(f"resumed from epoch {state['epoch']}", flush=True)
+    return state

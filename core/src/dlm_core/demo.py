@@ -37,7 +37,7 @@ def run_demo(cfg: DemoConfig, run_dir=None, resume: bool = False) -> dict:
     import torch
     from torch import nn
 
-    from .checkpoint import Checkpointer, rng_state, set_rng_state
+    from .checkpoint import Checkpointer, resume_training, rng_state
     from .data import load_dataset
     from .device import select_device
     from .distributed import init_distributed
@@ -65,16 +65,8 @@ def run_demo(cfg: DemoConfig, run_dir=None, resume: bool = False) -> dict:
     model = nn.Sequential(nn.Linear(x_train.shape[1], cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 10)).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
     start_epoch = 1
-    if resume:
-        state = ckpt.latest()
-        if state is not None:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            set_rng_state(state["rng"])
-            start_epoch = state["epoch"] + 1
-            run.truncate_metrics(lambda r: r.get("epoch", 0) < start_epoch)
-            if dist.is_main:
-                print(f"resumed from epoch {state['epoch']}", flush=True)
+    if resume and (state := resume_training(ckpt, model, opt, run)) is not None:
+        start_epoch = state["epoch"] + 1
     ddp_model = dist.wrap(model)
     loss_fn = nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)

@@ -1,0 +1,71 @@
+"""What every bench/*.py shares: the machine's description, interleaved median timing, the JSON result.
+
+    result = {"bench": "p03_cnn", "machine": machine(), "ours": {...}, "peer": {...}, "ratio": r, "goal": "..."}
+    write_result("p03_cnn", result)     # prints it and writes bench/results/p03_cnn.json atomically
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .io import write_json
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """The hardware a figure came from (CPU model, cores, load when measured, GPU if any)."""
+    info = {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()}
+    try:
+        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def interleaved_medians(candidates: dict[str, Callable[[], object]], rounds: int = 20,
+                        warmup: int = 2) -> dict[str, float]:
+    """Median seconds per call of each candidate, timed in alternation so load spikes hit all of them."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("DLM_BENCH_RESULTS", Path(__file__).resolve().parents[3] / "bench" / "results"))
+
+
+def write_result(name: str, result: dict, path: str | os.PathLike | None = None) -> Path:
+    """Print the result as one JSON object and write it to bench/results/<name>.json (or `path`)."""
+    print(json.dumps(result))
+    return write_json(Path(path) if path else results_dir() / f"{name}.json", result)

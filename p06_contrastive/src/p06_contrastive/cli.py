@@ -1,0 +1,117 @@
+"""Console scripts: run_contrastive_train, run_build_index, run_semantic_search, run_retrieval_evaluate,
+run_contrastive_export. torch is imported inside main() so --help stays fast."""
+
+from __future__ import annotations
+
+from dlm_core.config import ArgumentParser, add_config_args, config_from_args
+from dlm_core.errors import DlmError, cli_entry
+
+from .config import PRESETS, Config
+
+
+@cli_entry
+def train_main(argv=None) -> int:
+    p = ArgumentParser(prog="run_contrastive_train",
+                       description="Train a contrastive text encoder (InfoNCE) on debian-packages synopsis -> "
+                                   "description pairs.")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="base config (flags override it)")
+    p.add_argument("--run-dir", help="write the run here instead of runs/p06_contrastive/<timestamp>")
+    p.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
+    add_config_args(p, Config)
+    args = p.parse_args(argv)
+    cfg = config_from_args(Config, args, base=PRESETS[args.preset])
+    from .train import run_train
+
+    if args.resume:
+        from dlm_core.runs import RunDir
+
+        RunDir.open(args.resume)
+        run_train(cfg, run_dir=args.resume, resume=True, preset=args.preset)
+    else:
+        run_train(cfg, run_dir=args.run_dir, preset=args.preset)
+    return 0
+
+
+@cli_entry
+def build_index_main(argv=None) -> int:
+    p = ArgumentParser(prog="run_build_index", description="Encode the corpus with a trained run and build a "
+                                                           "FAISS index (saved with the documents).")
+    p.add_argument("run", help="a run folder of run_contrastive_train")
+    p.add_argument("--index", choices=["flat", "hnsw", "ivfpq"], default="hnsw")
+    p.add_argument("--ef-search", type=int, default=64, help="HNSW efSearch stored as the default")
+    p.add_argument("--nprobe", type=int, default=16, help="IVF-PQ nprobe stored as the default")
+    p.add_argument("--out", help="index folder (default: <run>/index-<kind>)")
+    args = p.parse_args(argv)
+    from pathlib import Path
+
+    from .data import load_corpus
+    from .evaluate import corpus_embeddings, load_run
+    from .index import build_index, index_bytes, save_index, set_search_param
+
+    lr = load_run(args.run)
+    ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus, lr.cfg.seed)
+    emb = corpus_embeddings(lr, ds.docs)
+    index, params, seconds = build_index(args.index, emb)
+    value = {"hnsw": args.ef_search, "ivfpq": args.nprobe}.get(args.index)
+    set_search_param(index, args.index, value)
+    out = Path(args.out) if args.out else lr.path / f"index-{args.index}"
+    save_index(out, index, {"kind": args.index, "params": {**params, "search": value}, "encoder_version": lr.version,
+                            "corpus_sha256": ds.info["sha256"], "run_dir": str(lr.path)}, ds.docs)
+    print(f"index: {out} ({args.index}, {index.ntotal} docs x {emb.shape[1]} dims, built in {seconds:.2f}s, "
+          f"{index_bytes(index) / 2**20:.1f} MB, encoder {lr.version})", flush=True)
+    return 0
+
+
+@cli_entry
+def search_main(argv=None) -> int:
+    p = ArgumentParser(prog="run_semantic_search",
+                       description="Search the Debian package descriptions by meaning. An empty query or one of "
+                                   "only unknown words is an error; -k beyond the corpus returns every document.")
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=10, help="results to show")
+    p.add_argument("--index", help="index folder (default: the newest runs/p06_contrastive/*/index-*)")
+    p.add_argument("--run", help="the run whose encoder embeds the query (default: the one that built the index)")
+    args = p.parse_args(argv)
+    if not args.query.strip():
+        raise DlmError("empty query; type a few words, e.g. run_semantic_search \"solar energy\"")
+    if args.k < 1:
+        raise DlmError(f"-k {args.k}: ask for at least 1 result")
+    from .search import Searcher, latest_index
+
+    searcher = Searcher(args.index or latest_index(), args.run)
+    for hit in searcher.search(args.query, args.k):
+        syn = hit["synopsis"] if len(hit["synopsis"]) <= 70 else hit["synopsis"][:67] + "..."
+        print(f"{hit['rank']:>3}  {hit['score']:.3f}  {hit['id']:<28s} {syn}")
+    return 0
+
+
+@cli_entry
+def evaluate_main(argv=None) -> int:
+    p = ArgumentParser(prog="run_retrieval_evaluate",
+                       description="Recall@k, MRR@10, nDCG@10 of the encoder, TF-IDF, BM25 and the hybrid on the "
+                                   "test queries against the full corpus; FAISS table, t-SNE, variance plots.")
+    p.add_argument("run", help="a run folder of run_contrastive_train")
+    p.add_argument("--split", choices=["val", "test"], default="test")
+    p.add_argument("--no-faiss", action="store_true", help="skip the FAISS index table")
+    p.add_argument("--tsne-points", type=int, default=2500, help="documents in the t-SNE plot (0 = no plot)")
+    args = p.parse_args(argv)
+    from .evaluate import run_evaluate
+
+    run_evaluate(args.run, split=args.split, faiss_table=not args.no_faiss, tsne_points=args.tsne_points)
+    return 0
+
+
+@cli_entry
+def export_main(argv=None) -> int:
+    p = ArgumentParser(prog="run_contrastive_export",
+                       description="ONNX encoder (parity-checked) + tokenizer + FAISS index + documents as a bundle "
+                                   "in artifacts/p06_contrastive/<version>/.")
+    p.add_argument("run")
+    p.add_argument("--index", choices=["flat", "hnsw", "ivfpq"], default="hnsw")
+    p.add_argument("--version", help="bundle version (default: the encoder version)")
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+    from .export import run_export
+
+    run_export(args.run, args.index, args.version, args.overwrite)
+    return 0

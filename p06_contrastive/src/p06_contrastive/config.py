@@ -1,0 +1,76 @@
+"""Every knob of training, indexing and evaluation in one dataclass; defaults fit a shared 2-core CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dlm_core.config import check
+
+
+def _f(default, help_text):
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+@dataclasses.dataclass
+class Config:
+    # data
+    split_seed: int = _f(0, "seed of the source-package split of debian-packages (keep fixed across runs)")
+    max_corpus: int = _f(0, "use a seeded random subset of this many documents (0 = the full corpus; tests)")
+    max_train_pairs: int = _f(0, "cap on training (synopsis, description) pairs per epoch (0 = all)")
+    # tokenizer
+    vocab_size: int = _f(8000, "WordPiece vocabulary trained on the training split")
+    max_query_len: int = _f(24, "tokens kept of a query (synopsis)")
+    max_doc_len: int = _f(64, "tokens kept of a document (long description)")
+    # encoder
+    dim: int = _f(128, "embedding and model width")
+    layers: int = _f(1, "transformer blocks")
+    heads: int = _f(4, "attention heads")
+    ff_mult: int = _f(2, "feed-forward width = ff_mult * dim")
+    dropout: float = _f(0.1, "dropout in the encoder")
+    # InfoNCE
+    temperature: float = _f(0.05, "initial softmax temperature")
+    learn_temperature: bool = _f(True, "learn the temperature (as log 1/T, clamped to T >= 0.01)")
+    hard_negatives: bool = _f(False, "add one BM25-mined hard negative document per query")
+    dropout_positives: bool = _f(False, "add a SimCSE term: a document vs itself under another dropout mask")
+    # optimisation
+    epochs: int = _f(3, "passes over the training pairs")
+    batch_size: int = _f(256, "pairs per step = 2*batch_size-2 in-batch negatives per pair (symmetric)")
+    lr: float = _f(2e-3, "AdamW peak learning rate (linear warmup, cosine decay)")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    warmup_steps: int = _f(50, "linear warmup steps")
+    val_distractors: int = _f(8000, "non-test documents added to the validation queries' documents per epoch")
+    eval_batch_size: int = _f(512, "batch size when encoding")
+    seed: int = _f(0, "seed of init, data order and dropout")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N | mps")
+    threads: int = _f(1, "CPU threads for torch and FAISS (1 is fastest on a shared machine; 0 = all cores)")
+
+    def __post_init__(self):
+        check(self.max_corpus == 0 or self.max_corpus >= 200, "--max-corpus must be 0 (all) or >= 200")
+        check(self.max_train_pairs >= 0, "--max-train-pairs must be >= 0")
+        check(self.vocab_size >= 200, "--vocab-size must be >= 200")
+        check(self.max_query_len >= 4 and self.max_doc_len >= 8, "--max-query-len >= 4 and --max-doc-len >= 8")
+        check(self.dim >= 8 and self.heads >= 1 and self.dim % self.heads == 0,
+              f"--dim {self.dim} must be >= 8 and divisible by --heads {self.heads}")
+        check(self.layers >= 0, "--layers must be >= 0 (0 = mean of token embeddings)")
+        check(self.ff_mult >= 1, "--ff-mult must be >= 1")
+        check(0 <= self.dropout < 1, "--dropout must be in [0, 1)")
+        check(0.005 <= self.temperature <= 1, "--temperature must be in [0.005, 1]")
+        check(self.epochs >= 1, "--epochs must be >= 1")
+        check(self.batch_size >= 2, "--batch-size must be >= 2 (in-batch negatives need a batch)")
+        check(self.lr > 0, "--lr must be > 0")
+        check(self.weight_decay >= 0, "--weight-decay must be >= 0")
+        check(self.warmup_steps >= 0, "--warmup-steps must be >= 0")
+        check(self.val_distractors >= 0, "--val-distractors must be >= 0")
+        check(self.threads >= 0, "--threads must be >= 0 (0 = all cores)")
+        check(self.eval_batch_size >= 1, "--eval-batch-size must be >= 1")
+
+
+PRESETS = {
+    "default": Config(),
+    # make demo: a few thousand real pairs, one small block; seconds to a minute on 2 cores
+    "quick": Config(max_corpus=6000, vocab_size=3000, dim=64, layers=1, heads=2, epochs=2, batch_size=128,
+                    val_distractors=1000, max_doc_len=48),
+    # tests: tiny everything
+    "tiny": Config(max_corpus=1200, vocab_size=600, dim=32, layers=1, heads=2, epochs=2, batch_size=32,
+                   max_doc_len=32, max_query_len=12, val_distractors=200, warmup_steps=5, lr=3e-3),
+}

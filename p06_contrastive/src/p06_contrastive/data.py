@@ -1,0 +1,75 @@
+"""The debian-packages corpus, the WordPiece tokenizer trained on its training split, and batching.
+
+Query = a package's one-line synopsis; its one relevant document = the package's long description.
+The tokenizer (Hugging Face `tokenizers`) is what serving reuses: tokenizer.json + the max lengths.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlm_core.errors import DlmError
+
+PAD, UNK = "[PAD]", "[UNK]"
+
+
+def load_corpus(split_seed: int = 0, max_corpus: int = 0, seed: int = 0):
+    """The DocumentDataset (full, or a seeded random subset of documents with its queries remapped)."""
+    from dlm_core.data import load_dataset
+
+    ds = load_dataset("debian-packages", seed=split_seed)
+    if not max_corpus or max_corpus >= len(ds.docs):
+        return ds
+    keep = np.sort(np.random.default_rng(seed).choice(len(ds.docs), max_corpus, replace=False))
+    new_index = np.full(len(ds.docs), -1, dtype=np.int64)
+    new_index[keep] = np.arange(len(keep))
+    for name in ("train", "val", "test"):
+        idx = new_index[getattr(ds, name)]
+        setattr(ds, name, idx[idx >= 0])
+    ds.docs = [ds.docs[i] for i in keep]
+    ds.info = {**ds.info, "subset": int(max_corpus), "documents": len(ds.docs)}
+    return ds
+
+
+# --- tokenizer ----------------------------------------------------------------------------------------
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """A lower-cased WordPiece tokenizer ([PAD]=0, [UNK]=1) trained on the given texts."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token=UNK))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK], show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def load_tokenizer(path):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path))
+
+
+def encode(tok, texts: list[str], max_len: int) -> np.ndarray:
+    """Token ids (N, max_len) int64, right-padded with 0 ([PAD]); an empty text gives an all-pad row."""
+    out = np.zeros((len(texts), max_len), dtype=np.int64)
+    for i, enc in enumerate(tok.encode_batch(list(texts), add_special_tokens=False)):
+        ids = enc.ids[:max_len]
+        out[i, :len(ids)] = ids
+    return out
+
+
+def check_query(tok, query: str) -> None:
+    """Documented behaviour: an empty query or one made only of unknown tokens is refused with a DlmError."""
+    if not query or not query.strip():
+        raise DlmError("empty query; type a few words, e.g. run_semantic_search \"solar energy\"")
+    ids = tok.encode(query, add_special_tokens=False).ids
+    unk = tok.token_to_id(UNK)
+    if not ids or all(i == unk for i in ids):
+        raise DlmError(f"query {query!r} has no token the tokenizer knows (all [UNK]); use English words")
+
+
+def trim(ids: np.ndarray) -> np.ndarray:
+    """Drop the padding columns every row of a batch shares (at least one column stays)."""
+    used = np.nonzero((ids != 0).any(axis=0))[0]
+    return ids[:, : max(1, used[-1] + 1 if len(used) else 1)]

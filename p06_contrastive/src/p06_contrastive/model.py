@@ -1,0 +1,131 @@
+"""A small transformer text encoder with mean pooling and L2-normalised output, and the InfoNCE loss.
+
+One encoder embeds both queries and documents (shared weights, a "siamese" bi-encoder). Training pulls a
+synopsis towards its own description and pushes it from the other descriptions in the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(ln(x)), x + mlp(ln(x)); padding keys are masked out."""
+
+    def __init__(self, dim: int, heads: int, ff_mult: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, ff_mult * dim), nn.GELU(), nn.Linear(ff_mult * dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(d // self.heads) + key_bias  # (b, h, t, t)
+        att = self.drop(att.softmax(-1))
+        y = (att @ v).transpose(1, 2).reshape(b, t, d)
+        x = x + self.drop(self.proj(y))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class TextEncoder(nn.Module):
+    """ids (B, T) int64 with 0 = padding -> (B, dim) unit vectors (mean of the non-pad token states)."""
+
+    def __init__(self, vocab_size: int, dim: int = 128, layers: int = 2, heads: int = 4, ff_mult: int = 2,
+                 max_len: int = 64, dropout: float = 0.1):
+        super().__init__()
+        self.tok = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.pos = nn.Embedding(max_len, dim)
+        self.blocks = nn.ModuleList(Block(dim, heads, ff_mult, dropout) for _ in range(layers))
+        self.ln = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+        nn.init.normal_(self.tok.weight, std=0.02)
+        nn.init.normal_(self.pos.weight, std=0.02)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = (ids != 0).to(self.tok.weight.dtype)  # (B, T)
+        t = ids.shape[1]
+        x = self.drop(self.tok(ids) + self.pos(torch.arange(t, device=ids.device))[None])
+        key_bias = ((1.0 - mask) * -1e4)[:, None, None, :]  # padding keys get ~zero attention
+        for blk in self.blocks:
+            x = blk(x, key_bias)
+        x = self.ln(x)
+        pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
+        return F.normalize(pooled, dim=-1, eps=1e-6)
+
+
+class ContrastiveModel(nn.Module):
+    """The encoder plus the learnable log(1/temperature) of InfoNCE."""
+
+    MAX_LOG_SCALE = math.log(100.0)  # temperature >= 0.01
+
+    def __init__(self, encoder: TextEncoder, temperature: float = 0.05, learn_temperature: bool = True):
+        super().__init__()
+        self.encoder = encoder
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)), requires_grad=learn_temperature)
+
+    @property
+    def temperature(self) -> float:
+        return float(torch.exp(-self.log_scale.detach().clamp(max=self.MAX_LOG_SCALE)))
+
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.clamp(max=self.MAX_LOG_SCALE).exp()
+
+
+def info_nce(q: torch.Tensor, d: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """Symmetric InfoNCE with in-batch negatives.
+
+    q: (B, D) query embeddings, d: (B + H, D) document embeddings whose first B rows are the positives
+    (row i belongs to query i) and the last H rows extra (hard) negatives. The query->document term is a
+    softmax over all B + H documents; the document->query term over the B queries. Inputs are unit vectors,
+    so q @ d.T are cosine similarities, multiplied by scale = 1 / temperature.
+    """
+    b = q.shape[0]
+    logits = scale * q @ d.T  # (B, B + H)
+    labels = torch.arange(b, device=q.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits[:, :b].T, labels))
+
+
+def build_encoder(cfg, vocab_size: int) -> TextEncoder:
+    return TextEncoder(vocab_size, cfg.dim, cfg.layers, cfg.heads, cfg.ff_mult,
+                       max(cfg.max_doc_len, cfg.max_query_len), cfg.dropout)
+
+
+def encoder_version(encoder: nn.Module) -> str:
+    """A short hash of the encoder's weights: an index records it and refuses another encoder."""
+    h = hashlib.sha256()
+    for name, t in sorted(encoder.state_dict().items()):
+        h.update(name.encode())
+        buf = io.BytesIO()
+        buf.write(t.detach().cpu().contiguous().numpy().tobytes())
+        h.update(buf.getvalue())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def embed(encoder: TextEncoder, ids, batch_size: int = 512, device="cpu", progress_desc: str | None = None):
+    """Encode padded id rows (numpy (N, T)) in batches -> float32 numpy (N, dim); eval mode, no grad."""
+    import numpy as np
+
+    from dlm_core.runs import progress
+
+    from .data import trim
+
+    was_training = encoder.training
+    encoder.eval()
+    out = []
+    starts = range(0, len(ids), batch_size)
+    for s in (progress(starts, desc=progress_desc) if progress_desc else starts):
+        chunk = torch.from_numpy(trim(ids[s:s + batch_size])).to(device)
+        out.append(encoder(chunk).float().cpu().numpy())
+    encoder.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, encoder.tok.embedding_dim), dtype=np.float32)

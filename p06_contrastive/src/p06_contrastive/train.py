@@ -1,0 +1,191 @@
+"""Train the bi-encoder with symmetric InfoNCE on (synopsis, long description) pairs of the training split.
+
+Per epoch: shuffled pairs (seeded; a resumed run sees the same order), AdamW with warmup + cosine decay,
+gradient clipping, then validation MRR@10 / Recall@10 of the validation queries against their documents
+plus distractors, the per-dimension spread of the embeddings (collapse check), a checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from .config import Config
+
+
+def set_threads(n: int) -> None:
+    """torch and FAISS threads: on a CPU shared by many jobs one thread beats two (no spin-waiting)."""
+    import faiss
+
+    from dlm_core.device import set_cpu_threads
+
+    set_cpu_threads(n or None)
+    faiss.omp_set_num_threads(n or (__import__("os").cpu_count() or 1))
+
+
+def mine_hard_negatives(queries: list[str], docs: list[str], k: int = 5) -> np.ndarray:
+    """For query i (whose positive is docs[i]) the best BM25 document that is not docs[i]."""
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(docs, stopwords="en", show_progress=False), show_progress=False)
+    top, _ = retriever.retrieve(bm25s.tokenize(queries, stopwords="en", show_progress=False),
+                                k=min(k, len(docs)), show_progress=False, n_threads=1)
+    out = np.empty(len(queries), dtype=np.int64)
+    for i, row in enumerate(top):
+        others = [j for j in row if j != i]
+        out[i] = others[0] if others else (i + 1) % len(docs)
+    return out
+
+
+def validation_set(ds, cfg: Config):
+    """Validation queries and a corpus of their documents + seeded distractors (never test documents)."""
+    val_docs = np.asarray(ds.val)
+    banned = np.zeros(len(ds.docs), dtype=bool)
+    banned[ds.test] = True
+    banned[val_docs] = True
+    pool = np.nonzero(~banned)[0]
+    extra = np.random.default_rng(cfg.seed).choice(pool, min(cfg.val_distractors, len(pool)), replace=False)
+    corpus = np.concatenate([val_docs, np.sort(extra)])
+    return [ds.docs[i]["synopsis"] for i in val_docs], corpus, np.arange(len(val_docs))
+
+
+def lr_at(step: int, total: int, cfg: Config) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "default") -> dict:
+    import torch
+
+    from dlm_core.checkpoint import Checkpointer, rng_state, set_rng_state
+    from dlm_core.device import select_device
+    from dlm_core.errors import check_finite
+    from dlm_core.plotting import plot_curves
+    from dlm_core.runs import RunDir, print_metrics, progress
+    from dlm_core.seed import data_rng, seed_everything
+
+    from .data import encode, load_corpus, load_tokenizer, train_tokenizer, trim
+    from .evaluate import exact_search, rank_metrics
+    from .model import ContrastiveModel, build_encoder, embed, encoder_version, info_nce
+
+    seed_everything(cfg.seed)
+    device = select_device(cfg.device)
+    set_threads(cfg.threads)
+    ds = load_corpus(cfg.split_seed, cfg.max_corpus, cfg.seed)
+    run = RunDir.create("p06_contrastive", cfg) if run_dir is None else RunDir.at(run_dir, cfg)
+    run.write_json("data.json", {**ds.info, "preset": preset})
+
+    train_idx = np.asarray(ds.train)
+    if cfg.max_train_pairs:
+        train_idx = np.sort(np.random.default_rng(cfg.seed).permutation(train_idx)[: cfg.max_train_pairs])
+    train_q = [ds.docs[i]["synopsis"] for i in train_idx]
+    train_d = [ds.docs[i]["text"] for i in train_idx]
+    tok_path = run.file("tokenizer.json")
+    if resume and tok_path.exists():
+        tok = load_tokenizer(tok_path)
+    else:  # the tokenizer sees the training split only
+        tok = train_tokenizer(train_q + train_d, cfg.vocab_size)
+        tok.save(str(tok_path))
+    q_ids = encode(tok, train_q, cfg.max_query_len)
+    d_ids = encode(tok, train_d, cfg.max_doc_len)
+    hard = mine_hard_negatives(train_q, train_d) if cfg.hard_negatives else None
+    val_q, val_corpus, val_rel = validation_set(ds, cfg)
+    val_q_ids = encode(tok, val_q, cfg.max_query_len)
+    val_d_ids = encode(tok, [ds.docs[i]["text"] for i in val_corpus], cfg.max_doc_len)
+
+    model = ContrastiveModel(build_encoder(cfg, tok.get_vocab_size()), cfg.temperature, cfg.learn_temperature)
+    model.to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos" not in n) and p.requires_grad]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+    ckpt = Checkpointer(run.checkpoint_dir)
+    start_epoch, best = 1, -1.0
+    if resume:
+        state = ckpt.latest()
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"])
+            start_epoch, best = state["epoch"] + 1, state["best"]
+            run.truncate_metrics(lambda r: r.get("epoch", r.get("during_epoch", 0)) < start_epoch)
+            print(f"resumed from epoch {state['epoch']}", flush=True)
+
+    n = len(train_idx)
+    steps_per_epoch = n // cfg.batch_size  # drop the ragged last batch: every step has the same negatives
+    total_steps = steps_per_epoch * cfg.epochs
+    step = (start_epoch - 1) * steps_per_epoch
+    print(f"pairs: {n} train, {len(val_q)} val queries vs {len(val_corpus)} docs | vocab {tok.get_vocab_size()} "
+          f"| params {sum(p.numel() for p in model.parameters()):,} | device {device}", flush=True)
+    result = {}
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = data_rng(cfg.seed, epoch).permutation(n)
+        batches = [order[i:i + cfg.batch_size] for i in range(0, steps_per_epoch * cfg.batch_size, cfg.batch_size)]
+        total = 0.0
+        bar = progress(batches, desc=f"epoch {epoch}")
+        for b in bar:
+            lr = lr_at(step, total_steps, cfg)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            docs = d_ids[b] if hard is None else np.concatenate([d_ids[b], d_ids[hard[b]]])
+            q = model.encoder(torch.from_numpy(trim(q_ids[b])).to(device))
+            d_tok = torch.from_numpy(trim(docs)).to(device)
+            d = model.encoder(d_tok)
+            loss = info_nce(q, d, model.scale())
+            if cfg.dropout_positives:  # SimCSE: the same documents under a second dropout mask are positives
+                d2 = model.encoder(d_tok[: len(b)])
+                loss = loss + 0.5 * info_nce(d[: len(b)], d2, model.scale())
+            step += 1
+            check_finite(loss.item(), step, lr)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            total += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}", T=f"{model.temperature:.3f}")
+            if step % 20 == 0:
+                run.log(step=step, during_epoch=epoch, loss=loss.item(), lr=lr, temperature=model.temperature)
+        vq = embed(model.encoder, val_q_ids, cfg.eval_batch_size, device)
+        vd = embed(model.encoder, val_d_ids, cfg.eval_batch_size, device)
+        ranks = exact_search(vq, vd, val_rel, k=100)[1]
+        m = rank_metrics(ranks)
+        row = {"epoch": epoch, "train_loss": total / max(1, len(batches)), "val_mrr10": m["mrr@10"],
+               "val_recall10": m["recall@10"], "temperature": model.temperature,
+               "emb_dim_std": float(vd.std(0).mean()), "seconds": time.perf_counter() - t0}
+        is_best = m["mrr@10"] > best
+        best = max(best, m["mrr@10"])
+        run.log(**row)
+        print_metrics(**{k: v for k, v in row.items() if k != "seconds"}, sec=row["seconds"])
+        ckpt.save(epoch, {"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
+                          "best": best, "config": dataclasses.asdict(cfg), "vocab_size": tok.get_vocab_size()},
+                  is_best=is_best)
+        result = row
+
+    state = ckpt.best()
+    model.load_state_dict(state["model"])
+    version = encoder_version(model.encoder)
+    rows = run.metrics()
+    plot_curves(rows, "step", ["loss"], run.file("loss.png"), title="InfoNCE loss (training batches)")
+    plot_curves(rows, "epoch", ["val_mrr10", "val_recall10"], run.file("val.png"),
+                title=f"validation ({len(val_q)} queries vs {len(val_corpus)} docs)")
+    summary = {"best_epoch": int(state["epoch"]), "best_val_mrr10": best, "encoder_version": version,
+               "train_pairs": n, "corpus_sha256": ds.info["sha256"], "last": result}
+    run.write_json("train.json", summary)
+    run.write_report(
+        f"# p06_contrastive training\n\nData: debian-packages snapshot `{ds.info['sha256'][:16]}` "
+        f"({len(ds.docs)} documents), {n} training pairs, {len(val_q)} validation queries vs "
+        f"{len(val_corpus)} documents.\n\nEncoder: {cfg.layers}-block transformer, dim {cfg.dim}, "
+        f"vocab {tok.get_vocab_size()}, mean pooling, L2-normalised; symmetric InfoNCE, batch {cfg.batch_size}, "
+        f"final temperature {model.temperature:.4f}.\n\nBest epoch {state['epoch']}: val MRR@10 {best:.4f}; "
+        f"encoder version `{version}`.\n\n![loss](loss.png) ![val](val.png)\n\n"
+        f"Test metrics: `run_retrieval_evaluate {run.path}`.\n")
+    print(f"run: {run.path}", flush=True)
+    return {**summary, "run_dir": str(run.path)}

@@ -298,7 +298,8 @@ def _append_report(run, out: dict) -> None:
     names = {"dense": "dense encoder (this run)", "bm25": "BM25 (bm25s)", "tfidf": "TF-IDF (sklearn)",
              "hybrid_rrf": "hybrid BM25 + dense (RRF)"}
     lines = [f"\n## Retrieval on the {out['split']} queries\n",
-             f"{out['queries']} queries, corpus of {out['corpus']} documents (snapshot `{out['snapshot_sha256'][:16]}`),"
+             f"{out['queries']} queries, corpus of {out['corpus']} documents "
+             f"(snapshot `{out['snapshot_sha256'][:16]}`),"
              f" encoder `{out['encoder_version']}`.\n",
              "| retriever | R@1 | R@10 | R@100 | MRR@10 | nDCG@10 |", "|---|---|---|---|---|---|"]
     for key, m in out["metrics"].items():
@@ -312,7 +313,8 @@ def _append_report(run, out: dict) -> None:
                   "|---|---|---|---|---|---|---|"]
         for r in out["faiss"]:
             lines.append(f"| {r['index']} | {r['param']} | {r['value'] if r['value'] is not None else '-'} | "
-                         f"{r['build_s']:.2f} | {r['memory_mb']:.1f} | {r['qps']:.0f} | {r['recall@10_vs_exact']:.3f} |")
+                         f"{r['build_s']:.2f} | {r['memory_mb']:.1f} | {r['qps']:.0f} | "
+                         f"{r['recall@10_vs_exact']:.3f} |")
         lines.append("\n![recall vs qps](recall_vs_qps.png) ![t-SNE](tsne_sections.png)\n")
     lines += ["\n| query | relevant | BM25 top-3 | encoder top-3 |", "|---|---|---|---|"]
     for e in out["examples"]:

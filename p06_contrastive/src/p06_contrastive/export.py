@@ -93,7 +93,8 @@ def run_export(run_path, index_kind: str = "hnsw", version: str | None = None, o
                  "docs.jsonl": tmp / "index" / "docs.jsonl", "parity.png": tmp / "parity.png",
                  "reference_input_ids.npy": tmp / "reference_input_ids.npy",
                  "reference_output.npy": tmp / "reference_output.npy"}
-        preprocess = {"tokenizer": "tokenizer.json", "lowercase": True, "pad_id": 0, "max_query_len": lr.cfg.max_query_len,
+        preprocess = {"tokenizer": "tokenizer.json", "lowercase": True, "pad_id": 0,
+                      "max_query_len": lr.cfg.max_query_len,
                       "max_doc_len": lr.cfg.max_doc_len, "input": "input_ids int64 (batch, length), 0 = padding",
                       "output": "embedding float32 (batch, dim), L2-normalised (mean pooling)",
                       "similarity": "inner product", "index": "index.faiss", "documents": "docs.jsonl"}

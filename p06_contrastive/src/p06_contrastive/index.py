@@ -110,7 +110,8 @@ def benchmark(emb: np.ndarray, queries: np.ndarray, k: int = 10, ef_search=(16, 
                 exact = ids
             rows.append({"index": kind, "param": {"hnsw": "efSearch", "ivfpq": "nprobe"}.get(kind, "-"),
                          "value": v, "build_s": build_s, "memory_mb": mem / 2**20,
-                         "qps": len(queries) / float(np.median(times)), "recall@10_vs_exact": recall_vs_exact(ids, exact),
+                         "qps": len(queries) / float(np.median(times)),
+                         "recall@10_vs_exact": recall_vs_exact(ids, exact),
                          **params})
     return rows
 

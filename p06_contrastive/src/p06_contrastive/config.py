@@ -68,8 +68,8 @@ class Config:
 PRESETS = {
     "default": Config(),
     # make demo: a few thousand real pairs, one small block; seconds to a minute on 2 cores
-    "quick": Config(max_corpus=6000, vocab_size=3000, dim=64, layers=1, heads=2, epochs=2, batch_size=128,
-                    val_distractors=1000, max_doc_len=48),
+    "quick": Config(max_corpus=4000, vocab_size=3000, dim=64, layers=1, heads=2, epochs=2, batch_size=128,
+                    val_distractors=800, max_doc_len=48),
     # tests: tiny everything
     "tiny": Config(max_corpus=1200, vocab_size=600, dim=32, layers=1, heads=2, epochs=2, batch_size=32,
                    max_doc_len=32, max_query_len=12, val_distractors=200, warmup_steps=5, lr=3e-3),

@@ -65,7 +65,7 @@ PRESETS: dict[str, dict] = {
     # seconds on 2 CPU cores (demo.sh, smoke tests): a capped training set, few epochs, a test subset
     "quick": {"epochs": 3, "max_train": 1500, "max_test": 2000},
     # the per-class budget of the 10-class Fashion-MNIST sweep on a shared 2-core CPU
-    "sweep": {"epochs": 8, "max_train": 3000},
+    "sweep": {"epochs": 6, "max_train": 2000},
 }
 
 

@@ -73,7 +73,7 @@ def baseline_errors(prep: Prepared, n_components: int, seed: int) -> dict[str, t
     flat = lambda x: x.reshape(len(x), -1).astype(np.float64)
     xtr, xva, xte = flat(prep.x_train), flat(prep.x_val), flat(prep.x_test)
     out = {}
-    forest = IsolationForest(n_estimators=200, random_state=seed).fit(xtr)
+    forest = IsolationForest(n_estimators=100, random_state=seed).fit(xtr)
     iso = lambda x: np.repeat(-forest.score_samples(x)[:, None], x.shape[1], axis=1)
     out["isolation_forest"] = (iso(xva), iso(xte))
     k = int(min(n_components, xtr.shape[1] - 1, len(xtr) - 1))

@@ -102,10 +102,11 @@ ENV_PRESETS = {
     "CartPole-v1": DQNConfig(stop_return=500.0),
     "Acrobot-v1": DQNConfig(env="Acrobot-v1", total_steps=100_000, hidden=[128, 128], lr=6.3e-4, batch_size=128,
                             buffer_size=50_000, learning_starts=1_000, train_freq=4, gradient_steps=2,
-                            target_every=250, exploration_fraction=0.12, eps_end=0.1, eval_episodes=50),
+                            target_every=250, tau=1.0, exploration_fraction=0.12, eps_end=0.1, eval_episodes=50,
+                            stop_return=-80.0),
     "MountainCar-v0": DQNConfig(env="MountainCar-v0", total_steps=150_000, hidden=[256, 256], lr=4e-3,
                                 batch_size=128, buffer_size=10_000, learning_starts=1_000, gamma=0.98,
-                                train_freq=16, gradient_steps=8, target_every=600, exploration_fraction=0.2,
+                                train_freq=16, gradient_steps=8, target_every=600, tau=1.0, exploration_fraction=0.2,
                                 eps_end=0.07, eval_episodes=50),
 }
 
@@ -128,6 +129,6 @@ def preset_for(name: str | None, env: str | None) -> DQNConfig:
     """The named preset, else the preset of the env, else the generic defaults with that env."""
     if name is not None:
         return PRESETS[name]
-    if env in ENV_PRESETS:
-        return ENV_PRESETS[env]
-    return DQNConfig() if env is None else dataclasses.replace(DQNConfig(), env=env)
+    if env is None or env in ENV_PRESETS:
+        return ENV_PRESETS[env or "CartPole-v1"]
+    return dataclasses.replace(DQNConfig(), env=env)

@@ -46,7 +46,8 @@ def q_bound(gamma: float, reward_abs_max: float) -> float:
     return math.inf if gamma >= 1 else reward_abs_max / (1.0 - gamma)
 
 
-def plot_training(rows: list[dict], random_mean: float, path, title: str, window: int = 20) -> Path:
+def plot_training(rows: list[dict], random_mean: float, path, title: str, window: int = 20,
+                  q_limit: float | None = None) -> Path:
     """Four panels against env steps: episode return (+ rolling mean, random policy), TD loss, mean max-Q, epsilon."""
     from dlm_core.plotting import plt, save_figure
 
@@ -76,6 +77,10 @@ def plot_training(rows: list[dict], random_mean: float, path, title: str, window
             ax.plot(*zip(*pts), lw=1)
         if key == "td_loss":
             ax.set_yscale("log")
+        if key == "q_max" and q_limit is not None and math.isfinite(q_limit):
+            lim = q_limit if any(v > 0 for _, v in pts) else -q_limit
+            ax.axhline(lim, color="grey", ls="--", lw=1, label=f"bound max|r|/(1-gamma) = {lim:g}")
+            ax.legend(fontsize=7)
         ax.set_title(name)
     for ax in axes[1]:
         ax.set_xlabel("environment step")
@@ -101,11 +106,19 @@ def q_verdict(rows: list[dict], gamma: float, reward_abs_max: float) -> tuple[bo
 def save_gif(env_id: str, model, seed: int, path, device="cpu", every: int = 2, width: int = 300,
              max_frames: int = 300, max_episode_steps: int | None = None) -> tuple[Path, float]:
     """Record one greedy episode (rgb_array frames, every `every`-th, resized) as a looping GIF."""
+    import os
+    import warnings
+
     import imageio.v3 as iio
     from PIL import Image
 
     from .model import greedy_actions
 
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # off-screen rendering: no display, no audio, no warnings
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pygame's pkg_resources deprecation notice
+        import pygame  # noqa: F401
     env = make_env(env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps)
     obs, _ = env.reset(seed=seed)
     frames, total, t, done = [], 0.0, 0, False

@@ -31,7 +31,7 @@ from dlm_core.seed import seed_everything
 
 from .config import DQNConfig
 from .data import ReplayBuffer, env_dims, make_env, test_seeds, val_seeds
-from .evaluate import plot_training, rollout, write_report
+from .evaluate import plot_training, q_bound, rollout, write_report
 from .model import QNetwork
 
 
@@ -249,7 +249,8 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
               "random_std": float(rand.std()), "reward_abs_max": s["reward_abs_max"],
               "solved_on_test": bool(test.mean() >= cfg.target_return)}
     rows = run.metrics()
-    plot_training(rows, result["random_mean"], run.file("training.png"), f"DQN on {cfg.env}, seed {cfg.seed}")
+    plot_training(rows, result["random_mean"], run.file("training.png"), f"DQN on {cfg.env}, seed {cfg.seed}",
+                  q_limit=q_bound(cfg.gamma, s["reward_abs_max"]))
     write_report(run, cfg, result, rows)
     run.write_json("results.json", result)
     if not quiet:

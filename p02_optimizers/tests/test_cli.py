@@ -83,3 +83,22 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path, args, needle):
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], p.stderr
+
+
+@pytest.mark.parametrize("args,needle", [(["--epochs", "0"], "--epochs"), (["--dataset", "cifar"], "--dataset"),
+                                         (["--resume", "/nonexistent/run"], "not a run directory")])
+def test_landscape_bad_input_is_one_error_line_and_exit_2(tmp_path, args, needle):
+    env = {**os.environ, "DLM_RUNS": str(tmp_path)}
+    code = "import sys; from p02_optimizers.cli import landscape_main; sys.exit(landscape_main())"
+    p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], p.stderr
+
+
+def test_help_is_fast_and_imports_no_torch():
+    code = ("import sys; from p02_optimizers import cli; "
+            "assert 'torch' not in sys.modules, 'torch imported by cli'; cli.main(['--help'])")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "--surface" in p.stdout and "--sweep" in p.stdout

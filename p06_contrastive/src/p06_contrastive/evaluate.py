@@ -111,15 +111,16 @@ class TfIdf:
         return np.concatenate(ids), np.concatenate(scores)
 
 
-def rrf(rankings: list[np.ndarray], k: int = 100, k0: int = 60) -> np.ndarray:
-    """Reciprocal-rank fusion: score(doc) = sum over lists of 1 / (k0 + rank); the top k of the fused list."""
+def rrf(rankings: list[np.ndarray], k: int = 100, k0: int = 60, weights: list[float] | None = None) -> np.ndarray:
+    """Reciprocal-rank fusion: score(doc) = sum over lists of w / (k0 + rank); the top k of the fused list."""
+    weights = weights or [1.0] * len(rankings)
     out = np.full((rankings[0].shape[0], k), -1, dtype=np.int64)
     for i in range(rankings[0].shape[0]):
         score: dict[int, float] = {}
-        for ranking in rankings:
+        for w, ranking in zip(weights, rankings):
             for r, doc in enumerate(ranking[i]):
                 if doc >= 0:
-                    score[int(doc)] = score.get(int(doc), 0.0) + 1.0 / (k0 + r + 1)
+                    score[int(doc)] = score.get(int(doc), 0.0) + w / (k0 + r + 1)
         top = sorted(score, key=lambda d: (-score[d], d))[:k]
         out[i, :len(top)] = top
     return out
@@ -234,6 +235,18 @@ def plot_tsne(emb: np.ndarray, sections: list[str], path, n: int = 2500, top: in
 
 
 # --- the evaluation -----------------------------------------------------------------------------------
+def tune_fusion_weight(lr: LoadedRun, ds, bm25: BM25, emb: np.ndarray, weights=(0.25, 0.5, 1.0, 2.0)):
+    """The dense weight of the BM25 + dense fusion with the best nDCG@10 on the validation queries."""
+    queries, rel = ds.queries("val")
+    if len(queries) == 0:
+        return 1.0, {}
+    b_ids, _ = bm25.search(queries, 100)
+    d_ids, _ = exact_search(query_embeddings(lr, queries), emb, k=100)
+    scores = {w: rank_metrics(first_ranks(rrf([b_ids, d_ids], 100, weights=[1.0, w]), rel))["ndcg@10"]
+              for w in weights}
+    return max(scores, key=lambda w: (scores[w], -w)), {str(w): v for w, v in scores.items()}
+
+
 def _short(text: str, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
@@ -260,14 +273,19 @@ def run_evaluate(run_path, split: str = "test", faiss_table: bool = True, tsne_p
     dense_ids, _ = exact_search(qemb, emb, k=100)
     times = {"dense_encode_and_search_s": time.perf_counter() - t0}
     t0 = time.perf_counter()
-    bm25_ids, _ = BM25(texts).search(queries, 100)
+    bm25 = BM25(texts)
+    bm25_ids, _ = bm25.search(queries, 100)  # timed with its indexing
     times["bm25_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     tfidf_ids, _ = TfIdf(texts).search(queries, 100)
     times["tfidf_s"] = time.perf_counter() - t0
     hybrid_ids = rrf([bm25_ids, dense_ids], k=100)
+    # a weighted fusion whose dense weight is chosen on the validation queries (never on test)
+    w_dense, tuning = tune_fusion_weight(lr, ds, bm25, emb)
+    weighted_ids = rrf([bm25_ids, dense_ids], k=100, weights=[1.0, w_dense])
     results = {name: rank_metrics(first_ranks(ids, rel)) for name, ids in
-               (("dense", dense_ids), ("bm25", bm25_ids), ("tfidf", tfidf_ids), ("hybrid_rrf", hybrid_ids))}
+               (("dense", dense_ids), ("bm25", bm25_ids), ("tfidf", tfidf_ids), ("hybrid_rrf", hybrid_ids),
+                ("hybrid_rrf_weighted", weighted_ids))}
     for name, m in results.items():
         print_metrics(model=name, **{k: m[k] for k in ("recall@1", "recall@10", "recall@100", "mrr@10", "ndcg@10")})
 
@@ -287,7 +305,8 @@ def run_evaluate(run_path, split: str = "test", faiss_table: bool = True, tsne_p
 
     out = {"split": split, "queries": len(queries), "corpus": len(texts), "snapshot_sha256": ds.info["sha256"],
            "encoder_version": lr.version, "epoch": lr.epoch, "metrics": results, "embedding_variance": variance,
-           "faiss": rows, "examples": example_rows, "seconds": times}
+           "faiss": rows, "examples": example_rows, "seconds": times,
+           "fusion": {"dense_weight": w_dense, "val_ndcg10_by_weight": tuning}}
     run.write_json(f"eval_{split}.json", out)
     _append_report(run, out)
     print(f"report: {run.file('report.md')}", flush=True)
@@ -296,7 +315,8 @@ def run_evaluate(run_path, split: str = "test", faiss_table: bool = True, tsne_p
 
 def _append_report(run, out: dict) -> None:
     names = {"dense": "dense encoder (this run)", "bm25": "BM25 (bm25s)", "tfidf": "TF-IDF (sklearn)",
-             "hybrid_rrf": "hybrid BM25 + dense (RRF)"}
+             "hybrid_rrf": "hybrid BM25 + dense (RRF)",
+             "hybrid_rrf_weighted": "hybrid, dense weight chosen on val (RRF)"}
     lines = [f"\n## Retrieval on the {out['split']} queries\n",
              f"{out['queries']} queries, corpus of {out['corpus']} documents "
              f"(snapshot `{out['snapshot_sha256'][:16]}`),"
@@ -305,6 +325,9 @@ def _append_report(run, out: dict) -> None:
     for key, m in out["metrics"].items():
         lines.append(f"| {names[key]} | {m['recall@1']:.4f} | {m['recall@10']:.4f} | {m['recall@100']:.4f} | "
                      f"{m['mrr@10']:.4f} | {m['ndcg@10']:.4f} |")
+    f = out["fusion"]
+    lines.append(f"\nWeighted fusion: dense weight {f['dense_weight']} (BM25 weight 1), chosen by validation "
+                 f"nDCG@10 {f['val_ndcg10_by_weight']}.\n")
     v = out["embedding_variance"]
     lines.append(f"\nEmbedding spread: per-dimension std {v['dim_std_min']:.4f}..{v['dim_std_max']:.4f}, "
                  f"effective dimensions {v['effective_dims']:.1f}.\n\n![variance](embedding_variance.png)\n")

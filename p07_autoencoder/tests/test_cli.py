@@ -1,4 +1,8 @@
-"""The console scripts end to end: train, detect on files, clear one-line errors (exit 2), export + parity."""
+"""The console scripts end to end: train, detect on files, clear one-line errors (exit 2), export + parity.
+
+One real subprocess checks what a shell user sees (exit code 2, one stderr line); the other calls go through
+the same `main` functions in-process (the same cli_entry wrapper) to keep the suite fast.
+"""
 
 import json
 import os
@@ -7,63 +11,91 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-BIN = Path(sys.executable).parent
-
-
-def run(*args, env_tmp):
-    env = {**os.environ, "DLM_RUNS": str(env_tmp / "runs"), "DLM_ARTIFACTS": str(env_tmp / "artifacts"),
-           "DLM_NO_PROGRESS": "1"}
-    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True, env=env, timeout=300)
+from p07_autoencoder.cli import detector_main, export_main, train_main
 
 
-def assert_one_line_error(p, needle):
-    assert p.returncode == 2, p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], p.stderr
+def call(main, *args, capsys):
+    """Run a console main in-process -> (exit code, stdout, stderr)."""
+    try:
+        code = main(list(args)) or 0
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def test_shuttle_train_then_detect_and_bad_inputs(tmp_path):
-    p = run("run_anomaly_train", "--dataset", "shuttle", "--preset", "quick", "--max-train", "600",
-            "--max-test", "500", "--epochs", "2", env_tmp=tmp_path)
-    assert p.returncode == 0, p.stderr
-    assert "threshold:" in p.stdout and "IsolationForest" in p.stdout
-    run_dir = next((tmp_path / "runs/p07_autoencoder").iterdir())
-    spec = json.loads((run_dir / "preprocess.json").read_text())
+def assert_one_line_error(code, err, needle):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], err
+
+
+@pytest.fixture(scope="module")
+def shuttle_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shuttle")
+    os.environ["DLM_RUNS"] = str(root)
+    try:
+        train_main(["--dataset", "shuttle", "--preset", "quick", "--max-train", "600", "--max-test", "500",
+                    "--epochs", "2"])
+    finally:
+        del os.environ["DLM_RUNS"]
+    return next((root / "p07_autoencoder").iterdir())
+
+
+def test_train_prints_threshold_and_baselines(shuttle_run):
+    spec = json.loads((shuttle_run / "preprocess.json").read_text())
     assert len(spec["mean"]) == 9 and spec["threshold"] > 0
+    res = json.loads((shuttle_run / "results.json").read_text())
+    assert {"autoencoder", "isolation_forest", "pca_reconstruction"} <= set(res)
 
+
+def test_detector_flags_the_absurd_row(shuttle_run, tmp_path, capsys):
+    spec = json.loads((shuttle_run / "preprocess.json").read_text())
     rows = np.tile(np.array(spec["mean"]), (5, 1))
     rows[-1] += 50 * np.array(spec["std"])          # one absurd row
     good = tmp_path / "rows.csv"
     good.write_text(",".join(spec["features"]) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
-    p = run("run_anomaly_detector", str(run_dir), "--input", str(good), env_tmp=tmp_path)
-    assert p.returncode == 0, p.stderr
-    assert "anomalies_detected: 1 of 5" in p.stdout
+    code, out, err = call(detector_main, str(shuttle_run), "--input", str(good), "--output",
+                          str(tmp_path / "s.csv"), capsys=capsys)
+    assert code == 0, err
+    assert "anomalies_detected: 1 of 5" in out and "4:" in out
+    assert (tmp_path / "s.csv").read_text().splitlines()[-1].endswith(",1")
 
+
+def test_detector_bad_columns_and_shapes_one_line_exit_2(shuttle_run, tmp_path, capsys):
     bad_cols = tmp_path / "bad.csv"
     bad_cols.write_text("a,b,c\n1,2,3\n")
-    assert_one_line_error(run("run_anomaly_detector", str(run_dir), "--input", str(bad_cols), env_tmp=tmp_path),
+    assert_one_line_error(*call(detector_main, str(shuttle_run), "--input", str(bad_cols), capsys=capsys)[::2],
                           "columns")
-    bad_shape = tmp_path / "bad.npy"
-    np.save(bad_shape, np.zeros((4, 7)))
-    assert_one_line_error(run("run_anomaly_detector", str(run_dir), "--input", str(bad_shape), env_tmp=tmp_path),
-                          "9 features")
-    assert_one_line_error(run("run_anomaly_detector", str(tmp_path), env_tmp=tmp_path), "not a run directory")
-    assert_one_line_error(run("run_anomaly_train", "--fpr", "2", env_tmp=tmp_path), "--fpr")
+    np.save(tmp_path / "bad.npy", np.zeros((4, 7)))
+    assert_one_line_error(*call(detector_main, str(shuttle_run), "--input", str(tmp_path / "bad.npy"),
+                                capsys=capsys)[::2], "9 features")
+    assert_one_line_error(*call(detector_main, str(tmp_path), capsys=capsys)[::2], "not a run directory")
+    assert_one_line_error(*call(train_main, "--fpr", "2", capsys=capsys)[::2], "--fpr")
 
 
-def test_image_run_export_bundle_parity(tmp_path):
-    p = run("run_anomaly_train", "--dataset", "fashion-oneclass", "--normal-class", "7", "--preset", "quick",
-            "--max-train", "300", "--max-test", "300", "--epochs", "1", "--width", "8", env_tmp=tmp_path)
-    assert p.returncode == 0, p.stderr
+def test_shell_user_sees_one_error_line_and_exit_2(shuttle_run, tmp_path):
+    np.save(tmp_path / "bad.npy", np.zeros((4, 7)))
+    exe = Path(sys.executable).parent / "run_anomaly_detector"
+    p = subprocess.run([str(exe), str(shuttle_run), "--input", str(tmp_path / "bad.npy")], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "9 features" in p.stderr, p.stderr
+
+
+def test_image_run_export_bundle_parity(tmp_path, capsys):
+    code, out, err = call(train_main, "--dataset", "fashion-oneclass", "--normal-class", "7", "--preset", "quick",
+                          "--max-train", "300", "--max-test", "300", "--epochs", "1", "--width", "8", capsys=capsys)
+    assert code == 0, err
     run_dir = next((tmp_path / "runs/p07_autoencoder").iterdir())
     assert (run_dir / "topk_errors.png").is_file() and (run_dir / "false_positives.png").is_file()
     np.save(tmp_path / "imgs.npy", np.zeros((3, 28, 29), np.uint8))
-    assert_one_line_error(run("run_anomaly_detector", str(run_dir), "--input", str(tmp_path / "imgs.npy"),
-                              env_tmp=tmp_path), "28x28")
+    assert_one_line_error(*call(detector_main, str(run_dir), "--input", str(tmp_path / "imgs.npy"),
+                                capsys=capsys)[::2], "28x28")
 
-    p = run("run_anomaly_export", str(run_dir), env_tmp=tmp_path)
-    assert p.returncode == 0, p.stderr
+    code, out, err = call(export_main, str(run_dir), capsys=capsys)
+    assert code == 0, err
     import onnxruntime as ort
 
     from dlm_core.bundle import load_bundle

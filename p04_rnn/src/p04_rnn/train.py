@@ -10,7 +10,6 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -200,7 +199,3 @@ def final_report(run, cfg: RNNConfig, corpus, vocab: Vocab, device, n_params: in
         print_metrics(test_bpc=test_bpc, test_ppl=2 ** test_bpc, kn5_test_bpc=kn_test, kn5_test_ppl=2 ** kn_test)
         print(f"run: {run.path}", flush=True)
     return res
-
-
-def ids_to_text(vocab: Vocab, ids: np.ndarray) -> str:
-    return vocab.decode(ids)

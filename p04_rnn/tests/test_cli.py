@@ -55,3 +55,13 @@ def test_cli_bad_input_is_one_line_exit_2(tiny_run, args, message):
 def test_cli_missing_run_dir(tmp_path):
     out = run_cli(str(tmp_path / "nope"))
     assert out.returncode == 2 and "vocab.json" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [(["--lr", "-1"], "--lr"), (["--cell", "transformer"], "--cell"),
+                                           (["--resume", "/nonexistent/run"], "not a run directory")])
+def test_train_cli_bad_input_is_one_line_exit_2(args, message):
+    code = "import sys; from p04_rnn.cli import train_main; sys.exit(train_main(sys.argv[1:]))"
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], out.stderr

@@ -27,7 +27,16 @@ def _arm(name: str, cfg: RNNConfig) -> tuple[dict, list[dict]]:
         import shutil
 
         shutil.rmtree(path)
-    result = train(cfg, run_dir=path, quiet=True)
+    from dlm_core.errors import NonFiniteLossError
+
+    try:
+        result = train(cfg, run_dir=path, quiet=True)
+    except NonFiniteLossError as err:          # a diverged arm is a result, not a crash
+        rows = RunDir(path).metrics()
+        vals = [r["val_bpc"] for r in rows if "val_bpc" in r]
+        result = {"params": None, "hidden": cfg.hidden, "best_val_bpc": min(vals) if vals else float("nan"),
+                  "diverged": str(err).split(";")[0]}
+        print(f"arm {name}: {result['diverged']}", flush=True)
     rows = RunDir(path).metrics()
     print_metrics(arm=name, cell=cfg.cell, hidden=cfg.hidden, params=result["params"], clip=cfg.clip,
                   best_val_bpc=result["best_val_bpc"], max_grad_norm=max(r["grad_norm"] for r in rows))
@@ -35,14 +44,15 @@ def _arm(name: str, cfg: RNNConfig) -> tuple[dict, list[dict]]:
 
 
 def clip_ablation(steps: int, out: Path, cell: str = "lstm", lr: float = 2e-2, max_norm: float = 1.0,
-                  seq_len: int = 64) -> dict:
+                  seq_len: int = 64, optimizer: str = "adamw") -> dict:
     from dlm_core.plotting import plt, save_figure
 
     arms = {}
     for clip in (max_norm, 0.0):
-        cfg = dataclasses.replace(BASE, cell=cell, max_steps=steps, clip=clip, lr=lr, seq_len=seq_len)
+        cfg = dataclasses.replace(BASE, cell=cell, max_steps=steps, clip=clip, lr=lr, seq_len=seq_len,
+                                  optimizer=optimizer)
         label = f"clip on (max norm {clip:g})" if clip else "clip off"
-        arms[label] = _arm(f"clip-{cell}-{clip:g}", cfg)
+        arms[label] = _arm(f"clip-{cell}-{optimizer}-{clip:g}", cfg)
     pyplot = plt()
     fig, (ax1, ax2) = pyplot.subplots(1, 2, figsize=(10, 3.6))
     for label, (_, rows) in arms.items():
@@ -50,17 +60,18 @@ def clip_ablation(steps: int, out: Path, cell: str = "lstm", lr: float = 2e-2, m
         ax1.plot([r["step"] for r in steps_rows], [r["grad_norm"] for r in steps_rows], lw=0.8, label=label)
         ax2.plot([r["step"] for r in steps_rows], [r["train_bpc"] for r in steps_rows], lw=0.8, label=label)
     ax1.set_yscale("log")
-    ax1.set_title(f"gradient norm before clipping ({cell}, lr {lr:g}, seq {seq_len})")
+    ax1.set_title(f"gradient norm before clipping ({cell}, {optimizer} lr {lr:g}, seq {seq_len})")
     ax1.set_xlabel("step")
     ax2.set_title("training bits per character")
     ax2.set_xlabel("step")
     ax2.set_ylim(top=6)
     ax1.legend()
     ax2.legend()
-    save_figure(fig, out / f"ablation_clip_{cell}.png")
-    return {label: {"best_val_bpc": res["best_val_bpc"], "max_grad_norm": max(r["grad_norm"] for r in rows),
-                    "max_train_bpc_after_100": max(r["train_bpc"] for r in rows if r["step"] > 100 and
-                                                   "val_bpc" not in r)}
+    save_figure(fig, out / f"ablation_clip_{cell}{'_sgd' if optimizer == 'sgd' else ''}.png")
+    return {label: {"best_val_bpc": res["best_val_bpc"], "diverged": res.get("diverged"),
+                    "max_grad_norm": max(r["grad_norm"] for r in rows),
+                    "max_train_bpc_after_100": max((r["train_bpc"] for r in rows if r["step"] > 100 and
+                                                   "val_bpc" not in r), default=float("nan"))}
             for label, (res, rows) in arms.items()}
 
 
@@ -97,7 +108,7 @@ def cell_ablation(steps: int, out: Path) -> dict:
 
 
 def run_ablations(which: str, steps: int, out: str, clip_cell: str = "lstm", clip_lr: float = 2e-2,
-                  clip_max: float = 1.0, clip_seq: int = 64) -> dict:
+                  clip_max: float = 1.0, clip_seq: int = 64, clip_optimizer: str = "adamw") -> dict:
     import json
 
     from dlm_core.io import write_json
@@ -107,8 +118,9 @@ def run_ablations(which: str, steps: int, out: str, clip_cell: str = "lstm", cli
     path = out_dir / "ablation.json"
     summary = json.loads(path.read_text()) if path.exists() else {}
     if which in ("clip", "all"):
-        summary[f"clip_{clip_cell}"] = {"steps": steps, "lr": clip_lr, "seq_len": clip_seq,
-                                        **clip_ablation(steps, out_dir, clip_cell, clip_lr, clip_max, clip_seq)}
+        key = f"clip_{clip_cell}" + ("_sgd" if clip_optimizer == "sgd" else "")
+        summary[key] = {"steps": steps, "lr": clip_lr, "seq_len": clip_seq, "optimizer": clip_optimizer,
+                        **clip_ablation(steps, out_dir, clip_cell, clip_lr, clip_max, clip_seq, clip_optimizer)}
     if which in ("cells", "all"):
         summary["cells"] = {"steps": steps, **cell_ablation(steps, out_dir)}
     write_json(path, summary)

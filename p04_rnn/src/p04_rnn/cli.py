@@ -80,6 +80,7 @@ def ablate_parser() -> ArgumentParser:
     p.add_argument("--clip-lr", type=float, default=2e-2, help="learning rate of the clip ablation (high on purpose)")
     p.add_argument("--clip-max", type=float, default=1.0, help="max gradient norm of the 'on' arm")
     p.add_argument("--clip-seq", type=int, default=64, help="BPTT window of the clip ablation")
+    p.add_argument("--clip-optimizer", choices=["adamw", "sgd"], default="adamw", help="optimizer of the clip ablation")
     return p
 
 
@@ -90,7 +91,8 @@ def ablate_main(argv: list[str] | None = None) -> int:
         raise DlmError("--steps must be >= 10")
     from .ablate import run_ablations
 
-    run_ablations(args.which, args.steps, args.out, args.clip_cell, args.clip_lr, args.clip_max, args.clip_seq)
+    run_ablations(args.which, args.steps, args.out, args.clip_cell, args.clip_lr, args.clip_max, args.clip_seq,
+                  args.clip_optimizer)
     return 0
 
 

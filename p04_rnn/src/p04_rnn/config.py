@@ -22,6 +22,8 @@ class RNNConfig:
     batch_size: int = dataclasses.field(default=32, metadata={"help": "parallel contiguous streams"})
     seq_len: int = dataclasses.field(default=100, metadata={"help": "truncated-BPTT window (characters)"})
     max_steps: int = dataclasses.field(default=2000, metadata={"help": "optimizer steps in total"})
+    optimizer: Literal["adamw", "sgd"] = dataclasses.field(
+        default="adamw", metadata={"help": "adamw, or sgd with momentum 0.9 (the clipping ablation)"})
     lr: float = dataclasses.field(default=8e-3, metadata={"help": "peak AdamW learning rate"})
     min_lr_ratio: float = dataclasses.field(default=0.1, metadata={"help": "cosine floor as a fraction of --lr"})
     warmup_steps: int = dataclasses.field(default=50, metadata={"help": "linear warmup steps"})
@@ -44,6 +46,7 @@ class RNNConfig:
         for name in ("embed", "hidden", "layers", "batch_size", "seq_len", "max_steps", "eval_every", "log_every"):
             check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be >= 1")
         check(0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)")
+        check(self.optimizer in ("adamw", "sgd"), f"--optimizer {self.optimizer!r}: use adamw or sgd")
         check(self.lr > 0, "--lr must be > 0")
         check(0.0 <= self.min_lr_ratio <= 1.0, "--min-lr-ratio must be in [0, 1]")
         check(self.warmup_steps >= 0, "--warmup-steps must be >= 0")

@@ -32,6 +32,9 @@ def make_optimizer(model: nn.Module, cfg: RNNConfig) -> torch.optim.Optimizer:
     """AdamW; weight decay on matrices only (not on biases or the embedding table)."""
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and not n.startswith("embed")]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and not n.startswith("embed"))]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                                {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, momentum=0.9)
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
 

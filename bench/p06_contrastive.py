@@ -13,6 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# this file is named like the package: keep bench/ off the import path so `p06_contrastive` is the package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 
 def newest_run() -> Path | None:
     from dlm_core.runs import runs_root

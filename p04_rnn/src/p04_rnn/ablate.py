@@ -43,31 +43,37 @@ def _arm(name: str, cfg: RNNConfig) -> tuple[dict, list[dict]]:
     return result, rows
 
 
-def clip_ablation(steps: int, out: Path, cell: str = "lstm", lr: float = 2e-2, max_norm: float = 1.0,
-                  seq_len: int = 64, optimizer: str = "adamw") -> dict:
+def plot_clip(arms: dict[str, list[dict]], title: str, path: Path) -> Path:
     from dlm_core.plotting import plt, save_figure
 
+    pyplot = plt()
+    fig, (ax1, ax2) = pyplot.subplots(1, 2, figsize=(10, 3.6))
+    for label, rows in arms.items():
+        steps_rows = [r for r in rows if "val_bpc" not in r]
+        ax1.plot([r["step"] for r in steps_rows], [r["grad_norm"] for r in steps_rows], lw=0.8, label=label)
+        ax2.plot([r["step"] for r in steps_rows], [r["train_bpc"] for r in steps_rows], lw=0.8, label=label)
+    ax1.set_yscale("log")
+    ax1.set_title(title)
+    ax1.set_xlabel("step")
+    ax2.set_title("training bits per character (log scale)")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("step")
+    ax1.legend()
+    ax2.legend()
+    return save_figure(fig, path)
+
+
+def clip_ablation(steps: int, out: Path, cell: str = "lstm", lr: float = 2e-2, max_norm: float = 1.0,
+                  seq_len: int = 64, optimizer: str = "adamw") -> dict:
     arms = {}
     for clip in (max_norm, 0.0):
         cfg = dataclasses.replace(BASE, cell=cell, max_steps=steps, clip=clip, lr=lr, seq_len=seq_len,
                                   optimizer=optimizer)
         label = f"clip on (max norm {clip:g})" if clip else "clip off"
         arms[label] = _arm(f"clip-{cell}-{optimizer}-{clip:g}", cfg)
-    pyplot = plt()
-    fig, (ax1, ax2) = pyplot.subplots(1, 2, figsize=(10, 3.6))
-    for label, (_, rows) in arms.items():
-        steps_rows = [r for r in rows if "val_bpc" not in r]
-        ax1.plot([r["step"] for r in steps_rows], [r["grad_norm"] for r in steps_rows], lw=0.8, label=label)
-        ax2.plot([r["step"] for r in steps_rows], [r["train_bpc"] for r in steps_rows], lw=0.8, label=label)
-    ax1.set_yscale("log")
-    ax1.set_title(f"gradient norm before clipping ({cell}, {optimizer} lr {lr:g}, seq {seq_len})")
-    ax1.set_xlabel("step")
-    ax2.set_title("training bits per character")
-    ax2.set_xlabel("step")
-    ax2.set_ylim(top=6)
-    ax1.legend()
-    ax2.legend()
-    save_figure(fig, out / f"ablation_clip_{cell}{'_sgd' if optimizer == 'sgd' else ''}.png")
+    title = f"gradient norm before clipping ({cell}, {optimizer} lr {lr:g}, seq {seq_len})"
+    plot_clip({label: rows for label, (_, rows) in arms.items()}, title,
+              out / f"ablation_clip_{cell}{'_sgd' if optimizer == 'sgd' else ''}.png")
     return {label: {"best_val_bpc": res["best_val_bpc"], "diverged": res.get("diverged"),
                     "max_grad_norm": max(r["grad_norm"] for r in rows),
                     "max_train_bpc_after_100": max((r["train_bpc"] for r in rows if r["step"] > 100 and

@@ -96,7 +96,7 @@ def test_eval_cli_with_gif(tiny_run, tmp_path):
     out = tmp_path / "ep.gif"
     r = _cli("main_eval", str(run_dir), "--episodes", "3", "--gif", str(out))
     assert r.returncode == 0, r.stderr
-    assert "eval (3 greedy episodes): mean" in r.stdout
+    assert "eval (3 greedy episodes of CartPole-v1): mean" in r.stdout
     assert out.stat().st_size > 1000 and out.read_bytes()[:3] == b"GIF"
 
 

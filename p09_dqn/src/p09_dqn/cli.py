@@ -106,7 +106,6 @@ def main_eval(argv: list[str] | None = None) -> int:
     if args.gif and not args.gif.lower().endswith(".gif"):
         raise DlmError(f"--gif {args.gif!r}: give a file name ending in .gif")
     from dlm_core.device import select_device
-    from dlm_core.runs import print_metrics
 
     from .data import test_seeds
     from .evaluate import rollout, save_gif
@@ -119,11 +118,8 @@ def main_eval(argv: list[str] | None = None) -> int:
     limit = cfg.get("max_episode_steps")
     returns = rollout(cfg["env"], seeds, q, device, max_episode_steps=limit)
     rand = rollout(cfg["env"], seeds, None, rng_seed=cfg["seed"], max_episode_steps=limit)
-    print_metrics(env=cfg["env"], episodes=len(seeds), mean_return=float(returns.mean()),
-                  std_return=float(returns.std()), min_return=float(returns.min()),
-                  random_policy=float(rand.mean()))
-    print(f"eval ({len(seeds)} greedy episodes): mean {returns.mean():.1f} +- {returns.std():.1f}   "
-          f"random policy: {rand.mean():.1f}", flush=True)
+    print(f"eval ({len(seeds)} greedy episodes of {cfg['env']}): mean {returns.mean():.1f} +- {returns.std():.1f} "
+          f"(min {returns.min():.1f})   random policy: {rand.mean():.1f}", flush=True)
     if args.gif:
         path, total = save_gif(cfg["env"], q, seeds[0], args.gif, device, max_episode_steps=limit)
         print(f"gif: {path} (episode seed {seeds[0]}, return {total:.1f})", flush=True)

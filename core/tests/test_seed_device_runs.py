@@ -65,3 +65,9 @@ def test_disabled_run_dir_writes_nothing(tmp_path):
 def test_format_metrics():
     assert format_metrics(epoch=3, loss=0.123456, acc=0.9, steps=41200.0) == \
         "epoch: 3 loss: 0.1235 acc: 0.9 steps: 41200.0"
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
+    a = RunDir.create("proj", {"a": 1}, root=tmp_path)
+    b = RunDir.create("proj", {"a": 2}, root=tmp_path)
+    assert a.path != b.path and a.path.is_dir() and b.path.is_dir()

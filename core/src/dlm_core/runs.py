@@ -33,7 +33,13 @@ class RunDir:
     def create(cls, project: str, config=None, run_id: str | None = None, root: str | os.PathLike | None = None,
                enabled: bool = True) -> RunDir:
         root = Path(root) if root is not None else runs_root()
-        run = cls(root / project / (run_id or new_run_id()), enabled=enabled)
+        path = root / project / (run_id or new_run_id())
+        if run_id is None and enabled:  # two runs started in the same second get -2, -3 ...
+            base, n = path, 1
+            while path.exists():
+                n += 1
+                path = base.with_name(f"{base.name}-{n}")
+        run = cls(path, enabled=enabled)
         if enabled:
             run.path.mkdir(parents=True, exist_ok=True)
             (run.path / "checkpoints").mkdir(exist_ok=True)

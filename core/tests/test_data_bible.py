@@ -42,6 +42,11 @@ def test_glued_words_split_and_poetry_lines_become_spaces():
     assert rows["Psalms 23:1"]["en"] == "Yahweh is my shepherd; I shall lack nothing."
     assert "A Psalm" not in rows["Psalms 23:1"]["en"]  # the English heading sits before the key: dropped
     assert clean_markup('wise men<w s="1">from</w> the east') == "wise men from the east"
+    assert clean_markup('<w>HABIENDO entrado</w><transChange type="added">Jesús</transChange>, <w>iba</w>') == \
+        "HABIENDO entrado Jesús, iba"
+    assert clean_markup('hay <w>allí</w><transChange>también</transChange><w>bdelio</w>') == "hay allí también bdelio"
+    assert clean_markup('<w>sáca</w><transChange type="added">lo</transChange> <w>de este lugar</w>') == \
+        "sácalo de este lugar"
 
 
 def test_spanish_psalm_headings_and_chapter_capitals():

@@ -91,9 +91,11 @@ def _verses(raw: str, book: str) -> dict[str, tuple[str, str]]:
 
 def clean_markup(body: str) -> str:
     """OSIS-ish markup of one verse -> plain text: split glued <w> words, drop titles/notes, lines -> spaces."""
-    s = re.sub(r"</w>\s*<w\b", "</w> <w", body)  # `<w>God</w><w>created</w>` -> "God created"
-    s = re.sub(r"(\w)<w\b", r"\1 <w", s)  # `wise men<w>from</w>` -> "men from"
-    s = re.sub(r"</w>(\w)", r"</w> \1", s)
+    # word tags glue words: `<w>God</w><w>created</w>`, `men<w>from</w>`, `<w>entrado</w><transChange>Jesús`,
+    # except a Spanish enclitic pronoun added to an accented verb: `<w>sáca</w><transChange>lo` -> "sácalo"
+    body = re.sub(r"(\w*[áéíóú]\w*)</w><transChange[^>]*>(l[oae]s?|[mts]e|nos|os)</transChange>", r"\1\2</w>", body)
+    s = re.sub(r"(</w>|</transChange>)\s*(?=<(?:w|transChange)\b|\w)", r"\1 ", body)
+    s = re.sub(r"(\w)<w\b", r"\1 <w", s)  # (a <transChange> right after a letter is an enclitic: `sáca`+`lo`)
     s = re.sub(r"<title\b.*?</title>|<note\b.*?</note>", " ", s, flags=re.S)
     s = re.sub(r"<(?:l|lb|lg|div|chapter|p|milestone)\b[^>]*>", " ", s)  # poetry lines, paragraphs
     s = re.sub(r"<[^>]+>", "", s)  # the rest (w, q, transChange, ...) keeps its text

@@ -6,35 +6,22 @@ Prints one JSON object and writes bench/results/p01_autodiff.json. ratio = ours 
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from dlm_core.benchmark import machine, unshadow, write_result
+
 SIZES, BATCH, ROUNDS, STEPS = [784, 256, 256, 10], 128, 30, 10
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def main() -> dict:
-    # this file is named like the package: drop its folder from sys.path so the import finds the package
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    unshadow(__file__, "p01_autodiff")
     from p01_autodiff import functional as F
     from p01_autodiff.nn import MLP
     from p01_autodiff.optim import SGD, Adam
@@ -95,7 +82,7 @@ def main() -> dict:
     limiter.restore_original_limits()
     out = {
         "bench": "p01_autodiff: one training step (fwd+bwd+SGD momentum) of MLP 784-256-256-10, batch 128, float32",
-        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}; shared with other jobs",
+        "machine": {**machine(), "note": "shared with other jobs"},
         "ours": {"ms_per_step": round(ours_ms, 3), "engine": f"p01_autodiff (numpy {np.__version__})",
                  "adam_ms_per_step": round(ours_adam, 3)},
         "peer": {"ms_per_step": round(torch_ms, 3), "engine": f"torch {torch.__version__} autograd",
@@ -107,10 +94,7 @@ def main() -> dict:
         "numpy_blas": blas,
         "method": f"median over {ROUNDS} interleaved rounds of {STEPS} steps each (Adam: {ROUNDS // 2} rounds)",
     }
-    print(json.dumps(out))
-    path = Path(__file__).resolve().parent / "results" / "p01_autodiff.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    write_result("p01_autodiff", out)
     return out
 
 

@@ -8,20 +8,15 @@ bench/results/p02_optimizers.json. Lower ms is better; ratio = ours / torch.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-# this file is named like the package: drop its folder from the path so `import p02_optimizers` finds the package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.modules.pop("p02_optimizers", None)
+from dlm_core.benchmark import machine, unshadow, write_result
+
+unshadow(__file__, "p02_optimizers")
 from p02_optimizers.optim import make_optimizer  # noqa: E402
 
 SHAPES = [(256, 784), (256,), (256, 256), (256,), (10, 256), (10,)]
@@ -62,8 +57,7 @@ def main() -> dict:
     result = {
         "bench": "one optimizer step, 269k float32 params (MLP 784-256-256-10 shapes): hand-written numpy "
                  "Adam vs torch.optim.Adam (CPU, 1 thread)",
-        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, "
-                   f"shared with other jobs; numpy {np.__version__}, torch {torch.__version__}".replace("  ", " "),
+        "machine": {**machine(), "numpy": np.__version__, "note": "shared with other jobs"},
         "ours": {"adam_ms_per_step": round(adam["ours_ms_per_step"], 3),
                  "momentum_ms_per_step": round(mom["ours_ms_per_step"], 3)},
         "peer": {"adam_ms_per_step": round(adam["peer_ms_per_step"], 3),
@@ -76,10 +70,7 @@ def main() -> dict:
                                "momentum": mom["max_abs_param_diff_after_all_steps"]},
         "steps_each": adam["steps_each"],
     }
-    out = Path(__file__).parent / "results" / "p02_optimizers.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result))
+    write_result("p02_optimizers", result)
     return result
 
 

@@ -17,6 +17,18 @@ from pathlib import Path
 from .io import write_json
 
 
+def unshadow(bench_file: str, package: str) -> None:
+    """bench/p03_cnn.py run as a script puts bench/ first on sys.path, so `import p03_cnn` would find the
+    bench file itself. Drop that folder (and a module already imported from it) before importing the package."""
+    import sys
+
+    here = Path(bench_file).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    mod = sys.modules.get(package)
+    if mod is not None and Path(getattr(mod, "__file__", "") or "").resolve().parent == here:
+        del sys.modules[package]
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -8,14 +8,18 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
-import torch
+# this file is named like the package: keep bench/ off sys.path so `import p04_rnn` finds the package
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from p04_rnn.data import Vocab
-from p04_rnn.generate import generate
-from p04_rnn.model import CharRNN
+import torch  # noqa: E402
+
+from p04_rnn.data import Vocab  # noqa: E402
+from p04_rnn.generate import generate  # noqa: E402
+from p04_rnn.model import CharRNN  # noqa: E402
 
 VOCAB, EMBED, HIDDEN, LAYERS, BATCH, SEQ = 73, 64, 256, 2, 32, 100
 REPS, STEPS, GEN_CHARS = 5, 3, 200

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# p04_rnn quick demo (run from the repo root): a small character LSTM on Shakespeare for 300 steps, its test
+# p04_rnn quick demo (run from the repo root): a small character LSTM on Shakespeare for 400 steps, its test
 # bits per character beside the Kneser-Ney 5-gram, then samples at two temperatures. About a minute on 2 CPU cores.
 set -euo pipefail
 RUN="${DLM_RUNS:-runs}/p04_rnn/demo-quick"

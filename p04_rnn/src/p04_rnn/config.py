@@ -60,8 +60,8 @@ class RNNConfig:
 PRESETS = {
     "default": RNNConfig(),
     # make demo: a small model and a few hundred steps, under a minute on 2 cores.
-    "quick": RNNConfig(embed=32, hidden=128, layers=1, dropout=0.0, batch_size=32, seq_len=64, max_steps=300,
-                       eval_every=100, val_chars=20000, lr=4e-3, warmup_steps=20),
+    "quick": RNNConfig(embed=32, hidden=128, layers=1, dropout=0.0, batch_size=32, seq_len=64, max_steps=400,
+                       eval_every=100, val_chars=20000, lr=1e-2, warmup_steps=20),
 }
 
 

@@ -159,13 +159,13 @@ def _image_plots(cfg, prep, model, test, threshold, run, device, torch):
             return model(torch.from_numpy(prep.x_test[idx]).to(device)).cpu().numpy()
 
     top = np.argsort(-test)[:k]
-    caps = [("A " if prep.y_test[i] else "N ") + classes[prep.test_classes[i]][:8] for i in top]
+    caps = [("A " if prep.y_test[i] else "N ") + classes[prep.test_classes[i]][:11] for i in top]
     plot_image_pairs(prep.x_test[top], recon(top), test[top], caps, run.file("topk_errors.png"),
                      f"{k} highest-error test images (N = normal class, A = anomaly)")
     normal = np.flatnonzero(prep.y_test == 0)
     worst = normal[np.argsort(-test[normal])][:k]
     worst = worst[test[worst] > threshold] if (test[worst] > threshold).any() else worst[:1]
-    plot_image_pairs(prep.x_test[worst], recon(worst), test[worst], [classes[cfg.normal_class][:8]] * len(worst),
+    plot_image_pairs(prep.x_test[worst], recon(worst), test[worst], [classes[cfg.normal_class][:11]] * len(worst),
                      run.file("false_positives.png"), "worst false positives: normal test images above the threshold")
 
 

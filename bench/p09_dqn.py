@@ -16,24 +16,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from dlm_core.benchmark import machine, unshadow, write_result
 
 
 def summarize(runs: list[dict], cap: int) -> dict:
@@ -55,8 +45,7 @@ def summarize(runs: list[dict], cap: int) -> dict:
 
 
 def main() -> dict:
-    here = Path(__file__).resolve().parent  # this file is named like the package: keep it off the import path
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    unshadow(__file__, "p09_dqn")
     from p09_dqn.config import CLEANRL, ENV_PRESETS
     from p09_dqn.train import train
 
@@ -80,8 +69,7 @@ def main() -> dict:
     result = {
         "bench": "p09_dqn: CartPole-v1 environment steps to a greedy mean return >= 475 (100 validation episodes), "
                  "our default config vs the cleanrl preset (CleanRL dqn.py hyperparameters) in the same trainer",
-        "machine": f"{cpu_name()}, {os.cpu_count()} cores, shared with other jobs (wall times inflated), torch "
-                   f"{__import__('torch').__version__}, 1 torch thread",
+        "machine": {**machine(), "note": "shared with other jobs (wall times inflated), 1 torch thread"},
         "seeds": seeds,
         "ours": o,
         "peer": p,
@@ -94,10 +82,7 @@ def main() -> dict:
         "config_peer": {k: v for k, v in dataclasses.asdict(peer_cfg).items() if k != "seed"},
         "bench_seconds": round(time.perf_counter() - t0, 1),
     }
-    print(json.dumps(result, indent=2))
-    out = here / "results" / "p09_dqn.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("p09_dqn", result)
     return result
 
 

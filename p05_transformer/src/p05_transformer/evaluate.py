@@ -63,8 +63,9 @@ def prepare_input(tok, text: str, max_len: int) -> list[int]:
     return ids
 
 
-def translate_texts(model, tok, cfg, texts: list[str], beam: int = 1) -> list[str]:
-    ids = [prepare_input(tok, t, cfg.max_len) for t in texts]
+def translate_texts(model, tok, cfg, texts: list[str], beam: int = 1, truncate: bool = False) -> list[str]:
+    """truncate=True (corpus scoring) cuts over-long inputs to max_len tokens instead of refusing them."""
+    ids = [D.encode(tok, t)[:cfg.max_len] if truncate else prepare_input(tok, t, cfg.max_len) for t in texts]
     return [D.decode(tok, h) for h in translate_ids(model, ids, cfg.max_len + 1, beam=beam, alpha=cfg.length_alpha)]
 
 
@@ -115,13 +116,14 @@ def baselines(train_pairs, test_pairs) -> dict:
 
 def evaluate_model(model, tok, cfg, train_pairs, test_pairs, beam: int) -> dict:
     t0 = time.perf_counter()
-    hyps = translate_texts(model, tok, cfg, [en for en, _ in test_pairs], beam=beam)
+    hyps = translate_texts(model, tok, cfg, [en for en, _ in test_pairs], beam=beam, truncate=True)
     bleu, chrf = score(hyps, [es for _, es in test_pairs])
     res = {"test_bleu": bleu, "test_chrf": chrf, "beam": beam, "decode_seconds": time.perf_counter() - t0,
            "test_size": len(test_pairs), "baselines": baselines(train_pairs, test_pairs)}
     if beam > 1:
         res["test_bleu_greedy"], res["test_chrf_greedy"] = score(
-            translate_texts(model, tok, cfg, [en for en, _ in test_pairs], beam=1), [es for _, es in test_pairs])
+            translate_texts(model, tok, cfg, [en for en, _ in test_pairs], beam=1, truncate=True),
+            [es for _, es in test_pairs])
     res["examples"] = [{"en": en, "ref": es, "out": h} for (en, es), h in zip(test_pairs, hyps)]
     return res
 
@@ -149,7 +151,7 @@ def finish_run(run: RunDir, cfg: TransformerConfig, tok, train_pairs, test_pairs
     rows = run.metrics()
     plot_curves(rows, "epoch", ["train_loss", "val_loss"], run.file("loss.png"), title="label-smoothed loss")
     plot_curves(rows, "epoch", ["val_bleu", "val_chrf"], run.file("val_bleu.png"), title="validation (greedy)")
-    samples = [en for en, _ in test[:3]]
+    samples = [en for en, _ in test if len(D.encode(tok, en)) <= cfg.max_len][:cfg.attention_samples]
     for i, s in enumerate(samples):
         attention_figure(model, tok, s, run.file(f"attention_{i}.png"), cfg.max_len)
     b = res["baselines"]

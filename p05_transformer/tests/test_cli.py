@@ -1,0 +1,81 @@
+"""End to end on real data with a tiny config: train -> run dir, tokenizer, checkpoints, report, bundle;
+resume == uninterrupted; the CLIs' clear errors (one stderr line, exit 2) and documented input handling."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dlm_core.bundle import verify_bundle
+from p05_transformer.config import TransformerConfig
+from p05_transformer.export import OrtTranslator
+from p05_transformer.train import train
+
+TINY = dict(train_limit=200, vocab_size=300, d_model=32, heads=2, enc_layers=1, dec_layers=1, d_ff=64, max_len=40,
+            epochs=2, warmup_steps=5, val_sentences=5, test_sentences=5, beam=2, batch_size=32, seed=3,
+            attention_samples=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    os.environ["DLM_ARTIFACTS"] = str(tmp_path_factory.mktemp("artifacts"))
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    res = train(TransformerConfig(**TINY), run_dir=run)
+    return run, res
+
+
+def _cli(name, *args, env_extra=None):
+    code = f"import sys; from p05_transformer.cli import {name}; sys.exit({name}(sys.argv[1:]))"
+    env = {**os.environ, "DLM_THREADS": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_training_writes_the_run_and_a_verified_bundle(tiny_run):
+    run, res = tiny_run
+    for f in ("config.json", "metrics.jsonl", "tokenizer.json", "report.md", "loss.png", "attention_0.png",
+              "results.json", "checkpoints/best.pt"):
+        assert (run / f).is_file(), f
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["train_loss"] < rows[0]["train_loss"]
+    assert set(res["baselines"]) == {"copy_source", "ibm_model1"} and 0 <= res["test_chrf"] <= 100
+    assert verify_bundle(res["bundle"]) == []
+    ort = OrtTranslator.from_bundle(res["bundle"])
+    import numpy as np
+
+    ref_in, ref_out = np.load(f"{res['bundle']}/reference_input.npy"), np.load(f"{res['bundle']}/reference_output.npy")
+    got = ort.greedy(ref_in)
+    assert [g + [2] for g in got] == [[t for t in row if t != 0][:len(g) + 1] for row, g in zip(ref_out.tolist(), got)]
+
+
+def test_resume_equals_uninterrupted(tiny_run, tmp_path):
+    run, _ = tiny_run
+    cfg = TransformerConfig(**{**TINY, "export": False})
+    part = tmp_path / "part"
+    train(TransformerConfig(**{**TINY, "export": False, "epochs": 1}), run_dir=part)
+    train(cfg, run_dir=part, resume=True)
+    a = torch.load(run / "checkpoints" / "epoch-2.pt", weights_only=True)["model"]
+    b = torch.load(part / "checkpoints" / "epoch-2.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_translate_cli_output_attention_and_clear_errors(tiny_run, tmp_path):
+    run, _ = tiny_run
+    png = tmp_path / "att.png"
+    ok = _cli("translate_main", "God is love.", "x ☃ y", "--run", str(run), "--beam", "2", "--attention", str(png))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.count("input: ") == 2 and png.stat().st_size > 1000  # unknown characters become <unk>
+    for args, needle in ((["  "], "empty input"), (["word " * 60], "at most 40"),
+                         (["x", "--run", str(tmp_path)], "not a run directory")):
+        bad = _cli("translate_main", *args, "--run", str(run)) if "--run" not in args else _cli("translate_main", *args)
+        assert bad.returncode == 2 and needle in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+def test_evaluate_cli_scores_the_test_split(tiny_run):
+    run, _ = tiny_run
+    out = _cli("evaluate_main", str(run), "--limit", "5", "--beam", "1")
+    assert out.returncode == 0, out.stderr
+    assert "bleu:" in out.stdout and "ibm_model1_bleu:" in out.stdout and (run / "evaluate_beam1.json").is_file()

@@ -30,10 +30,10 @@ class Config:
     # InfoNCE
     temperature: float = _f(0.05, "initial softmax temperature")
     learn_temperature: bool = _f(True, "learn the temperature (as log 1/T, clamped to T >= 0.01)")
-    hard_negatives: bool = _f(False, "add one BM25-mined hard negative document per query")
+    hard_negatives: bool = _f(True, "add one BM25-mined hard negative document per query")
     dropout_positives: bool = _f(False, "add a SimCSE term: a document vs itself under another dropout mask")
     # optimisation
-    epochs: int = _f(3, "passes over the training pairs")
+    epochs: int = _f(2, "passes over the training pairs")
     batch_size: int = _f(256, "pairs per step = 2*batch_size-2 in-batch negatives per pair (symmetric)")
     lr: float = _f(2e-3, "AdamW peak learning rate (linear warmup, cosine decay)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
@@ -69,8 +69,9 @@ PRESETS = {
     "default": Config(),
     # make demo: a few thousand real pairs, one small block; seconds to a minute on 2 cores
     "quick": Config(max_corpus=4000, vocab_size=3000, dim=64, layers=1, heads=2, epochs=2, batch_size=128,
-                    val_distractors=800, max_doc_len=48),
+                    val_distractors=800, max_doc_len=48, hard_negatives=False),
     # tests: tiny everything
     "tiny": Config(max_corpus=1200, vocab_size=600, dim=32, layers=1, heads=2, epochs=2, batch_size=32,
-                   max_doc_len=32, max_query_len=12, val_distractors=200, warmup_steps=5, lr=3e-3),
+                   max_doc_len=32, max_query_len=12, val_distractors=200, warmup_steps=5, lr=3e-3,
+                   hard_negatives=False),
 }

@@ -42,6 +42,7 @@ def plot_training(rows: list[dict], path: Path, baseline_val_bpc: float | None =
 
     pyplot = plt()
     fig, (ax1, ax2) = pyplot.subplots(1, 2, figsize=(10, 3.6))
+    fig.subplots_adjust(wspace=0.35)
     tr = [(r["step"], r["train_bpc"]) for r in rows if "train_bpc" in r and "val_bpc" not in r]
     va = [(r["step"], r["val_bpc"]) for r in rows if "val_bpc" in r]
     if tr:
@@ -53,12 +54,12 @@ def plot_training(rows: list[dict], path: Path, baseline_val_bpc: float | None =
     ax1.set_xlabel("step")
     ax1.set_ylabel("bits per character")
     ax1.set_title(title or "bits per character")
-    ax1.legend()
+    ax1.legend(loc="upper right")
     gn = [(r["step"], r["grad_norm"]) for r in rows if "grad_norm" in r]
     if gn:
         ax2.plot(*zip(*gn), lw=1)
     ax2.set_xlabel("step")
-    ax2.set_ylabel("gradient norm (before clipping)")
+    ax2.set_ylabel("norm before clipping")
     ax2.set_yscale("log")
     ax2.set_title("gradient norm")
     return save_figure(fig, path)

@@ -75,3 +75,12 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, tiny_run):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["last"]["train_loss"] == full["last"]["train_loss"]
     assert [r["epoch"] for r in RunDir.open(dst).metrics() if "epoch" in r] == [1, 2]
+
+
+def test_bm25_hard_negatives_are_the_best_other_document():
+    from p06_contrastive.train import mine_hard_negatives
+
+    docs = ["solar panel inverter monitor", "solar panel cleaning robot", "chess engine uci", "chess board gui"]
+    queries = ["solar panel inverter", "solar cleaning robot", "uci chess engine", "chess gui board"]
+    hard = mine_hard_negatives(queries, docs)
+    assert hard.tolist() == [1, 0, 3, 2]  # never the positive, always the lexically closest other document

@@ -1,3 +1,1 @@
-"""p04_rnn: Character-level LSTM/GRU language model with an n-gram baseline."""
-
-__version__ = "0.1.0"
+"""p04_rnn: a character-level LSTM/GRU/RNN language model with a Kneser-Ney n-gram baseline."""

@@ -21,8 +21,9 @@ def test_overfits_128_images(tmp_path):
 
 
 def test_short_run_beats_logistic_regression(tmp_path):
-    cfg = dataclasses.replace(TINY, train_subset=3000, eval_subset=1000, width=12, epochs=3, augment=False,
-                              baseline=True, baseline_iters=100)
+    cfg = dataclasses.replace(TINY, train_subset=3000, eval_subset=1000, width=16, epochs=4, batch_size=32,
+                              optimizer="adamw", lr=3e-3, weight_decay=0.01, augment=False, baseline=True,
+                              baseline_iters=100)
     res = train(cfg, run_dir=tmp_path / "run")
     assert res["test_acc"] > res["baseline_logreg_test_acc"] > 0.6, res
 

@@ -1,0 +1,130 @@
+"""p03_cnn bench: training throughput (images/s) of the default config, and inference latency at batch 1 and 64,
+torch eager vs ONNX Runtime (same model, interleaved runs, medians, ORT thread spinning off).
+
+    python bench/p03_cnn.py [--bundle artifacts/fashion-cnn/<version>]
+
+Uses the latest `fashion-cnn` bundle (exported from the default run) when present, so `test_acc` is that run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def timed(fn, reps: int) -> list[float]:
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--bundle", default=None)
+    p.add_argument("--rounds", type=int, default=7)
+    args = p.parse_args()
+
+    import torch
+
+    from dlm_core.bundle import latest_bundle, load_bundle
+    from dlm_core.device import set_cpu_threads
+    from dlm_core.errors import DlmError
+    from p03_cnn.config import CNNConfig
+    from p03_cnn.data import augment_batch, build_augment
+    from p03_cnn.export import export_onnx, ort_session
+    from p03_cnn.model import build_model
+    from p03_cnn.train import make_optimizer
+
+    threads = set_cpu_threads()
+    cfg = CNNConfig()
+    test_acc, source = None, "untrained model (no fashion-cnn bundle found)"
+    try:
+        bundle = load_bundle(args.bundle or latest_bundle("fashion-cnn"))
+        bcfg = bundle.manifest.get("config", {})
+        model = build_model(bcfg.get("arch", cfg.arch), 10, bcfg.get("width", cfg.width), bcfg.get("blocks", 1))
+        model.load_state_dict(torch.load(bundle.file("weights.pt"), weights_only=True))
+        onnx_path = bundle.file("model.onnx")
+        test_acc = bundle.json("metrics.json").get("test_acc")
+        source = str(bundle.path)
+    except DlmError:
+        model = build_model(cfg.arch, 10, cfg.width, cfg.blocks)
+        onnx_path = Path("/tmp/p03_bench_model.onnx")
+        export_onnx(model, onnx_path)
+    model.eval()
+    sess = ort_session(onnx_path, threads=threads, spinning=False)
+
+    # training throughput: the default config's step (augmentation + forward + backward + SGD), batch 128
+    train_model = build_model(cfg.arch, 10, cfg.width, cfg.blocks).to(memory_format=torch.channels_last)
+    opt = make_optimizer(cfg, train_model)
+    aug = build_augment(cfg.crop_padding, cfg.erasing_p)
+    xb = torch.randn(cfg.batch_size, 1, 28, 28)
+    yb = torch.randint(0, 10, (cfg.batch_size,))
+
+    def train_step():
+        x = augment_batch(xb, aug).contiguous(memory_format=torch.channels_last)
+        loss = torch.nn.functional.cross_entropy(train_model(x), yb, label_smoothing=cfg.label_smoothing)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    timed(train_step, 3)
+    train_times = []
+
+    lat = {("torch", 1): [], ("torch", 64): [], ("ort", 1): [], ("ort", 64): []}
+    inputs = {n: np.random.default_rng(n).standard_normal((n, 1, 28, 28)).astype(np.float32) for n in (1, 64)}
+
+    def torch_fn(n):
+        x = torch.from_numpy(inputs[n])
+
+        def f():
+            with torch.inference_mode():
+                model(x)
+        return f
+
+    def ort_fn(n):
+        return lambda: sess.run(None, {"image": inputs[n]})
+
+    for n in (1, 64):
+        timed(torch_fn(n), 5)
+        timed(ort_fn(n), 5)
+    for _ in range(args.rounds):  # interleaved: contention hits both sides alike
+        train_times += timed(train_step, 3)
+        for n, reps in ((1, 30), (64, 5)):
+            lat[("torch", n)] += timed(torch_fn(n), reps)
+            lat[("ort", n)] += timed(ort_fn(n), reps)
+    med = {k: statistics.median(v) * 1000 for k, v in lat.items()}
+    result = {
+        "bench": "p03_cnn: ResNet-small (width 32) on Fashion-MNIST 28x28; inference latency torch eager vs "
+                 "ONNX Runtime (CPU EP, allow_spinning=0), medians of interleaved runs",
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, shared with other jobs; torch "
+                   f"{torch.__version__}, {threads} threads",
+        "ours": {"ort_latency_ms_b1": med[("ort", 1)], "ort_latency_ms_b64": med[("ort", 64)]},
+        "peer": {"torch_latency_ms_b1": med[("torch", 1)], "torch_latency_ms_b64": med[("torch", 64)]},
+        "ratio": med[("ort", 1)] / med[("torch", 1)],
+        "ratio_b64": med[("ort", 64)] / med[("torch", 64)],
+        "goal": "ratio = ORT / torch latency at batch 1; lower is better (< 1: ORT faster)",
+        "train_images_per_s": cfg.batch_size / statistics.median(train_times),
+        "test_acc": test_acc,
+        "model_source": source,
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    out = Path(__file__).parent / "results" / "p03_cnn.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

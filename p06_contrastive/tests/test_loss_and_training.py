@@ -84,3 +84,20 @@ def test_bm25_hard_negatives_are_the_best_other_document():
     queries = ["solar panel inverter", "solar cleaning robot", "uci chess engine", "chess gui board"]
     hard = mine_hard_negatives(queries, docs)
     assert hard.tolist() == [1, 0, 3, 2]  # never the positive, always the lexically closest other document
+
+
+def test_tokenizer_training_is_deterministic():
+    from p06_contrastive.data import load_corpus, train_tokenizer
+
+    ds = load_corpus(0, 1200, 0)
+    texts = [d["text"] for d in ds.docs] + [d["synopsis"] for d in ds.docs]
+    assert train_tokenizer(texts, 800).to_str() == train_tokenizer(texts, 800).to_str()
+
+
+def test_same_seed_same_weights(tmp_path, tiny_run):
+    from p06_contrastive.config import PRESETS
+    from p06_contrastive.train import run_train
+
+    again = run_train(PRESETS["tiny"], run_dir=tmp_path / "again", preset="tiny")
+    assert again["encoder_version"] == tiny_run[1]["encoder_version"]
+    assert again["best_val_mrr10"] == tiny_run[1]["best_val_mrr10"]

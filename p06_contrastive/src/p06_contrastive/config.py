@@ -18,7 +18,7 @@ class Config:
     max_corpus: int = _f(0, "use a seeded random subset of this many documents (0 = the full corpus; tests)")
     max_train_pairs: int = _f(0, "cap on training (synopsis, description) pairs per epoch (0 = all)")
     # tokenizer
-    vocab_size: int = _f(8000, "WordPiece vocabulary trained on the training split")
+    vocab_size: int = _f(8000, "BPE vocabulary trained on the training split")
     max_query_len: int = _f(24, "tokens kept of a query (synopsis)")
     max_doc_len: int = _f(64, "tokens kept of a document (long description)")
     # encoder

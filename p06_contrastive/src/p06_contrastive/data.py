@@ -1,7 +1,7 @@
-"""The debian-packages corpus, the WordPiece tokenizer trained on its training split, and batching.
+"""The debian-packages corpus, the BPE tokenizer trained on its training split, and batching.
 
 Query = a package's one-line synopsis; its one relevant document = the package's long description.
-The tokenizer (Hugging Face `tokenizers`) is what serving reuses: tokenizer.json + the max lengths.
+The BPE tokenizer (Hugging Face `tokenizers`) is what serving reuses: tokenizer.json + the max lengths.
 """
 
 from __future__ import annotations
@@ -33,13 +33,18 @@ def load_corpus(split_seed: int = 0, max_corpus: int = 0, seed: int = 0):
 
 # --- tokenizer ----------------------------------------------------------------------------------------
 def train_tokenizer(texts: list[str], vocab_size: int):
-    """A lower-cased WordPiece tokenizer ([PAD]=0, [UNK]=1) trained on the given texts."""
+    """A lower-cased byte-pair-encoding tokenizer ([PAD]=0, [UNK]=1) trained on the given texts.
+
+    BPE without a continuing-subword prefix, because it trains deterministically. WordPiece (`##` pieces)
+    does not: tokenizers assigns the `##` ids in hash-map order, so ties pick different merges from run to
+    run (huggingface/tokenizers#1794).
+    """
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-    tok = Tokenizer(models.WordPiece(unk_token=UNK))
+    tok = Tokenizer(models.BPE(unk_token=UNK))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK], show_progress=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK], show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
     return tok
 

@@ -1,5 +1,7 @@
 """Shared tiny fixtures: a tokenizer and a small transformer overfit on 32 real pairs (trained once)."""
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -8,7 +10,9 @@ from dlm_core.data import load_dataset
 from p05_transformer import data as D
 from p05_transformer.model import PAD, Transformer
 
-torch.set_num_threads(1)  # small tensors: one thread is faster, and the 2 cores are often shared
+# small tensors: one thread is faster, and the 2 cores are often shared (select_device reads DLM_THREADS)
+os.environ.setdefault("DLM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +24,7 @@ def pairs32():
 
 @pytest.fixture(scope="session")
 def overfit(pairs32):
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     tok = D.train_tokenizer([t for p in pairs32 for t in p], 300)
     ids = D.encode_pairs(tok, pairs32, 40)

@@ -67,3 +67,97 @@ class IBMModel1:
 
     def translate(self, text: str) -> str:
         return detok([self.best.get(w, w) for w in words(text)])  # unknown words are copied
+
+
+# --- GRU encoder-decoder with additive (Bahdanau) attention ------------------------------------------------
+def gru_model(vocab_size: int, d: int = 128, hidden: int = 192):
+    import torch
+    from torch import nn
+
+    class GRUAttention(nn.Module):
+        """Bidirectional GRU encoder; GRU decoder that scores every source state with
+        v^T tanh(W s + U h) (Bahdanau et al. 2015) and feeds the context into its next step."""
+
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(vocab_size, d, padding_idx=0)
+            self.enc = nn.GRU(d, hidden // 2, batch_first=True, bidirectional=True)
+            self.dec = nn.GRUCell(d + hidden, hidden)
+            self.W, self.U, self.v = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 1)
+            self.proj = nn.Linear(2 * hidden, d)  # then the tied embedding, as in the transformer
+
+        def encode(self, src):
+            mem, _ = self.enc(self.embed(src))
+            keep = src != 0
+            h = (mem * keep[..., None]).sum(1) / keep.sum(1, keepdim=True)
+            return mem, self.U(mem), keep, h
+
+        def step(self, tok, h, mem, mem_u, keep):
+            scores = self.v(torch.tanh(self.W(h)[:, None] + mem_u)).squeeze(-1).masked_fill(~keep, float("-inf"))
+            ctx = (torch.softmax(scores, -1)[..., None] * mem).sum(1)
+            h = self.dec(torch.cat([self.embed(tok), ctx], -1), h)
+            return self.proj(torch.cat([h, ctx], -1)) @ self.embed.weight.t(), h
+
+        def forward(self, src, tgt_in):
+            mem, mem_u, keep, h = self.encode(src)
+            outs = []
+            for t in range(tgt_in.size(1)):
+                logit, h = self.step(tgt_in[:, t], h, mem, mem_u, keep)
+                outs.append(logit)
+            return torch.stack(outs, 1)
+
+        @torch.no_grad()
+        def greedy(self, src, max_len: int):
+            mem, mem_u, keep, h = self.encode(src)
+            tok = torch.full((src.size(0),), 1, dtype=torch.long)
+            rows, done = [], torch.zeros(src.size(0), dtype=torch.bool)
+            for _ in range(max_len):
+                logit, h = self.step(tok, h, mem, mem_u, keep)
+                tok = logit.argmax(-1)
+                rows.append(torch.where(done, torch.zeros_like(tok), tok))
+                done |= tok == 2
+                if done.all():
+                    break
+            out = []
+            for r in torch.stack(rows, 1).tolist():
+                out.append(r[:r.index(2)] if 2 in r else [t for t in r if t != 0])
+            return out
+
+    return GRUAttention()
+
+
+def train_gru(tok, train_pairs, cfg, minutes: float, seed: int = 0, log=print):
+    """Train the GRU baseline on the same tokenizer and split for a wall-clock budget (AdamW at a constant
+    cfg.lr, label smoothing, clipping: the transformer's settings without its schedule)."""
+    import time
+
+    import torch
+    from torch import nn
+
+    from . import data as D
+
+    torch.manual_seed(seed)
+    ids = D.encode_pairs(tok, train_pairs, cfg.max_len)
+    model = gru_model(tok.get_vocab_size())
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=0, label_smoothing=cfg.label_smoothing)
+    t0, epoch = time.perf_counter(), 0
+    while time.perf_counter() - t0 < minutes * 60:
+        epoch += 1
+        model.train()
+        total = 0.0
+        bs = D.batches(ids, cfg.batch_size, seed, epoch)
+        for src, tgt in bs:
+            src, tgt = torch.from_numpy(src), torch.from_numpy(tgt)
+            logits = model(src, tgt[:, :-1])
+            loss = loss_fn(logits.reshape(-1, logits.size(-1)), tgt[:, 1:].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            opt.step()
+            total += loss.item()
+            if time.perf_counter() - t0 > minutes * 60:
+                break
+        log(f"gru epoch: {epoch} train_loss: {total / len(bs):.3f} minutes: {(time.perf_counter() - t0) / 60:.1f}")
+    model.eval()
+    return model, epoch, (time.perf_counter() - t0) / 60

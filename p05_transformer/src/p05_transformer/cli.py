@@ -65,6 +65,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     p.add_argument("run", help="run folder, e.g. runs/p05_transformer/<run>/")
     p.add_argument("--beam", type=int, default=None, help="beam size (default: the run's)")
     p.add_argument("--limit", type=int, default=0, help="score only the first N test pairs (0 = all)")
+    p.add_argument("--gru-minutes", type=float, default=0.0,
+                   help="also train the GRU+additive-attention baseline for this many minutes and score it")
     args = p.parse_args(argv)
     import dataclasses
 
@@ -85,6 +87,22 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     print_metrics(bleu=res["test_bleu"], chrf=res["test_chrf"])
     print_metrics(ibm_model1_bleu=b["ibm_model1"]["bleu"], ibm_model1_chrf=b["ibm_model1"]["chrf"])
     print_metrics(copy_source_bleu=b["copy_source"]["bleu"], copy_source_chrf=b["copy_source"]["chrf"])
+    if args.gru_minutes > 0:
+        import torch
+
+        from .baselines import train_gru
+        from .evaluate import score
+
+        gru, epochs, minutes = train_gru(tok, train_pairs, cfg, args.gru_minutes, cfg.seed)
+        srcs = [D.encode(tok, en)[:cfg.max_len] for en, _ in test]
+        hyps = []
+        for i in range(0, len(srcs), 64):
+            hyps += [D.decode(tok, h) for h in gru.greedy(torch.from_numpy(D.pad(srcs[i:i + 64])), cfg.max_len + 1)]
+        bleu, chrf = score(hyps, [es for _, es in test])
+        gres = {"gru_bleu": bleu, "gru_chrf": chrf, "epochs": epochs, "train_minutes": minutes, "decoding": "greedy",
+                "parameters": sum(p.numel() for p in gru.parameters()), "test_size": len(test)}
+        run.write_json("gru_baseline.json", gres)
+        print_metrics(gru_bleu=bleu, gru_chrf=chrf, gru_epochs=epochs, gru_parameters=gres["parameters"])
     return 0
 
 

@@ -49,7 +49,7 @@ def export_bundle(run_path, version: str | None = None, overwrite: bool = False,
     results = read_json(Path(run_path) / "results.json")
     net = ErrorModel(ae).eval()
     prep = load(cfg)
-    # reference inputs: normal validation images and the highest-error test images (both sides of the threshold)
+    # reference inputs: normal validation images and the first test images (mostly anomalies)
     ref = np.concatenate([prep.x_val[: n_reference // 2], prep.x_test[: n_reference - n_reference // 2]])
     with torch.no_grad():
         torch_out = net(torch.from_numpy(ref)).numpy()

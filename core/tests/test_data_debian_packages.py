@@ -4,6 +4,7 @@ import gzip
 
 import numpy as np
 import pytest
+
 from dlm_core.data import get_source
 from dlm_core.data.src_debian_packages import (
     build_documents,

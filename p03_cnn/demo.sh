@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# p03_cnn quick demo (run from the repo root): a small ResNet on 10k Fashion-MNIST images for 2 epochs beside
+# p03_cnn quick demo (run from the repo root): a small ResNet on 8k Fashion-MNIST images for 3 epochs beside
 # the logistic-regression baseline, the evaluation report, a prediction on a PNG and an ONNX bundle export
-# (named fashion-cnn-demo so it never shadows the real fashion-cnn bundle). Under a minute on 2 idle cores.
+# (named fashion-cnn-demo so it never shadows the real fashion-cnn bundle). About 1.5 min on 2 lightly loaded cores.
 set -euo pipefail
 RUN="${DLM_RUNS:-runs}/p03_cnn/demo-quick"
 rm -rf "$RUN"

@@ -32,7 +32,7 @@ PROJECT = "p07_autoencoder"
 def fit(cfg: AEConfig, prep: Prepared, run, resume: bool = False, quiet: bool = False):
     import torch
 
-    from dlm_core.checkpoint import Checkpointer, rng_state, set_rng_state
+    from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
     from dlm_core.device import select_device
     from dlm_core.errors import check_finite
     from dlm_core.runs import print_metrics, progress
@@ -46,15 +46,8 @@ def fit(cfg: AEConfig, prep: Prepared, run, resume: bool = False, quiet: bool = 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ckpt = Checkpointer(run.checkpoint_dir)
     start, best_val = 1, float("inf")
-    if resume:
-        state = ckpt.latest()
-        if state is not None:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            set_rng_state(state["rng"])
-            start, best_val = state["epoch"] + 1, state["best_val"]
-            run.truncate_metrics(lambda r: r.get("epoch", 0) < start)
-            print(f"resumed from epoch {state['epoch']}", flush=True)
+    if resume and (state := resume_training(ckpt, model, opt, run)) is not None:
+        start, best_val = state["epoch"] + 1, state["best_val"]
 
     xt = torch.from_numpy(prep.x_train)
     n = len(xt)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from dlm_core.checkpoint import Checkpointer, rng_state, set_rng_state
+from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
 from dlm_core.device import select_device
 from dlm_core.errors import check_finite
 from dlm_core.runs import RunDir, print_metrics, progress
@@ -59,13 +59,8 @@ def train(cfg: VAEConfig, resume_dir: str | None = None) -> RunDir:
     model = VAE(cfg.latent_dim, cfg.channels, cfg.hidden).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, best = 1, -float("inf")
-    if resume_dir and (state := ckpt.latest()) is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
+    if resume_dir and (state := resume_training(ckpt, model, opt, run)) is not None:
         start, best = state["epoch"] + 1, state["best_val_elbo"]
-        run.truncate_metrics(lambda r: r.get("epoch", 0) < start)
-        print(f"resumed {run.path} from epoch {state['epoch']}", flush=True)
 
     step = (start - 1) * -(-len(x_train) // cfg.batch_size)
     for epoch in range(start, cfg.epochs + 1):

@@ -58,3 +58,24 @@ def test_point_scores_average_the_covering_windows():
     z = np.arange(10, dtype=np.float32)
     win = windows(z, 4)
     assert win.shape == (7, 1, 4) and win[3, 0].tolist() == [3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.0])
+def test_residual_blur_equals_scipy_gaussian_filter(sigma):
+    import torch
+    from scipy.ndimage import gaussian_filter
+
+    from p07_autoencoder.model import ErrorModel, ResidualBlur, residual_errors
+
+    r = np.random.default_rng(0).normal(size=(3, 1, 28, 28)).astype(np.float32)
+    ours = ResidualBlur(sigma)(torch.from_numpy(r)).numpy()
+    ref = gaussian_filter(r, (0, 0, sigma, sigma), mode="constant", truncate=4.0)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    np.testing.assert_allclose(residual_errors(r, sigma), ref ** 2, atol=1e-5)
+    assert np.abs(ours).sum() < np.abs(r).sum()  # a real smoothing, not the identity
+    np.testing.assert_array_equal(ResidualBlur(0.0)(torch.from_numpy(r)).numpy(), r)
+    # the exported scorer applies the same blur: zero-reconstruction AE -> error = mean(blur(-x)^2)
+    zero_ae = torch.nn.Module()
+    zero_ae.forward = lambda x: torch.zeros_like(x)
+    np.testing.assert_allclose(ErrorModel(zero_ae, sigma)(torch.from_numpy(r)).numpy(), (ref ** 2).mean((1, 2, 3)),
+                               rtol=1e-4)

@@ -76,11 +76,13 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def _print_result(r: dict) -> None:
+    from .evaluate import BASELINES
+
     ae = r["autoencoder"]
     print(f"threshold: {ae['threshold']:.4g} anomalies_detected: {ae['tp'] + ae['fp']} of {r['n_test']}  "
           f"(validation FPR target {100 * r['fpr_target']:g}%, test FPR {ae['fpr']:.4f})", flush=True)
     line = f"ROC-AUC {ae['roc_auc']:.4f}  PR-AUC {ae['pr_auc']:.4f}"
-    for name, label in (("isolation_forest", "IsolationForest"), ("pca_reconstruction", "PCA-reconstruction")):
+    for name, label in BASELINES.items():
         if name in r:
             line += f"   {label} {r[name]['roc_auc']:.4f} / {r[name]['pr_auc']:.4f}"
     print(line, flush=True)
@@ -165,16 +167,17 @@ def detector_main(argv: list[str] | None = None) -> int:
     from dlm_core.io import read_json
 
     from .data import load, preprocess, windows
-    from .evaluate import metrics_at, unit_scores
+    from .evaluate import BASELINES, metrics_at, unit_scores
     from .export import load_trained
     from .model import squared_errors
 
     torch.set_num_threads(2)
     cfg, spec, model = load_trained(args.run_dir)
     threshold = spec["threshold"]
+    blur = spec.get("error_blur", 0.0)
     if args.input is None:
         prep = load(cfg)
-        scores = unit_scores(prep, squared_errors(model, prep.x_test), "test")
+        scores = unit_scores(prep, squared_errors(model, prep.x_test, blur_sigma=blur), "test")
         ids, y = prep.test_ids, prep.y_test
         source = f"the run's test split ({cfg.dataset})"
     else:
@@ -187,7 +190,7 @@ def detector_main(argv: list[str] | None = None) -> int:
         if spec["kind"] == "series":
             x = windows(x, spec["window"])
         with torch.no_grad():
-            sq = squared_errors(model, x)
+            sq = squared_errors(model, x, blur_sigma=blur)
         if spec["kind"] == "series":
             from .data import point_scores
 
@@ -211,7 +214,7 @@ def detector_main(argv: list[str] | None = None) -> int:
         res_path = Path(args.run_dir) / "results.json"
         if res_path.is_file():
             res = read_json(res_path)
-            for name, label in (("isolation_forest", "IsolationForest"), ("pca_reconstruction", "PCA-reconstruction")):
+            for name, label in BASELINES.items():
                 if name in res:
                     line += f"   {label} {res[name]['roc_auc']:.4f} / {res[name]['pr_auc']:.4f}"
         print(line)

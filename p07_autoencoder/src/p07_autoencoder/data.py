@@ -111,7 +111,8 @@ def load(cfg: AEConfig) -> Prepared:
         ds = load_dataset("fashion-mnist", seed=cfg.seed)
         spec = {"kind": "image", "input_shape": list(IMAGE_SHAPE), "scale": 1 / 255.0,
                 "normal_class": cfg.normal_class, "normal_class_name": ds.classes[cfg.normal_class],
-                "classes": ds.classes, "raw_input": "grey pixels 0..255, shape (N, 28, 28)"}
+                "classes": ds.classes, "error_blur": cfg.error_blur,
+                "raw_input": "grey pixels 0..255, shape (N, 28, 28)"}
         train = ds.train.x[ds.train.y == cfg.normal_class]
         train = train[_cap(train, cfg.max_train, cfg.seed, 1)]
         val = ds.val.x[ds.val.y == cfg.normal_class]

@@ -41,13 +41,14 @@ def export_bundle(run_path, version: str | None = None, overwrite: bool = False,
     from dlm_core.plotting import plt, save_figure
 
     from .data import load
+    from .evaluate import BASELINES
     from .model import ErrorModel
 
     cfg, spec, ae = load_trained(run_path)
     if spec["kind"] != "image":
         raise DlmError(f"{run_path} is a {spec['kind']} run; only image detectors (fashion-oneclass) are exported")
     results = read_json(Path(run_path) / "results.json")
-    net = ErrorModel(ae).eval()
+    net = ErrorModel(ae, spec.get("error_blur", 0.0)).eval()
     prep = load(cfg)
     # reference inputs: normal validation images and the first test images (mostly anomalies)
     ref = np.concatenate([prep.x_val[: n_reference // 2], prep.x_test[: n_reference - n_reference // 2]])
@@ -79,10 +80,11 @@ def export_bundle(run_path, version: str | None = None, overwrite: bool = False,
         np.save(Path(tmp) / "reference_inputs.npy", ref)
         np.save(Path(tmp) / "reference_outputs.npy", torch_out)
         preprocess = {**spec, "onnx_input": "float32 (N, 1, 28, 28) = raw pixels * scale",
-                      "onnx_output": "float32 (N,) mean squared reconstruction error; anomaly = error > threshold"}
+                      "onnx_output": "float32 (N,) mean squared reconstruction error (residual blurred "
+                                       "with std error_blur px first); anomaly = error > threshold"}
         metrics = {"threshold": spec["threshold"], "fpr_target": spec["fpr_target"],
                    "test": results["autoencoder"], "onnx_parity_max_abs": max_abs, "onnx_parity_max_rel": max_rel,
-                   **{k: results[k] for k in ("isolation_forest", "pca_reconstruction") if k in results}}
+                   **{k: results[k] for k in BASELINES if k in results}}
         bundle = save_bundle(BUNDLE_NAME, version, {
             "model.onnx": onnx_path, "weights.pt": Path(tmp) / "weights.pt", "parity.png": parity_png,
             "reference_inputs.npy": Path(tmp) / "reference_inputs.npy",

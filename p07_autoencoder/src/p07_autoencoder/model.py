@@ -3,7 +3,10 @@ wrapper that turns any of them into a per-input anomaly score (what the ONNX exp
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -68,25 +71,62 @@ def build_model(kind: str, input_shape: list[int], bottleneck: int, width: int) 
     return Conv1dAE(input_shape[-1], bottleneck, width)
 
 
-class ErrorModel(nn.Module):
-    """Wraps an autoencoder: input batch -> per-input mean squared reconstruction error, shape (N,)."""
+class ResidualBlur(nn.Module):
+    """Gaussian blur (std `sigma` pixels, kernel radius ceil(4 sigma), zero padding) of an image residual.
 
-    def __init__(self, ae: nn.Module):
+    Squaring a blurred residual scores shape differences and ignores pixel-level texture (prints, stripes) that
+    no small bottleneck can rebuild; sigma = 0 is the identity (plain squared error)."""
+
+    def __init__(self, sigma: float = 0.0):
+        super().__init__()
+        self.sigma = float(sigma)
+        radius = math.ceil(4 * self.sigma)
+        t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        g = torch.exp(-0.5 * (t / max(self.sigma, 1e-12)) ** 2) if self.sigma > 0 else (t == 0).float()
+        g = g / g.sum()
+        self.radius = radius
+        self.register_buffer("kernel", torch.outer(g, g)[None, None], persistent=False)
+
+    def forward(self, r):
+        if self.sigma == 0:
+            return r
+        return F.conv2d(r, self.kernel.to(r.dtype), padding=self.radius)
+
+
+def error_map(residual: torch.Tensor, blur: ResidualBlur | None) -> torch.Tensor:
+    """Per-element squared error of a residual (x_hat - x), blurred first for images when blur.sigma > 0."""
+    if blur is not None and blur.sigma > 0 and residual.dim() == 4:
+        residual = blur(residual)
+    return residual.pow(2)
+
+
+class ErrorModel(nn.Module):
+    """Wraps an autoencoder: input batch -> per-input mean (blurred) squared reconstruction error, shape (N,)."""
+
+    def __init__(self, ae: nn.Module, blur_sigma: float = 0.0):
         super().__init__()
         self.ae = ae
+        self.blur = ResidualBlur(blur_sigma)
 
     def forward(self, x):
-        return (self.ae(x) - x).pow(2).flatten(1).mean(1)
+        return error_map(self.ae(x) - x, self.blur).flatten(1).mean(1)
 
 
 @torch.no_grad()
-def squared_errors(model: nn.Module, x, batch_size: int = 512, device="cpu"):
-    """Per-element squared reconstruction error of a numpy batch, flattened to (N, features), as numpy."""
+def squared_errors(model: nn.Module, x, batch_size: int = 512, device="cpu", blur_sigma: float = 0.0):
+    """Per-element squared reconstruction error of a numpy batch, flattened to (N, features), as numpy.
+    For images with blur_sigma > 0 the residual is Gaussian-blurred before squaring (see ResidualBlur)."""
     import numpy as np
 
     model.eval()
+    blur = ResidualBlur(blur_sigma).to(device)
     out = []
     for i in range(0, len(x), batch_size):
         xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])).to(device)
-        out.append((model(xb) - xb).pow(2).flatten(1).cpu().numpy())
+        out.append(error_map(model(xb) - xb, blur).flatten(1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, int(np.prod(x.shape[1:]))), np.float32)
+
+
+def residual_errors(residual, blur_sigma: float = 0.0):
+    """error_map for a numpy residual (another model's reconstruction minus input, e.g. PCA's), as numpy."""
+    return error_map(torch.from_numpy(residual.astype("float32")), ResidualBlur(blur_sigma)).numpy()

@@ -13,6 +13,7 @@ from .evaluate import plot_latent_sweep
 from .train import PROJECT, describe, run_experiment
 
 METHODS = ("autoencoder", "isolation_forest", "pca_reconstruction")
+EXTRA = ("pca_same_error",)  # analysis column: PCA scored with the AE's (blurred) error, present when blur > 0
 
 
 def all_classes(cfg: AEConfig, classes: range | list[int] = range(10)) -> dict:
@@ -23,17 +24,20 @@ def all_classes(cfg: AEConfig, classes: range | list[int] = range(10)) -> dict:
     for c in classes:
         ccfg = dataclasses.replace(cfg, normal_class=c)
         r = run_experiment(ccfg, run=RunDir.at(parent.path / f"class{c}", ccfg), quiet=True)
-        row = {"class": c, "name": r["normal_class_name"], **{m: r[m]["roc_auc"] for m in METHODS},
-               **{f"{m}_pr": r[m]["pr_auc"] for m in METHODS}, "ae_f1": r["autoencoder"]["f1"],
+        methods = [m for m in METHODS + EXTRA if m in r]
+        row = {"class": c, "name": r["normal_class_name"], **{m: r[m]["roc_auc"] for m in methods},
+               **{f"{m}_pr": r[m]["pr_auc"] for m in methods}, "ae_f1": r["autoencoder"]["f1"],
                "ae_test_fpr": r["autoencoder"]["fpr"], "run_dir": r["run_dir"]}
         rows.append(row)
         parent.log(**row)
         print_metrics(**{"class": c, "ae_auc": row["autoencoder"], "iforest_auc": row["isolation_forest"],
                          "pca_auc": row["pca_reconstruction"], "ae_test_fpr": row["ae_test_fpr"]})
-    mean = {m: float(np.mean([r[m] for r in rows])) for m in METHODS}
+    mean = {m: float(np.mean([r[m] for r in rows])) for m in METHODS + EXTRA if all(m in r for r in rows)}
     summary = {"rows": rows, "mean_roc_auc": mean, "config": dataclasses.asdict(cfg),
                "goal_beats_both_baselines": bool(mean["autoencoder"] > max(mean["isolation_forest"],
                                                                            mean["pca_reconstruction"]))}
+    if "pca_same_error" in mean:
+        summary["beats_pca_with_same_error"] = bool(mean["autoencoder"] > mean["pca_same_error"])
     parent.write_json("summary.json", summary)
     table = auc_table(rows, mean)
     _plot_bars(rows, parent.file("per_class_auc.png"))
@@ -47,15 +51,17 @@ def all_classes(cfg: AEConfig, classes: range | list[int] = range(10)) -> dict:
 
 
 def auc_table(rows: list[dict], mean: dict) -> str:
-    lines = ["| normal class | AE ROC-AUC | IsolationForest | PCA-reconstruction | AE PR-AUC | AE test FPR |",
-             "|---|---|---|---|---|---|"]
+    """Markdown table; bold = best of the AE and the two baselines; the PCA-with-the-AE's-error column is analysis."""
+    extra = [m for m in EXTRA if m in mean]
+    head = "| normal class | AE ROC-AUC | IsolationForest | PCA-reconstruction |"
+    head += "".join(" PCA, AE's error |" for _ in extra) + " AE PR-AUC | AE test FPR |"
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in rows:
         best = max(METHODS, key=lambda m: r[m])
-        cells = [f"**{r[m]:.4f}**" if m == best else f"{r[m]:.4f}" for m in METHODS]
+        cells = [f"**{r[m]:.4f}**" if m == best else f"{r[m]:.4f}" for m in METHODS] + [f"{r[m]:.4f}" for m in extra]
         lines.append(f"| {r['class']} {r['name']} | {' | '.join(cells)} | {r['autoencoder_pr']:.4f} "
                      f"| {r['ae_test_fpr']:.4f} |")
-    lines.append(f"| **mean** | {mean['autoencoder']:.4f} | {mean['isolation_forest']:.4f} | "
-                 f"{mean['pca_reconstruction']:.4f} | | |")
+    lines.append("| **mean** | " + " | ".join(f"**{mean[m]:.4f}**" for m in METHODS + tuple(extra)) + " | | |")
     return "\n".join(lines)
 
 
@@ -65,14 +71,18 @@ def _plot_bars(rows, path):
     pyplot = plt()
     fig, ax = pyplot.subplots(figsize=(9, 3.6))
     x = np.arange(len(rows))
-    for i, (m, label) in enumerate(zip(METHODS, ("autoencoder", "IsolationForest", "PCA reconstruction"))):
-        ax.bar(x + (i - 1) * 0.27, [r[m] for r in rows], width=0.27, label=label)
+    labels = {"autoencoder": "autoencoder", "isolation_forest": "IsolationForest", "pca_reconstruction": "PCA",
+              "pca_same_error": "PCA, AE's error"}
+    methods = [m for m in labels if all(m in r for r in rows)]
+    w = 0.8 / len(methods)
+    for i, m in enumerate(methods):
+        ax.bar(x + (i - (len(methods) - 1) / 2) * w, [r[m] for r in rows], width=w, label=labels[m])
     ax.set_xticks(x)
     ax.set_xticklabels([f"{r['class']} {r['name'][:9]}" for r in rows], fontsize=8, rotation=20)
     ax.set_ylim(0.4, 1.0)
     ax.set_ylabel("test ROC-AUC")
     ax.set_title("Fashion-MNIST one-class: ROC-AUC per normal class")
-    ax.legend(fontsize=8, ncol=3, loc="lower left")
+    ax.legend(fontsize=8, ncol=len(methods), loc="lower left")
     return save_figure(fig, path)
 
 

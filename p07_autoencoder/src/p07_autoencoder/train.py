@@ -15,6 +15,7 @@ import numpy as np
 from .config import AEConfig
 from .data import Prepared, load
 from .evaluate import (
+    BASELINES,
     baseline_errors,
     best_f1_threshold,
     metrics_at,
@@ -51,6 +52,7 @@ def fit(cfg: AEConfig, prep: Prepared, run, resume: bool = False, quiet: bool = 
 
     xt = torch.from_numpy(prep.x_train)
     n = len(xt)
+    blur = prep.preprocess.get("error_blur", 0.0)
     step = (start - 1) * -(-n // cfg.batch_size)
     for epoch in range(start, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -72,7 +74,7 @@ def fit(cfg: AEConfig, prep: Prepared, run, resume: bool = False, quiet: bool = 
             opt.step()
             total += loss.item() * len(clean)
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        val_error = float(squared_errors(model, prep.x_val, device=device).mean())
+        val_error = float(squared_errors(model, prep.x_val, device=device, blur_sigma=blur).mean())
         is_best = val_error < best_val
         best_val = min(best_val, val_error)
         row = {"epoch": epoch, "train_loss": total / n, "val_error": val_error, "seconds": time.perf_counter() - t0}
@@ -93,8 +95,9 @@ def evaluate_run(cfg: AEConfig, prep: Prepared, model, run, plots: bool = True, 
     from .model import squared_errors
 
     device = next(model.parameters()).device
-    val = unit_scores(prep, squared_errors(model, prep.x_val, device=device), "val")
-    test_sq = squared_errors(model, prep.x_test, device=device)
+    blur = prep.preprocess.get("error_blur", 0.0)
+    val = unit_scores(prep, squared_errors(model, prep.x_val, device=device, blur_sigma=blur), "val")
+    test_sq = squared_errors(model, prep.x_test, device=device, blur_sigma=blur)
     test = unit_scores(prep, test_sq, "test")
     y = prep.y_test
     threshold = threshold_at_fpr(val, cfg.fpr)
@@ -123,7 +126,9 @@ def evaluate_run(cfg: AEConfig, prep: Prepared, model, run, plots: bool = True, 
             named[name.replace("_", " ")] = st
 
     spec = {**prep.preprocess, "threshold": threshold, "fpr_target": cfg.fpr,
-            "score": "mean squared reconstruction error per input (of the preprocessed input)"}
+            "score": "mean squared reconstruction error per input (of the preprocessed input"
+                     + (f"; image residual Gaussian-blurred with std {blur} px first)" if prep.kind == "image"
+                        and blur else ")")}
     run.write_json("preprocess.json", spec)
     run.write_json("results.json", result)
     np.savez_compressed(run.file("scores.npz"), val=val, test=test, y_test=y)
@@ -179,10 +184,10 @@ def report_text(cfg: AEConfig, r: dict, plots: bool) -> str:
              f"{r['n_test']} {unit}, {100 * r['test_anomaly_rate']:.1f}% anomalous; test labels were used only "
              "for the numbers below.", "",
              "| method | ROC-AUC | PR-AUC | precision | recall | F1 | test FPR |", "|---|---|---|---|---|---|---|"]
-    for name in ("autoencoder", "isolation_forest", "pca_reconstruction"):
+    for name, label in {"autoencoder": "autoencoder", **BASELINES}.items():
         if name in r:
             m = r[name]
-            lines.append(f"| {name.replace('_', ' ')} | {m['roc_auc']:.4f} | {m['pr_auc']:.4f} | {m['precision']:.3f} "
+            lines.append(f"| {label} | {m['roc_auc']:.4f} | {m['pr_auc']:.4f} | {m['precision']:.3f} "
                          f"| {m['recall']:.3f} | {m['f1']:.3f} | {m['fpr']:.4f} |")
     lines += ["", f"Autoencoder threshold {ae['threshold']:.4g} (validation FPR {ae['val_fpr']:.4f}). Diagnostic "
               "only (chosen on test labels, never used): the F1-optimal test threshold "

@@ -35,3 +35,12 @@ def test_gru_attention_baseline_learns_the_overfit_pairs(overfit):
     model.eval()
     out = model.greedy(src[:4], 40)
     assert len(out) == 4 and all(isinstance(t, int) for row in out for t in row)
+
+
+def test_seed_changes_the_model_not_the_test_split():
+    from p05_transformer.config import TransformerConfig
+
+    splits = [D.load_pairs(TransformerConfig(seed=s)) for s in (0, 3)]
+    for a, b in zip(*splits):  # train, val, test: identical pairs in the same order
+        assert a == b
+    assert len(splits[0][2]) == 1000 and not set(splits[0][2]) & set(splits[0][0])

@@ -12,14 +12,17 @@ from dlm_core.seed import data_rng
 
 from .model import BOS, EOS, PAD, UNK
 
+SPLIT_SEED = 0  # the fixed train/val/test split of bible-en-es
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]  # ids 0..3, as in model.py
 
 
 def load_pairs(cfg):
-    """(train, val, test) lists of (english, spanish); train optionally cut to cfg.train_limit."""
+    """(train, val, test) lists of (english, spanish); train optionally cut to cfg.train_limit.
+    The split is always the one of SPLIT_SEED: --seed changes the model's initialisation and data order, never
+    which pairs are test, so seeds are comparable."""
     from dlm_core.data import load_dataset
 
-    ds = load_dataset(cfg.dataset, seed=cfg.seed, max_words=cfg.max_words)
+    ds = load_dataset(cfg.dataset, seed=SPLIT_SEED, max_words=cfg.max_words)
     train = ds.train[:cfg.train_limit] if cfg.train_limit else ds.train
     return train, ds.val, ds.test
 

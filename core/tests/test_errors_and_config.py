@@ -69,3 +69,24 @@ def test_missing_run_dir_is_a_clear_error():
 
     with pytest.raises(DlmError, match="not a run directory"):
         RunDir.open("/nonexistent/run")
+
+
+def test_run_config_fresh_uses_the_preset_resume_uses_the_saved_config(tmp_path):
+    from dlm_core.config import add_run_args, run_config
+    from dlm_core.runs import RunDir
+
+    presets = {"default": Cfg(), "quick": Cfg(epochs=1)}
+
+    def args(argv):
+        p = ArgumentParser(prog="t")
+        add_run_args(p, presets, "proj")
+        add_config_args(p, Cfg)
+        return p.parse_args(argv)
+
+    cfg, run_dir, resume = run_config(Cfg, args(["--preset", "quick", "--lr", "0.2"]), presets)
+    assert (cfg, run_dir, resume) == (Cfg(lr=0.2, epochs=1), None, False)
+    run = RunDir.at(tmp_path / "r", Cfg(lr=0.3, epochs=7, name="saved"))
+    cfg, run_dir, resume = run_config(Cfg, args(["--resume", str(run.path), "--epochs", "9"]), presets)
+    assert cfg == Cfg(lr=0.3, epochs=9, name="saved") and resume and run_dir == run.path  # preset ignored
+    with pytest.raises(DlmError, match="not a run directory"):
+        run_config(Cfg, args(["--resume", str(tmp_path / "nope")]), presets)

@@ -74,6 +74,25 @@ def config_from_args(cls, args: argparse.Namespace, base=None):
         raise DlmError(f"bad config: {err}") from None
 
 
+def add_run_args(parser: argparse.ArgumentParser, presets: dict, project: str, preset_help: str = "") -> None:
+    """The --preset / --run-dir / --resume trio every training CLI shares (see run_config)."""
+    parser.add_argument("--preset", choices=sorted(presets), default="default",
+                        help=preset_help or "base config; flags given override it (default: default)")
+    parser.add_argument("--run-dir", default=None, help=f"run folder (default: runs/{project}/<timestamp>)")
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR",
+                        help="continue a run from its latest checkpoint (its config.json; flags given override it)")
+
+
+def run_config(cls, args: argparse.Namespace, presets: dict):
+    """(config, run_dir, resume) from add_run_args' flags: a resumed run starts from its own saved config."""
+    if args.resume:
+        from .runs import RunDir
+
+        run = RunDir.open(args.resume)  # one clear error if it is not a run folder
+        return config_from_args(cls, args, base=cls(**run.load_config())), run.path, True
+    return config_from_args(cls, args, base=presets[args.preset]), args.run_dir, False
+
+
 def check(condition: bool, message: str) -> None:
     """Validation helper for __post_init__: check(self.lr > 0, '--lr must be > 0')."""
     if not condition:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from dlm_core.config import ArgumentParser, add_config_args, config_from_args
+from dlm_core.config import ArgumentParser, add_config_args, add_run_args, config_from_args, run_config
 from dlm_core.errors import DlmError, cli_entry
 
 from .config import PRESETS, CNNConfig
@@ -16,10 +16,7 @@ from .config import PRESETS, CNNConfig
 def _train_parser() -> ArgumentParser:
     p = ArgumentParser(prog="run_cnn_train", description="Train a small ResNet (or plain) CNN on Fashion-MNIST; "
                        "also runs under `torchrun --standalone --nproc_per_node=2 -m p03_cnn.train`.")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="default: full run (<=15 min on 2 idle cores); quick: the demo; tiny: tests")
-    p.add_argument("--run-dir", default=None, help="run folder (default: runs/p03_cnn/<timestamp>)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run from its latest checkpoint")
+    add_run_args(p, PRESETS, "p03_cnn", "default: full run (<=15 min on 2 idle cores); quick: the demo; tiny: tests")
     add_config_args(p, CNNConfig)
     return p
 
@@ -27,22 +24,12 @@ def _train_parser() -> ArgumentParser:
 @cli_entry
 def train_main(argv=None) -> int:
     args = _train_parser().parse_args(argv)
-    from pathlib import Path
-
     from .train import train
 
-    if args.resume:
-        from dlm_core.runs import RunDir
-
-        run = RunDir.open(args.resume)
-        base = CNNConfig(**run.load_config())
-        cfg = config_from_args(CNNConfig, args, base=base)
-        if not (Path(args.resume) / "checkpoints").is_dir():
-            raise DlmError(f"{args.resume} has no checkpoints/ folder; nothing to resume")
-        train(cfg, run_dir=args.resume, resume=True)
-    else:
-        cfg = config_from_args(CNNConfig, args, base=PRESETS[args.preset])
-        train(cfg, run_dir=args.run_dir)
+    cfg, run_dir, resume = run_config(CNNConfig, args, PRESETS)
+    if resume and not (run_dir / "checkpoints").is_dir():
+        raise DlmError(f"{args.resume} has no checkpoints/ folder; nothing to resume")
+    train(cfg, run_dir=run_dir, resume=resume)
     return 0
 
 

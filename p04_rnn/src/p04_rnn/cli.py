@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from dlm_core.config import ArgumentParser, add_config_args, config_from_args
+from dlm_core.config import ArgumentParser, add_config_args, add_run_args, config_from_args, run_config
 from dlm_core.errors import DlmError, cli_entry
 
 from .config import PRESETS, GenerateConfig, RNNConfig
@@ -13,10 +13,7 @@ from .config import PRESETS, GenerateConfig, RNNConfig
 def train_parser() -> ArgumentParser:
     p = ArgumentParser(prog="run_rnn_train", description="Train a character-level LSTM/GRU/RNN language model on "
                        "Shakespeare; report test bits per character beside a Kneser-Ney 5-gram.")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="base config (default: default)")
-    p.add_argument("--run-dir", default=None, help="run folder (default: runs/p04_rnn/<timestamp>)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR",
-                   help="continue a run from its latest checkpoint (its config.json; flags given override it)")
+    add_run_args(p, PRESETS, "p04_rnn")
     add_config_args(p, RNNConfig)
     return p
 
@@ -24,15 +21,10 @@ def train_parser() -> ArgumentParser:
 @cli_entry
 def train_main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
-    base = PRESETS[args.preset]
-    if args.resume:
-        from dlm_core.runs import RunDir
-
-        base = RNNConfig(**RunDir.open(args.resume).load_config())
-    cfg = config_from_args(RNNConfig, args, base=base)
+    cfg, run_dir, resume = run_config(RNNConfig, args, PRESETS)
     from .train import train
 
-    train(cfg, run_dir=args.resume or args.run_dir, resume=bool(args.resume))
+    train(cfg, run_dir=run_dir, resume=resume)
     return 0
 
 

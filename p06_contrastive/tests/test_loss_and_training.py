@@ -101,3 +101,56 @@ def test_same_seed_same_weights(tmp_path, tiny_run):
     again = run_train(PRESETS["tiny"], run_dir=tmp_path / "again", preset="tiny")
     assert again["encoder_version"] == tiny_run[1]["encoder_version"]
     assert again["best_val_mrr10"] == tiny_run[1]["best_val_mrr10"]
+
+
+def test_inverse_cloze_cuts_a_span_out_of_the_document():
+    from p06_contrastive.data import inverse_cloze
+
+    docs = np.zeros((3, 20), dtype=np.int64)
+    docs[0, :20] = np.arange(2, 22)
+    docs[1, :9] = np.arange(30, 39)
+    docs[2, :5] = np.arange(50, 55)  # too short to cut: paired with itself
+    q, d = inverse_cloze(docs, np.random.default_rng(0), max_query_len=8)
+    assert q.shape == (3, 8) and d.shape == docs.shape
+    for r in (0, 1):
+        span, rest = q[r][q[r] != 0], d[r][d[r] != 0]
+        n = int((docs[r] != 0).sum())
+        assert 4 <= len(span) <= 8 and len(span) + len(rest) == n
+        start = int(np.nonzero(docs[r] == span[0])[0][0])
+        assert np.array_equal(docs[r, start:start + len(span)], span)  # a contiguous span of the document
+        assert np.array_equal(np.concatenate([docs[r, :start], docs[r, start + len(span):n]]), rest)
+    assert np.array_equal(q[2, :5], docs[2, :5]) and np.array_equal(d[2], docs[2])
+
+
+def test_token_dropout_keeps_order_and_never_empties_a_row():
+    from p06_contrastive.data import token_dropout
+
+    ids = np.zeros((200, 30), dtype=np.int64)
+    ids[:, :25] = np.arange(1, 26)
+    ids[0, 1:] = 0  # a one-token row
+    out = token_dropout(ids, 0.2, np.random.default_rng(0))
+    kept = (out != 0).sum(1)
+    assert abs(kept[1:].mean() / 25 - 0.8) < 0.03
+    assert kept.min() >= 1
+    for row in out[1:20]:
+        v = row[row != 0]
+        assert np.all(np.diff(v) > 0) and np.all(row[len(v):] == 0)  # order kept, left-aligned
+    assert token_dropout(ids, 0.0, np.random.default_rng(0)) is ids
+
+
+def test_weighted_pooling_learns_token_weights_and_ignores_padding():
+    torch.manual_seed(0)
+    enc = TextEncoder(50, dim=16, layers=0, heads=2, max_len=12, dropout=0.0, pool="weighted").eval()
+    ids = torch.tensor([[5, 6, 7, 0, 0], [5, 6, 7, 8, 9]])
+    plain = TextEncoder(50, dim=16, layers=0, heads=2, max_len=12, dropout=0.0).eval()
+    plain.load_state_dict({k: v for k, v in enc.state_dict().items() if k != "token_weight.weight"})
+    assert torch.allclose(enc(ids), plain(ids), atol=1e-6)  # zero scores = the plain mean
+    with torch.no_grad():
+        enc.token_weight.weight[7] = 30.0  # token 7 dominates every text it is in
+        enc.pos.weight.zero_()  # (so that its position does not matter)
+    out = enc(ids)
+    assert torch.allclose(out.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(out, enc(torch.tensor([[7]])).expand(2, -1), atol=1e-4)
+    assert not torch.allclose(out[0], plain(ids)[0], atol=1e-2)
+    assert torch.allclose(enc(torch.tensor([[5, 6, 7, 0, 0, 0, 0]])), enc(ids[:1]), atol=1e-5)
+    assert enc(torch.zeros(1, 4, dtype=torch.long)).abs().max() == 0  # an all-pad row stays zero

@@ -18,22 +18,26 @@ class Config:
     max_corpus: int = _f(0, "use a seeded random subset of this many documents (0 = the full corpus; tests)")
     max_train_pairs: int = _f(0, "cap on training (synopsis, description) pairs per epoch (0 = all)")
     # tokenizer
-    vocab_size: int = _f(8000, "BPE vocabulary trained on the training split")
+    vocab_size: int = _f(48000, "BPE vocabulary trained on the training split (large: rare names stay whole)")
     max_query_len: int = _f(24, "tokens kept of a query (synopsis)")
-    max_doc_len: int = _f(64, "tokens kept of a document (long description)")
+    max_doc_len: int = _f(192, "tokens kept of a document (long description)")
     # encoder
-    dim: int = _f(128, "embedding and model width")
-    layers: int = _f(1, "transformer blocks")
+    dim: int = _f(384, "embedding and model width")
+    layers: int = _f(0, "transformer blocks (0 = a bag of token embeddings, pooled)")
     heads: int = _f(4, "attention heads")
     ff_mult: int = _f(2, "feed-forward width = ff_mult * dim")
     dropout: float = _f(0.1, "dropout in the encoder")
+    pool: str = _f("weighted", "mean | weighted (a learned per-token weight, softmax over the text's tokens)")
     # InfoNCE
     temperature: float = _f(0.05, "initial softmax temperature")
     learn_temperature: bool = _f(True, "learn the temperature (as log 1/T, clamped to T >= 0.01)")
     hard_negatives: bool = _f(True, "add one BM25-mined hard negative document per query")
     dropout_positives: bool = _f(False, "add a SimCSE term: a document vs itself under another dropout mask")
+    ict: float = _f(1.0, "inverse-cloze pseudo-pairs (a span of a training document vs the rest of it) per "
+                         "training pair and epoch, in their own batches")
+    token_dropout: float = _f(0.1, "drop each document token with this probability in training (augmentation)")
     # optimisation
-    epochs: int = _f(2, "passes over the training pairs")
+    epochs: int = _f(4, "passes over the training pairs; the best epoch on validation is kept")
     batch_size: int = _f(256, "pairs per step = 2*batch_size-2 in-batch negatives per pair (symmetric)")
     lr: float = _f(2e-3, "AdamW peak learning rate (linear warmup, cosine decay)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
@@ -54,6 +58,9 @@ class Config:
         check(self.layers >= 0, "--layers must be >= 0 (0 = mean of token embeddings)")
         check(self.ff_mult >= 1, "--ff-mult must be >= 1")
         check(0 <= self.dropout < 1, "--dropout must be in [0, 1)")
+        check(self.pool in ("mean", "weighted"), f"--pool {self.pool!r}: use mean or weighted")
+        check(0 <= self.ict <= 10, "--ict must be in [0, 10]")
+        check(0 <= self.token_dropout < 1, "--token-dropout must be in [0, 1)")
         check(0.005 <= self.temperature <= 1, "--temperature must be in [0.005, 1]")
         check(self.epochs >= 1, "--epochs must be >= 1")
         check(self.batch_size >= 2, "--batch-size must be >= 2 (in-batch negatives need a batch)")
@@ -67,11 +74,12 @@ class Config:
 
 PRESETS = {
     "default": Config(),
-    # make demo: a few thousand real pairs, one small block; seconds to a minute on 2 cores
+    # make demo: a few thousand real pairs, one small transformer block; seconds to a minute on 2 cores
     "quick": Config(max_corpus=4000, vocab_size=3000, dim=64, layers=1, heads=2, epochs=2, batch_size=128,
-                    val_distractors=800, max_doc_len=48, hard_negatives=False),
-    # tests: tiny everything
+                    val_distractors=800, max_doc_len=48, hard_negatives=False, pool="mean", ict=0.0,
+                    token_dropout=0.0),
+    # tests: tiny everything, every code path (a block, weighted pooling, inverse cloze, token dropout)
     "tiny": Config(max_corpus=1200, vocab_size=600, dim=32, layers=1, heads=2, epochs=2, batch_size=32,
                    max_doc_len=32, max_query_len=12, val_distractors=200, warmup_steps=5, lr=3e-3,
-                   hard_negatives=False),
+                   hard_negatives=False, ict=0.5),
 }

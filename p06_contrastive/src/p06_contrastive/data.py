@@ -74,6 +74,40 @@ def check_query(tok, query: str) -> None:
         raise DlmError(f"query {query!r} has no token the tokenizer knows (all [UNK]); use English words")
 
 
+# --- training-only augmentation ----------------------------------------------------------------------
+def inverse_cloze(doc_ids: np.ndarray, rng: np.random.Generator, max_query_len: int, span=(4, 12)):
+    """Inverse-cloze pseudo-pairs from documents alone: query = a random span of 4-12 tokens of a document,
+    positive = the document with that span cut out (so only the shared rest of the text can match them).
+    Documents shorter than 2 * the shortest span are paired with themselves (query = their first tokens)."""
+    q = np.zeros((len(doc_ids), max_query_len), dtype=np.int64)
+    d = np.zeros_like(doc_ids)
+    for r, row in enumerate(doc_ids):
+        n = int((row != 0).sum())
+        if n < 2 * span[0]:
+            q[r, :min(n, max_query_len)] = row[:min(n, max_query_len)]
+            d[r] = row
+            continue
+        length = int(rng.integers(span[0], min(span[1], max_query_len, n - span[0]) + 1))
+        start = int(rng.integers(0, n - length + 1))
+        q[r, :length] = row[start:start + length]
+        rest = np.concatenate([row[:start], row[start + length:n]])
+        d[r, :len(rest)] = rest
+    return q, d
+
+
+def token_dropout(ids: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
+    """Drop each token with probability p (the rest keeps its order, left-aligned); a row keeps >= 1 token."""
+    if p <= 0:
+        return ids
+    keep = (rng.random(ids.shape) >= p) & (ids != 0)
+    keep[:, 0] |= ~keep.any(1)  # never empty a row
+    out = np.zeros_like(ids)
+    for r in range(len(ids)):
+        kept = ids[r][keep[r]]
+        out[r, :len(kept)] = kept
+    return out
+
+
 def trim(ids: np.ndarray) -> np.ndarray:
     """Drop the padding columns every row of a batch shares (at least one column stays)."""
     used = np.nonzero((ids != 0).any(axis=0))[0]

@@ -38,11 +38,21 @@ class Block(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """ids (B, T) int64 with 0 = padding -> (B, dim) unit vectors (mean of the non-pad token states)."""
+    """ids (B, T) int64 with 0 = padding -> (B, dim) unit vectors (mean of the non-pad token states).
+
+    pool="weighted": a learned weighted mean instead. Each vocabulary entry has one learned score, and a
+    text's token weights are the softmax of its tokens' scores, like a learned IDF: rare, telling words
+    (package and library names) can outweigh "the", "for", "library".
+    """
 
     def __init__(self, vocab_size: int, dim: int = 128, layers: int = 2, heads: int = 4, ff_mult: int = 2,
-                 max_len: int = 64, dropout: float = 0.1):
+                 max_len: int = 64, dropout: float = 0.1, pool: str = "mean"):
         super().__init__()
+        if pool not in ("mean", "weighted"):
+            raise ValueError(f"pool must be mean or weighted, not {pool!r}")
+        self.token_weight = nn.Embedding(vocab_size, 1) if pool == "weighted" else None
+        if self.token_weight is not None:
+            nn.init.zeros_(self.token_weight.weight)  # starts as the plain mean
         self.tok = nn.Embedding(vocab_size, dim, padding_idx=0)
         self.pos = nn.Embedding(max_len, dim)
         self.blocks = nn.ModuleList(Block(dim, heads, ff_mult, dropout) for _ in range(layers))
@@ -59,7 +69,11 @@ class TextEncoder(nn.Module):
         for blk in self.blocks:
             x = blk(x, key_bias)
         x = self.ln(x)
-        pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
+        if self.token_weight is None:
+            pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
+        else:  # softmax over the non-pad tokens; "* mask" keeps an all-pad row at zero, as in the mean
+            w = self.token_weight(ids)[..., 0].masked_fill(mask == 0, -1e4).softmax(-1) * mask
+            pooled = (x * w[..., None]).sum(1)
         return F.normalize(pooled, dim=-1, eps=1e-6)
 
 
@@ -97,7 +111,7 @@ def info_nce(q: torch.Tensor, d: torch.Tensor, scale: torch.Tensor | float) -> t
 
 def build_encoder(cfg, vocab_size: int) -> TextEncoder:
     return TextEncoder(vocab_size, cfg.dim, cfg.layers, cfg.heads, cfg.ff_mult,
-                       max(cfg.max_doc_len, cfg.max_query_len), cfg.dropout)
+                       max(cfg.max_doc_len, cfg.max_query_len), cfg.dropout, cfg.pool)
 
 
 def encoder_version(encoder: nn.Module) -> str:

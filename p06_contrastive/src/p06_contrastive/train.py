@@ -70,7 +70,7 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
     from dlm_core.runs import RunDir, print_metrics, progress
     from dlm_core.seed import data_rng, seed_everything
 
-    from .data import encode, load_corpus, load_tokenizer, train_tokenizer, trim
+    from .data import encode, inverse_cloze, load_corpus, load_tokenizer, token_dropout, train_tokenizer, trim
     from .evaluate import exact_search, rank_metrics
     from .model import ContrastiveModel, build_encoder, embed, encoder_version, info_nce
 
@@ -101,8 +101,11 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
 
     model = ContrastiveModel(build_encoder(cfg, tok.get_vocab_size()), cfg.temperature, cfg.learn_temperature)
     model.to(device)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos" not in n) and p.requires_grad]
+    def decayed(name, p):  # matrices, not the position table nor the pooling scores
+        return p.ndim >= 2 and "pos" not in name and "token_weight" not in name
+
+    decay = [p for n, p in model.named_parameters() if decayed(n, p)]
+    rest = [p for n, p in model.named_parameters() if not decayed(n, p) and p.requires_grad]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
     ckpt = Checkpointer(run.checkpoint_dir)
@@ -118,7 +121,9 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
             print(f"resumed from epoch {state['epoch']}", flush=True)
 
     n = len(train_idx)
-    steps_per_epoch = n // cfg.batch_size  # drop the ragged last batch: every step has the same negatives
+    n_ict = int(cfg.ict * n)
+    # drop the ragged last batches: every step has the same number of negatives
+    steps_per_epoch = n // cfg.batch_size + n_ict // cfg.batch_size
     total_steps = steps_per_epoch * cfg.epochs
     step = (start_epoch - 1) * steps_per_epoch
     print(f"pairs: {n} train, {len(val_q)} val queries vs {len(val_corpus)} docs | vocab {tok.get_vocab_size()} "
@@ -127,16 +132,27 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
-        order = data_rng(cfg.seed, epoch).permutation(n)
-        batches = [order[i:i + cfg.batch_size] for i in range(0, steps_per_epoch * cfg.batch_size, cfg.batch_size)]
+        rng = data_rng(cfg.seed, epoch)  # order, cloze spans and dropped tokens: the same after a resume
+        order = rng.permutation(n)
+        batches = [("pair", order[i:i + cfg.batch_size]) for i in range(0, n - cfg.batch_size + 1, cfg.batch_size)]
+        if n_ict:  # inverse-cloze batches of n_ict random training documents, shuffled in among the pairs
+            docs_for_ict = rng.choice(n, n_ict, replace=n_ict > n)
+            batches += [("ict", docs_for_ict[i:i + cfg.batch_size])
+                        for i in range(0, n_ict - cfg.batch_size + 1, cfg.batch_size)]
+            batches = [batches[j] for j in rng.permutation(len(batches))]
         total = 0.0
         bar = progress(batches, desc=f"epoch {epoch}")
-        for b in bar:
+        for kind, b in bar:
             lr = lr_at(step, total_steps, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
-            docs = d_ids[b] if hard is None else np.concatenate([d_ids[b], d_ids[hard[b]]])
-            q = model.encoder(torch.from_numpy(trim(q_ids[b])).to(device))
+            if kind == "ict":
+                queries, docs = inverse_cloze(d_ids[b], rng, cfg.max_query_len)
+            else:
+                queries = q_ids[b]
+                docs = d_ids[b] if hard is None else np.concatenate([d_ids[b], d_ids[hard[b]]])
+                docs = token_dropout(docs, cfg.token_dropout, rng)
+            q = model.encoder(torch.from_numpy(trim(queries)).to(device))
             d_tok = torch.from_numpy(trim(docs)).to(device)
             d = model.encoder(d_tok)
             loss = info_nce(q, d, model.scale())

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dlm_core.bundle import verify_bundle
+from p05_transformer import data as D
 from p05_transformer.config import TransformerConfig
 from p05_transformer.export import OrtTranslator
 from p05_transformer.train import train
@@ -78,4 +79,11 @@ def test_evaluate_cli_scores_the_test_split(tiny_run):
     run, _ = tiny_run
     out = _cli("evaluate_main", str(run), "--limit", "5", "--beam", "1")
     assert out.returncode == 0, out.stderr
-    assert "bleu:" in out.stdout and "ibm_model1_bleu:" in out.stdout and (run / "evaluate_beam1.json").is_file()
+    assert "bleu:" in out.stdout and "ibm_model1_bleu:" in out.stdout
+    assert (run / "evaluate_test_beam1_alpha2.json").is_file()
+    # decoding settings are chosen on validation: --split val scores val pairs, never test
+    out = _cli("evaluate_main", str(run), "--limit", "5", "--beam", "2", "--length-alpha", "1.5", "--split", "val")
+    assert out.returncode == 0 and "val pairs: 5" in out.stdout, out.stderr
+    res = json.loads((run / "evaluate_val_beam2_alpha1.5.json").read_text())
+    _, val, test = D.load_pairs(TransformerConfig())
+    assert [e["en"] for e in res["examples"]] == [en for en, _ in val[:5]] != [en for en, _ in test[:5]]

@@ -127,8 +127,9 @@ def gru_model(vocab_size: int, d: int = 128, hidden: int = 192):
 
 
 def train_gru(tok, train_pairs, cfg, minutes: float, seed: int = 0, log=print):
-    """Train the GRU baseline on the same tokenizer and split for a wall-clock budget (AdamW at a constant
-    cfg.lr, label smoothing, clipping: the transformer's settings without its schedule)."""
+    """Train the GRU baseline on the same tokenizer and split for a wall-clock budget: AdamW from cfg.lr with
+    cosine decay to 0 over the *time* budget (so it anneals like the transformer), label smoothing, clipping."""
+    import math
     import time
 
     import torch
@@ -151,6 +152,9 @@ def train_gru(tok, train_pairs, cfg, minutes: float, seed: int = 0, log=print):
             src, tgt = torch.from_numpy(src), torch.from_numpy(tgt)
             logits = model(src, tgt[:, :-1])
             loss = loss_fn(logits.reshape(-1, logits.size(-1)), tgt[:, 1:].reshape(-1))
+            progress = min(1.0, (time.perf_counter() - t0) / (minutes * 60))
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)

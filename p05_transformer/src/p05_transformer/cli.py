@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from dlm_core.config import ArgumentParser, add_config_args, config_from_args
+from dlm_core.config import ArgumentParser, add_config_args, add_run_args, run_config
 from dlm_core.errors import DlmError, cli_entry
 
 from .config import PRESETS, TransformerConfig
@@ -15,21 +15,13 @@ from .config import PRESETS, TransformerConfig
 def train_main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="run_transformer_train",
                        description="Train the EN->ES transformer on bible-en-es; score test beside the baselines")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="quick: the 2-minute demo")
+    add_run_args(p, PRESETS, "p05_transformer", "quick: the 2-minute demo")
     add_config_args(p, TransformerConfig)
-    p.add_argument("--run-dir", default=None, help="run folder (default: runs/p05_transformer/<timestamp>)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     args = p.parse_args(argv)
-    from dlm_core.runs import RunDir
-
     from .train import train
 
-    if args.resume:
-        run = RunDir.open(args.resume)
-        cfg = config_from_args(TransformerConfig, args, base=TransformerConfig(**run.load_config()))
-        train(cfg, run_dir=run.path, resume=True)
-    else:
-        train(config_from_args(TransformerConfig, args, base=PRESETS[args.preset]), run_dir=args.run_dir)
+    cfg, run_dir, resume = run_config(TransformerConfig, args, PRESETS)
+    train(cfg, run_dir=run_dir, resume=resume)
     return 0
 
 
@@ -39,17 +31,23 @@ def translate_main(argv: list[str] | None = None) -> int:
     p.add_argument("text", nargs="+", help="English sentence(s); each argument is translated separately")
     p.add_argument("--run", default=None, help="trained run folder (default: the latest under runs/p05_transformer)")
     p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    p.add_argument("--length-alpha", type=float, default=None,
+                   help="beam length-normalisation exponent (default: the run's config)")
     p.add_argument("--attention", default=None, metavar="OUT.png", help="save cross-attention heatmaps (1st text)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     args = p.parse_args(argv)
     if args.beam < 1:
         raise DlmError("--beam must be >= 1")
+    import dataclasses
+
     from dlm_core.device import select_device
 
     from .evaluate import attention_figure, latest_run, load_trained, translate_texts
 
     select_device(args.device)
     model, tok, cfg, _ = load_trained(args.run or latest_run())
+    if args.length_alpha is not None:
+        cfg = dataclasses.replace(cfg, length_alpha=args.length_alpha)
     outs = translate_texts(model, tok, cfg, args.text, beam=args.beam)
     for text, out in zip(args.text, outs):
         print(f'input: "{text}"  output: "{out}"')
@@ -64,7 +62,11 @@ def evaluate_main(argv: list[str] | None = None) -> int:
                        description="sacreBLEU + chrF of a trained run on the test split, beside the baselines")
     p.add_argument("run", help="run folder, e.g. runs/p05_transformer/<run>/")
     p.add_argument("--beam", type=int, default=None, help="beam size (default: the run's)")
-    p.add_argument("--limit", type=int, default=0, help="score only the first N test pairs (0 = all)")
+    p.add_argument("--length-alpha", type=float, default=None,
+                   help="beam length-normalisation exponent (default: the run's); choose it with --split val")
+    p.add_argument("--split", choices=["test", "val"], default="test",
+                   help="val: score the validation pairs instead, to choose decoding settings without test")
+    p.add_argument("--limit", type=int, default=0, help="score only the first N pairs (0 = all)")
     p.add_argument("--gru-minutes", type=float, default=0.0,
                    help="also train the GRU+additive-attention baseline for this many minutes and score it")
     args = p.parse_args(argv)
@@ -76,14 +78,17 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from .evaluate import evaluate_model, load_trained
 
     model, tok, cfg, run = load_trained(args.run)
-    train_pairs, _, test = D.load_pairs(cfg)
+    if args.length_alpha is not None:
+        cfg = dataclasses.replace(cfg, length_alpha=args.length_alpha)
+    train_pairs, val, test = D.load_pairs(cfg)
+    test = val if args.split == "val" else test
     test = test[:args.limit] if args.limit else test
     beam = args.beam or cfg.beam
     res = evaluate_model(model, tok, cfg, train_pairs, test, beam)
-    res["config"] = dataclasses.asdict(cfg)
-    run.write_json(f"evaluate_beam{beam}.json", res)
+    res["config"], res["split"] = dataclasses.asdict(cfg), args.split
+    run.write_json(f"evaluate_{args.split}_beam{beam}_alpha{cfg.length_alpha:g}.json", res)
     b = res["baselines"]
-    print(f"test pairs: {len(test)}  beam: {beam}")
+    print(f"{args.split} pairs: {len(test)}  beam: {beam}  length alpha: {cfg.length_alpha:g}")
     print_metrics(bleu=res["test_bleu"], chrf=res["test_chrf"])
     print_metrics(ibm_model1_bleu=b["ibm_model1"]["bleu"], ibm_model1_chrf=b["ibm_model1"]["chrf"])
     print_metrics(copy_source_bleu=b["copy_source"]["bleu"], copy_source_chrf=b["copy_source"]["chrf"])

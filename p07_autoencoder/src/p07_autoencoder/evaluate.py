@@ -84,15 +84,15 @@ def baseline_errors(prep: Prepared, n_components: int, seed: int) -> dict[str, t
     out["isolation_forest"] = (iso(xva), iso(xte))
     k = int(min(n_components, xtr.shape[1] - 1, len(xtr) - 1))
     pca = PCA(n_components=k, random_state=seed).fit(xtr)
-    rec = lambda x: (pca.inverse_transform(pca.transform(x)) - x) ** 2
-    out["pca_reconstruction"] = (rec(xva), rec(xte))
+    residuals = [pca.inverse_transform(pca.transform(x)) - x for x in (xva, xte)]  # reconstructed once
+    out["pca_reconstruction"] = tuple(r ** 2 for r in residuals)
     blur = prep.preprocess.get("error_blur", 0.0)
     if prep.kind == "image" and blur > 0:  # the AE's own error measure on PCA's reconstruction
         from .model import residual_errors
 
-        same = lambda x: residual_errors((pca.inverse_transform(pca.transform(x)) - x).reshape(
-            (len(x), *prep.x_train.shape[1:])), blur).reshape(len(x), -1)
-        out["pca_same_error"] = (same(xva), same(xte))
+        shape = prep.x_train.shape[1:]
+        out["pca_same_error"] = tuple(residual_errors(r.reshape(len(r), *shape), blur).reshape(len(r), -1)
+                                      for r in residuals)
     return out
 
 

@@ -31,15 +31,28 @@ def overfit(pairs32):
     src, tgt = torch.from_numpy(D.pad([s for s, _ in ids])), torch.from_numpy(D.pad([t for _, t in ids]))
     model = Transformer(tok.get_vocab_size(), d_model=64, heads=4, enc_layers=1, dec_layers=1, d_ff=128,
                         dropout=0.0, max_len=42)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    fit_batch(model, src, tgt, lr=3e-3, steps=400, stop_below=0.01)
+    model.eval()
+    return model, tok, ids
+
+
+def fit_batch(model, src, tgt, lr: float, steps: int, stop_below: float = 0.0) -> list[float]:
+    """Teacher-forced full-batch AdamW on (src, tgt) id tensors; returns the loss of every step."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss(ignore_index=PAD)
-    for _ in range(400):
+    losses = []
+    for _ in range(steps):
         logits = model(src, tgt[:, :-1])
         loss = loss_fn(logits.reshape(-1, logits.size(-1)), tgt[:, 1:].reshape(-1))
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if loss.item() < 0.01:
+        losses.append(loss.item())
+        if losses[-1] < stop_below:
             break
-    model.eval()
-    return model, tok, ids
+    return losses
+
+
+@pytest.fixture(scope="session")
+def fit():
+    return fit_batch

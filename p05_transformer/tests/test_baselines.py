@@ -1,7 +1,6 @@
 """Baselines: IBM Model 1 recovers a toy dictionary; the GRU+attention model learns; detokenisation."""
 
 import torch
-from torch import nn
 
 from p05_transformer import data as D
 from p05_transformer.baselines import IBMModel1, detok, gru_model
@@ -16,21 +15,12 @@ def test_ibm_model1_learns_word_translations_from_cooccurrence():
     assert detok(["¿", "qué", "?"]) == "¿qué?"
 
 
-def test_gru_attention_baseline_learns_the_overfit_pairs(overfit):
+def test_gru_attention_baseline_learns_the_overfit_pairs(overfit, fit):
     _, tok, ids = overfit
     torch.manual_seed(0)
     model = gru_model(tok.get_vocab_size(), d=48, hidden=64)
     src, tgt = torch.from_numpy(D.pad([s for s, _ in ids])), torch.from_numpy(D.pad([t for _, t in ids]))
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    loss_fn = nn.CrossEntropyLoss(ignore_index=0)
-    losses = []
-    for _ in range(60):
-        logits = model(src, tgt[:, :-1])
-        loss = loss_fn(logits.reshape(-1, logits.size(-1)), tgt[:, 1:].reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit(model, src, tgt, lr=5e-3, steps=60)
     assert losses[-1] < 0.5 * losses[0]
     model.eval()
     out = model.greedy(src[:4], 40)

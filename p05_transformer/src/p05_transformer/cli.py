@@ -11,6 +11,22 @@ from dlm_core.errors import DlmError, cli_entry
 from .config import PRESETS, TransformerConfig
 
 
+def add_decoding_args(p: ArgumentParser) -> None:
+    p.add_argument("--length-alpha", type=float, default=None,
+                   help="beam length-normalisation exponent (default: the run's); choose it with --split val")
+    p.add_argument("--no-repeat-ngram", type=int, default=None, metavar="N",
+                   help="beam search never repeats a subword N-gram (0 = off; default: the run's)")
+
+
+def with_decoding_args(cfg: TransformerConfig, args) -> TransformerConfig:
+    """The run's config with the decoding flags given on the command line (re-validated)."""
+    import dataclasses
+
+    given = {k: v for k, v in (("length_alpha", args.length_alpha), ("no_repeat_ngram", args.no_repeat_ngram))
+             if v is not None}
+    return dataclasses.replace(cfg, **given)
+
+
 @cli_entry
 def train_main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="run_transformer_train",
@@ -31,14 +47,12 @@ def translate_main(argv: list[str] | None = None) -> int:
     p.add_argument("text", nargs="+", help="English sentence(s); each argument is translated separately")
     p.add_argument("--run", default=None, help="trained run folder (default: the latest under runs/p05_transformer)")
     p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
-    p.add_argument("--length-alpha", type=float, default=None,
-                   help="beam length-normalisation exponent (default: the run's config)")
+    add_decoding_args(p)
     p.add_argument("--attention", default=None, metavar="OUT.png", help="save cross-attention heatmaps (1st text)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     args = p.parse_args(argv)
     if args.beam < 1:
         raise DlmError("--beam must be >= 1")
-    import dataclasses
 
     from dlm_core.device import select_device
 
@@ -46,8 +60,7 @@ def translate_main(argv: list[str] | None = None) -> int:
 
     select_device(args.device)
     model, tok, cfg, _ = load_trained(args.run or latest_run())
-    if args.length_alpha is not None:
-        cfg = dataclasses.replace(cfg, length_alpha=args.length_alpha)
+    cfg = with_decoding_args(cfg, args)
     outs = translate_texts(model, tok, cfg, args.text, beam=args.beam)
     for text, out in zip(args.text, outs):
         print(f'input: "{text}"  output: "{out}"')
@@ -62,8 +75,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
                        description="sacreBLEU + chrF of a trained run on the test split, beside the baselines")
     p.add_argument("run", help="run folder, e.g. runs/p05_transformer/<run>/")
     p.add_argument("--beam", type=int, default=None, help="beam size (default: the run's)")
-    p.add_argument("--length-alpha", type=float, default=None,
-                   help="beam length-normalisation exponent (default: the run's); choose it with --split val")
+    add_decoding_args(p)
     p.add_argument("--split", choices=["test", "val"], default="test",
                    help="val: score the validation pairs instead, to choose decoding settings without test")
     p.add_argument("--limit", type=int, default=0, help="score only the first N pairs (0 = all)")
@@ -78,17 +90,18 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from .evaluate import evaluate_model, load_trained
 
     model, tok, cfg, run = load_trained(args.run)
-    if args.length_alpha is not None:
-        cfg = dataclasses.replace(cfg, length_alpha=args.length_alpha)
+    cfg = with_decoding_args(cfg, args)
     train_pairs, val, test = D.load_pairs(cfg)
     test = val if args.split == "val" else test
     test = test[:args.limit] if args.limit else test
     beam = args.beam or cfg.beam
     res = evaluate_model(model, tok, cfg, train_pairs, test, beam)
     res["config"], res["split"] = dataclasses.asdict(cfg), args.split
-    run.write_json(f"evaluate_{args.split}_beam{beam}_alpha{cfg.length_alpha:g}.json", res)
+    nrep = f"_norepeat{cfg.no_repeat_ngram}" if cfg.no_repeat_ngram else ""
+    run.write_json(f"evaluate_{args.split}_beam{beam}_alpha{cfg.length_alpha:g}{nrep}.json", res)
     b = res["baselines"]
-    print(f"{args.split} pairs: {len(test)}  beam: {beam}  length alpha: {cfg.length_alpha:g}")
+    print(f"{args.split} pairs: {len(test)}  beam: {beam}  length alpha: {cfg.length_alpha:g}  "
+          f"no-repeat n-gram: {cfg.no_repeat_ngram or 'off'}")
     print_metrics(bleu=res["test_bleu"], chrf=res["test_chrf"])
     print_metrics(ibm_model1_bleu=b["ibm_model1"]["bleu"], ibm_model1_chrf=b["ibm_model1"]["chrf"])
     print_metrics(copy_source_bleu=b["copy_source"]["bleu"], copy_source_chrf=b["copy_source"]["chrf"])

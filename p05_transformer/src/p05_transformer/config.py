@@ -39,6 +39,8 @@ class TransformerConfig:
     beam: int = dataclasses.field(default=4, metadata={"help": "beam size for the final test score (1 = greedy)"})
     length_alpha: float = dataclasses.field(default=2.0, metadata={"help": "beam length normalisation exponent "
                                                                         "(2.0: chosen on validation)"})
+    no_repeat_ngram: int = dataclasses.field(default=0, metadata={"help": "beam search never repeats a subword "
+                                                                          "n-gram of this size (0 = off)"})
     attention_samples: int = dataclasses.field(default=3, metadata={"help": "test sentences drawn as attention maps"})
     export: bool = dataclasses.field(default=True, metadata={"help": "export the ONNX bundle after training"})
     seed: int = 0
@@ -58,6 +60,7 @@ class TransformerConfig:
         check(0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)")
         check(self.clip_norm > 0, "--clip-norm must be > 0")
         check(self.beam >= 1, "--beam must be >= 1")
+        check(self.no_repeat_ngram >= 0, "--no-repeat-ngram must be >= 0 (0 = off)")
         check(self.attention_samples >= 1, "--attention-samples must be >= 1")
         check(self.val_sentences >= 1, "--val-sentences must be >= 1")
 

@@ -71,11 +71,21 @@ def _strip(ids: list[int]) -> list[int]:
     return out
 
 
+def repeated_ngram_tokens(prefix: list[int], n: int) -> list[int]:
+    """Tokens that would complete an n-gram already present in `prefix` (for no-repeat-n-gram blocking)."""
+    if n < 1 or len(prefix) < n - 1:
+        return []
+    tail = tuple(prefix[len(prefix) - n + 1:]) if n > 1 else ()
+    return [prefix[i + n - 1] for i in range(len(prefix) - n + 1) if tuple(prefix[i:i + n - 1]) == tail]
+
+
 @torch.no_grad()
 def beam_search(model: Transformer, src, max_len: int, beam: int = 4, alpha: float = 0.6,
-                cached: bool = True) -> list[int]:
+                cached: bool = True, no_repeat_ngram: int = 0) -> list[int]:
     """Beam search for ONE source sentence (src (1, S)); finished hypotheses are ranked by
-    log p / ((5 + len) / 6) ** alpha (GNMT length normalisation), so short outputs are not favoured."""
+    log p / ((5 + len) / 6) ** alpha (GNMT length normalisation), so short outputs are not favoured.
+    no_repeat_ngram=n > 0 forbids any hypothesis to contain the same n subword tokens twice (a guard against
+    the degenerate loops a large alpha can reward)."""
     model.eval()
     step = _stepper(model, src, cached)
     prefix = torch.full((1, 1), BOS, dtype=torch.long, device=src.device)
@@ -87,6 +97,11 @@ def beam_search(model: Transformer, src, max_len: int, beam: int = 4, alpha: flo
 
     for t in range(max_len):
         logp = step(prefix)  # (n, V)
+        if no_repeat_ngram:
+            for row, hyp in enumerate(prefix[:, 1:].tolist()):
+                banned = repeated_ngram_tokens(hyp, no_repeat_ngram)
+                if banned:
+                    logp[row, banned] = float("-inf")
         total = (scores[:, None] + logp).view(-1)
         top, idx = total.topk(min(2 * beam, total.numel()))
         parents, tokens = idx // logp.size(1), idx % logp.size(1)
@@ -111,13 +126,15 @@ def beam_search(model: Transformer, src, max_len: int, beam: int = 4, alpha: flo
 
 
 def translate_ids(model: Transformer, srcs: list[list[int]], max_len: int, beam: int = 1, alpha: float = 0.6,
-                  batch_size: int = 64, cached: bool = True) -> list[list[int]]:
-    """Token ids in, token ids out, in input order (greedy in length-sorted batches; beam one by one)."""
+                  batch_size: int = 64, cached: bool = True, no_repeat_ngram: int = 0) -> list[list[int]]:
+    """Token ids in, token ids out, in input order (greedy in length-sorted batches; beam one by one;
+    no_repeat_ngram applies to beam search only)."""
     device = next(model.parameters()).device
     out: list[list[int] | None] = [None] * len(srcs)
     if beam > 1:
         for i, s in enumerate(srcs):
-            out[i] = beam_search(model, torch.tensor([s], device=device), max_len, beam, alpha, cached)
+            out[i] = beam_search(model, torch.tensor([s], device=device), max_len, beam, alpha, cached,
+                                 no_repeat_ngram)
         return out
     order = sorted(range(len(srcs)), key=lambda i: len(srcs[i]))
     for b in range(0, len(order), batch_size):

@@ -66,7 +66,8 @@ def prepare_input(tok, text: str, max_len: int) -> list[int]:
 def translate_texts(model, tok, cfg, texts: list[str], beam: int = 1, truncate: bool = False) -> list[str]:
     """truncate=True (corpus scoring) cuts over-long inputs to max_len tokens instead of refusing them."""
     ids = [D.encode(tok, t)[:cfg.max_len] if truncate else prepare_input(tok, t, cfg.max_len) for t in texts]
-    return [D.decode(tok, h) for h in translate_ids(model, ids, cfg.max_len + 1, beam=beam, alpha=cfg.length_alpha)]
+    return [D.decode(tok, h) for h in translate_ids(model, ids, cfg.max_len + 1, beam=beam, alpha=cfg.length_alpha,
+                                                           no_repeat_ngram=cfg.no_repeat_ngram)]
 
 
 def attention_figure(model: Transformer, tok, text: str, path: str | Path, max_len: int = 64) -> Path:

@@ -1,5 +1,6 @@
 """Baselines: IBM Model 1 recovers a toy dictionary; the GRU+attention model learns; detokenisation."""
 
+import pytest
 import torch
 
 from p05_transformer import data as D
@@ -34,3 +35,19 @@ def test_seed_changes_the_model_not_the_test_split():
     for a, b in zip(*splits):  # train, val, test: identical pairs in the same order
         assert a == b
     assert len(splits[0][2]) == 1000 and not set(splits[0][2]) & set(splits[0][0])
+
+
+def test_extra_training_verses_leave_val_and_test_untouched():
+    from dlm_core.errors import DlmError
+    from p05_transformer.config import TransformerConfig
+
+    base = D.load_pairs(TransformerConfig())
+    grown = D.load_pairs(TransformerConfig(extra_train_words=25))
+    assert grown[1] == base[1] and grown[2] == base[2]  # the same val and test pairs
+    assert grown[0][:len(base[0])] == base[0]
+    extra = grown[0][len(base[0]):]
+    assert len(extra) > 3000 and all(20 < len(en.split()) <= 25 for en, _ in extra)
+    held_out = {en for en, _ in base[1] + base[2]}
+    assert not any(en in held_out for en, _ in extra)
+    with pytest.raises(DlmError, match="extra-train-words"):
+        TransformerConfig(extra_train_words=20)

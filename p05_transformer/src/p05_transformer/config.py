@@ -13,6 +13,8 @@ class TransformerConfig:
     dataset: str = dataclasses.field(default="bible-en-es", metadata={"help": "parallel corpus (EN->ES)"})
     max_words: int = dataclasses.field(default=20, metadata={"help": "keep pairs whose English has <= this many words"})
     train_limit: int = dataclasses.field(default=0, metadata={"help": "use only the first N training pairs (0 = all)"})
+    extra_train_words: int = dataclasses.field(default=0, metadata={
+        "help": "also train on the longer verses, up to this many English words (0 = off; val/test keep max_words)"})
     vocab_size: int = dataclasses.field(default=4000, metadata={"help": "joint EN+ES BPE vocabulary"})
     max_len: int = dataclasses.field(default=64, metadata={"help": "max subword tokens per side (longer: dropped "
                                                                      "from training, refused at translation)"})
@@ -50,6 +52,8 @@ class TransformerConfig:
         check(self.dataset == "bible-en-es", f"--dataset {self.dataset!r}: only bible-en-es is available")
         check(1 <= self.max_words <= 200, "--max-words must be in 1..200")
         check(self.train_limit >= 0, "--train-limit must be >= 0")
+        check(self.extra_train_words == 0 or self.extra_train_words > self.max_words,
+              "--extra-train-words must be 0 (off) or larger than --max-words")
         check(self.vocab_size >= 100, "--vocab-size must be >= 100")
         check(self.max_len >= 8, "--max-len must be >= 8")
         check(self.d_model % self.heads == 0, f"--d-model {self.d_model} must be divisible by --heads {self.heads}")

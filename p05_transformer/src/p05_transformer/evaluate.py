@@ -146,6 +146,7 @@ def finish_run(run: RunDir, cfg: TransformerConfig, tok, train_pairs, test_pairs
     test = test_pairs[:cfg.test_sentences] if cfg.test_sentences else test_pairs
     res = evaluate_model(model, tok, cfg, train_pairs, test, cfg.beam)
     res["train_minutes"] = elapsed / 60
+    res["train_cpu_minutes"] = sum(r.get("cpu_seconds", 0.0) for r in run.metrics()) / 60  # 1 thread: core-minutes
     res["epochs_run"] = len(run.metrics())
     res["config"] = dataclasses.asdict(cfg)
     run.write_json("results.json", res)

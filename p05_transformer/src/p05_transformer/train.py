@@ -97,7 +97,7 @@ def train(cfg: TransformerConfig, run_dir=None, resume: bool = False) -> dict:
 
     step = (start_epoch - 1) * steps_per_epoch
     for epoch in range(start_epoch, cfg.epochs + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         model.train()
         total, count = 0.0, 0
         bar = progress(D.batches(train_ids, cfg.batch_size, cfg.seed, epoch), desc=f"epoch {epoch}")
@@ -119,9 +119,10 @@ def train(cfg: TransformerConfig, run_dir=None, resume: bool = False) -> dict:
         val_bleu, val_chrf, _ = bleu_on(model, tok, val_sample, cfg)
         elapsed += time.perf_counter() - t0
         row = {"epoch": epoch, "train_loss": total / count, "val_loss": val_loss, "val_bleu": val_bleu,
-               "val_chrf": val_chrf, "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0}
+               "val_chrf": val_chrf, "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0,
+               "cpu_seconds": time.process_time() - c0}
         run.log(**row)
-        print_metrics(**{k: v for k, v in row.items() if k != "seconds"})
+        print_metrics(**{k: v for k, v in row.items() if k not in ("seconds", "cpu_seconds")})
         is_best = val_bleu > best_bleu
         best_bleu = max(best_bleu, val_bleu)
         ckpt.save(epoch, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),

@@ -198,8 +198,11 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
     run.write_report(
         f"# p06_contrastive training\n\nData: debian-packages snapshot `{ds.info['sha256'][:16]}` "
         f"({len(ds.docs)} documents), {n} training pairs, {len(val_q)} validation queries vs "
-        f"{len(val_corpus)} documents.\n\nEncoder: {cfg.layers}-block transformer, dim {cfg.dim}, "
-        f"vocab {tok.get_vocab_size()}, mean pooling, L2-normalised; symmetric InfoNCE, batch {cfg.batch_size}, "
+        f"{len(val_corpus)} documents.\n\nEncoder: "
+        + (f"{cfg.layers}-block transformer" if cfg.layers else "bag of token embeddings (no transformer block)")
+        + f", dim {cfg.dim}, vocab {tok.get_vocab_size()}, "
+        + ("learned weighted" if cfg.pool == "weighted" else "plain")
+        + f" mean pooling, L2-normalised; symmetric InfoNCE, batch {cfg.batch_size}, "
         f"final temperature {model.temperature:.4f}.\n\nBest epoch {state['epoch']}: val MRR@10 {best:.4f}; "
         f"encoder version `{version}`.\n\n![loss](loss.png) ![val](val.png)\n\n"
         f"Test metrics: `run_retrieval_evaluate {run.path}`.\n")

@@ -80,7 +80,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
                    help="val: score the validation pairs instead, to choose decoding settings without test")
     p.add_argument("--limit", type=int, default=0, help="score only the first N pairs (0 = all)")
     p.add_argument("--gru-minutes", type=float, default=0.0,
-                   help="also train the GRU+additive-attention baseline for this many minutes and score it")
+                   help="also train the GRU+additive-attention baseline for this many CPU minutes (process time; "
+                        "compare with the run's train_cpu_minutes under DLM_THREADS=1) and score it")
     args = p.parse_args(argv)
     import dataclasses
 
@@ -117,8 +118,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         for i in range(0, len(srcs), 64):
             hyps += [D.decode(tok, h) for h in gru.greedy(torch.from_numpy(D.pad(srcs[i:i + 64])), cfg.max_len + 1)]
         bleu, chrf = score(hyps, [es for _, es in test])
-        gres = {"gru_bleu": bleu, "gru_chrf": chrf, "epochs": epochs, "train_minutes": minutes, "decoding": "greedy",
-                "parameters": sum(p.numel() for p in gru.parameters()), "test_size": len(test)}
+        gres = {"gru_bleu": bleu, "gru_chrf": chrf, "epochs": epochs, "train_cpu_minutes": minutes,
+                "decoding": "greedy", "parameters": sum(p.numel() for p in gru.parameters()), "test_size": len(test)}
         run.write_json("gru_baseline.json", gres)
         print_metrics(gru_bleu=bleu, gru_chrf=chrf, gru_epochs=epochs, gru_parameters=gres["parameters"])
     return 0

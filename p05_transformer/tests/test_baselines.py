@@ -41,7 +41,7 @@ def test_extra_training_verses_leave_val_and_test_untouched():
     from dlm_core.errors import DlmError
     from p05_transformer.config import TransformerConfig
 
-    base = D.load_pairs(TransformerConfig())
+    base = D.load_pairs(TransformerConfig(extra_train_words=0))
     grown = D.load_pairs(TransformerConfig(extra_train_words=25))
     assert grown[1] == base[1] and grown[2] == base[2]  # the same val and test pairs
     assert grown[0][:len(base[0])] == base[0]

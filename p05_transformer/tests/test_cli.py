@@ -80,10 +80,12 @@ def test_evaluate_cli_scores_the_test_split(tiny_run):
     out = _cli("evaluate_main", str(run), "--limit", "5", "--beam", "1")
     assert out.returncode == 0, out.stderr
     assert "bleu:" in out.stdout and "ibm_model1_bleu:" in out.stdout
-    assert (run / "evaluate_test_beam1_alpha2.json").is_file()
+    assert (run / "evaluate_test_beam1_alpha1.5_norepeat4.json").is_file()  # the config's decoding
     # decoding settings are chosen on validation: --split val scores val pairs, never test
-    out = _cli("evaluate_main", str(run), "--limit", "5", "--beam", "2", "--length-alpha", "1.5", "--split", "val")
+    out = _cli("evaluate_main", str(run), "--limit", "5", "--beam", "2", "--length-alpha", "2",
+               "--no-repeat-ngram", "3", "--split", "val")
     assert out.returncode == 0 and "val pairs: 5" in out.stdout, out.stderr
-    res = json.loads((run / "evaluate_val_beam2_alpha1.5.json").read_text())
+    res = json.loads((run / "evaluate_val_beam2_alpha2_norepeat3.json").read_text())
+    assert res["config"]["length_alpha"] == 2 and res["config"]["no_repeat_ngram"] == 3
     _, val, test = D.load_pairs(TransformerConfig())
     assert [e["en"] for e in res["examples"]] == [en for en, _ in val[:5]] != [en for en, _ in test[:5]]

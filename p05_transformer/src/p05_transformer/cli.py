@@ -85,11 +85,13 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import dataclasses
 
+    from dlm_core.device import select_device
     from dlm_core.runs import print_metrics
 
     from . import data as D
     from .evaluate import evaluate_model, load_trained
 
+    select_device("cpu")  # honours DLM_THREADS (the GRU's CPU-minute budget counts every thread)
     model, tok, cfg, run = load_trained(args.run)
     cfg = with_decoding_args(cfg, args)
     train_pairs, val, test = D.load_pairs(cfg)

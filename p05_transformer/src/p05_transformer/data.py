@@ -17,20 +17,21 @@ SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]  # ids 0..3, as in model.py
 
 
 def load_pairs(cfg):
-    """(train, val, test) lists of (english, spanish); train optionally cut to cfg.train_limit, then optionally
-    grown with the verses of max_words+1 .. extra_train_words English words (never used for val/test).
+    """(train, val, test) lists of (english, spanish). Train is the split's training pairs, then (optionally) the
+    verses of max_words+1 .. extra_train_words English words (never used for val/test), then cut to the first
+    cfg.train_limit pairs.
     The split is always the one of SPLIT_SEED: --seed changes the model's initialisation and data order, never
     which pairs are test, so seeds are comparable."""
     from dlm_core.data import load_dataset
 
     ds = load_dataset(cfg.dataset, seed=SPLIT_SEED, max_words=cfg.max_words)
-    train = ds.train[:cfg.train_limit] if cfg.train_limit else ds.train
+    train = ds.train
     if cfg.extra_train_words > cfg.max_words:  # longer verses: training only, val/test untouched
         wide = load_dataset(cfg.dataset, seed=SPLIT_SEED, max_words=cfg.extra_train_words)
         held_out = {en for en, _ in ds.val + ds.test}
         train = train + [p for p in wide.train + wide.val + wide.test
                          if len(p[0].split()) > cfg.max_words and p[0] not in held_out]
-    return train, ds.val, ds.test
+    return (train[:cfg.train_limit] if cfg.train_limit else train), ds.val, ds.test
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):

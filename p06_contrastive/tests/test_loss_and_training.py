@@ -3,7 +3,7 @@ import math
 import numpy as np
 import torch
 
-from p06_contrastive.model import ContrastiveModel, TextEncoder, info_nce
+from p06_contrastive.model import BagEncoder, ContrastiveModel, TextEncoder, info_nce
 
 
 def _hand_info_nce(q, d, scale):
@@ -29,12 +29,13 @@ def test_info_nce_equals_hand_computation():
 
 def test_encoder_outputs_unit_vectors_and_ignores_padding():
     torch.manual_seed(0)
-    enc = TextEncoder(50, dim=16, layers=1, heads=2, max_len=12, dropout=0.0).eval()
-    ids = torch.tensor([[5, 6, 7, 0, 0, 0], [5, 6, 7, 8, 9, 10]])
-    out = enc(ids)
-    assert torch.allclose(out.norm(dim=-1), torch.ones(2), atol=1e-5)
-    padded_more = torch.tensor([[5, 6, 7, 0, 0, 0, 0, 0, 0]])
-    assert torch.allclose(enc(padded_more), out[:1], atol=1e-5)
+    for enc in (TextEncoder(50, dim=16, layers=1, heads=2, max_len=12, dropout=0.0).eval(),
+                BagEncoder(50, dim=16, max_len=12, dropout=0.0).eval()):
+        ids = torch.tensor([[5, 6, 7, 0, 0, 0], [5, 6, 7, 8, 9, 10]])
+        out = enc(ids)
+        assert torch.allclose(out.norm(dim=-1), torch.ones(2), atol=1e-5)
+        padded_more = torch.tensor([[5, 6, 7, 0, 0, 0, 0, 0, 0]])
+        assert torch.allclose(enc(padded_more), out[:1], atol=1e-5)
 
 
 def test_temperature_is_learnable_and_clamped():
@@ -82,8 +83,11 @@ def test_bm25_hard_negatives_are_the_best_other_document():
 
     docs = ["solar panel inverter monitor", "solar panel cleaning robot", "chess engine uci", "chess board gui"]
     queries = ["solar panel inverter", "solar cleaning robot", "uci chess engine", "chess gui board"]
-    hard = mine_hard_negatives(queries, docs)
-    assert hard.tolist() == [1, 0, 3, 2]  # never the positive, always the lexically closest other document
+    hard = mine_hard_negatives(queries, docs, k=2)
+    assert hard.shape == (4, 2)
+    assert hard[:, 0].tolist() == [1, 0, 3, 2]  # the lexically closest other document first
+    assert all(i not in row for i, row in enumerate(hard.tolist()))  # never the positive
+    assert mine_hard_negatives(queries[:2], docs[:2], k=3).tolist() == [[1, 1, 1], [0, 0, 0]]  # padded
 
 
 def test_tokenizer_training_is_deterministic():
@@ -140,17 +144,46 @@ def test_token_dropout_keeps_order_and_never_empties_a_row():
 
 def test_weighted_pooling_learns_token_weights_and_ignores_padding():
     torch.manual_seed(0)
-    enc = TextEncoder(50, dim=16, layers=0, heads=2, max_len=12, dropout=0.0, pool="weighted").eval()
+    enc = BagEncoder(50, dim=16, max_len=12, dropout=0.0, pool="weighted").eval()
+    plain = BagEncoder(50, dim=16, max_len=12, dropout=0.0, pool="mean").eval()
+    plain.load_state_dict({"tok.weight": enc.tok.weight.detach().clone()})
     ids = torch.tensor([[5, 6, 7, 0, 0], [5, 6, 7, 8, 9]])
-    plain = TextEncoder(50, dim=16, layers=0, heads=2, max_len=12, dropout=0.0).eval()
-    plain.load_state_dict({k: v for k, v in enc.state_dict().items() if k != "token_weight.weight"})
-    assert torch.allclose(enc(ids), plain(ids), atol=1e-6)  # zero scores = the plain mean
+    mean = torch.nn.functional.normalize(torch.stack([enc.tok.weight[[5, 6, 7]].mean(0),
+                                                      enc.tok.weight[[5, 6, 7, 8, 9]].mean(0)]), dim=-1)
+    assert torch.allclose(plain(ids), mean, atol=1e-6)
+    assert torch.allclose(enc(ids), mean, atol=1e-6)  # zero scores = the plain mean
     with torch.no_grad():
         enc.token_weight.weight[7] = 30.0  # token 7 dominates every text it is in
-        enc.pos.weight.zero_()  # (so that its position does not matter)
     out = enc(ids)
     assert torch.allclose(out.norm(dim=-1), torch.ones(2), atol=1e-5)
     assert torch.allclose(out, enc(torch.tensor([[7]])).expand(2, -1), atol=1e-4)
     assert not torch.allclose(out[0], plain(ids)[0], atol=1e-2)
     assert torch.allclose(enc(torch.tensor([[5, 6, 7, 0, 0, 0, 0]])), enc(ids[:1]), atol=1e-5)
     assert enc(torch.zeros(1, 4, dtype=torch.long)).abs().max() == 0  # an all-pad row stays zero
+    assert plain(torch.zeros(1, 4, dtype=torch.long)).abs().max() == 0
+
+
+def test_position_scores_weight_early_tokens():
+    torch.manual_seed(0)
+    enc = BagEncoder(50, dim=16, max_len=12, dropout=0.0).eval()
+    with torch.no_grad():
+        enc.pos_score[0] = 30.0  # the first position dominates, whatever its token
+    ids = torch.tensor([[9, 5, 6, 7], [3, 5, 6, 7]])
+    out = enc(ids)
+    assert torch.allclose(out, enc(torch.tensor([[9], [3]])), atol=1e-4)
+
+
+def test_bag_training_path_equals_eval_path():
+    """Training sums with one embedding_bag, eval gathers then sums: same vectors and a gradient for both."""
+    torch.manual_seed(0)
+    enc = BagEncoder(60, dim=8, max_len=10, dropout=0.0)
+    with torch.no_grad():
+        enc.token_weight.weight.normal_()
+        enc.pos_score.normal_()
+    ids = torch.tensor([[5, 6, 7, 7, 0, 0], [1, 2, 3, 4, 5, 9], [8, 0, 0, 0, 0, 0]])
+    train_out = enc.train()(ids)
+    eval_out = enc.eval()(ids)
+    assert torch.allclose(train_out, eval_out, atol=1e-6)
+    enc.train()(ids).sum().backward()
+    assert enc.tok.weight.grad[[5, 6, 7]].abs().sum() > 0 and enc.tok.weight.grad[0].abs().sum() == 0
+    assert enc.token_weight.weight.grad.abs().sum() > 0 and enc.pos_score.grad[:6].abs().sum() > 0

@@ -23,15 +23,16 @@ class Config:
     max_doc_len: int = _f(192, "tokens kept of a document (long description)")
     # encoder
     dim: int = _f(384, "embedding and model width")
-    layers: int = _f(0, "transformer blocks (0 = a bag of token embeddings, pooled)")
+    layers: int = _f(0, "transformer blocks (0 = a bag of token embeddings with learned token and position weights)")
     heads: int = _f(4, "attention heads")
     ff_mult: int = _f(2, "feed-forward width = ff_mult * dim")
-    dropout: float = _f(0.1, "dropout in the encoder")
+    dropout: float = _f(0.1, "dropout in the encoder (a bag of embeddings: on the pooled vector)")
     pool: str = _f("weighted", "mean | weighted (a learned per-token weight, softmax over the text's tokens)")
     # InfoNCE
     temperature: float = _f(0.05, "initial softmax temperature")
     learn_temperature: bool = _f(True, "learn the temperature (as log 1/T, clamped to T >= 0.01)")
-    hard_negatives: bool = _f(True, "add one BM25-mined hard negative document per query")
+    hard_negatives: int = _f(3, "BM25-mined hard negative documents per query (0 = in-batch negatives only)")
+    hard_pool: int = _f(10, "each hard negative is drawn afresh, per step, from the query's top-N BM25 documents")
     dropout_positives: bool = _f(False, "add a SimCSE term: a document vs itself under another dropout mask")
     ict: float = _f(1.0, "inverse-cloze pseudo-pairs (a span of a training document vs the rest of it) per "
                          "training pair and epoch, in their own batches")
@@ -50,6 +51,8 @@ class Config:
 
     def __post_init__(self):
         check(self.max_corpus == 0 or self.max_corpus >= 200, "--max-corpus must be 0 (all) or >= 200")
+        check(0 <= self.hard_negatives <= 16, "--hard-negatives must be in [0, 16]")
+        check(self.hard_pool >= 1, "--hard-pool must be >= 1")
         check(self.max_train_pairs >= 0, "--max-train-pairs must be >= 0")
         check(self.vocab_size >= 200, "--vocab-size must be >= 200")
         check(self.max_query_len >= 4 and self.max_doc_len >= 8, "--max-query-len >= 4 and --max-doc-len >= 8")
@@ -76,10 +79,10 @@ PRESETS = {
     "default": Config(),
     # make demo: a few thousand real pairs, one small transformer block; seconds to a minute on 2 cores
     "quick": Config(max_corpus=4000, vocab_size=3000, dim=64, layers=1, heads=2, epochs=2, batch_size=128,
-                    val_distractors=800, max_doc_len=48, hard_negatives=False, pool="mean", ict=0.0,
+                    val_distractors=800, max_doc_len=48, hard_negatives=0, pool="mean", ict=0.0,
                     token_dropout=0.0),
     # tests: tiny everything, every code path (a block, weighted pooling, inverse cloze, token dropout)
     "tiny": Config(max_corpus=1200, vocab_size=600, dim=32, layers=1, heads=2, epochs=2, batch_size=32,
                    max_doc_len=32, max_query_len=12, val_distractors=200, warmup_steps=5, lr=3e-3,
-                   hard_negatives=False, ict=0.5),
+                   hard_negatives=0, ict=0.5),
 }

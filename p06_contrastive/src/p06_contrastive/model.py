@@ -1,4 +1,4 @@
-"""A small transformer text encoder with mean pooling and L2-normalised output, and the InfoNCE loss.
+"""Text encoders with L2-normalised output (a bag of token embeddings, or a small transformer), and InfoNCE.
 
 One encoder embeds both queries and documents (shared weights, a "siamese" bi-encoder). Training pulls a
 synopsis towards its own description and pushes it from the other descriptions in the batch.
@@ -77,6 +77,46 @@ class TextEncoder(nn.Module):
         return F.normalize(pooled, dim=-1, eps=1e-6)
 
 
+class BagEncoder(nn.Module):
+    """ids (B, T) int64 with 0 = padding -> (B, dim) unit vectors: a weighted sum of token embeddings.
+
+    pool="weighted" (the default): a text's token weights are the softmax, over its non-pad tokens, of a
+    learned score per vocabulary entry (a learned IDF: package names outweigh "the", "library") plus a learned
+    score per position (the first sentence of a description says what the package is). pool="mean": the
+    plain mean. Dropout acts on the pooled vector. Training runs the sum as one `embedding_bag` (no (B, T, dim)
+    tensor, forward or backward); eval and ONNX export gather and sum, the same numbers.
+    """
+
+    def __init__(self, vocab_size: int, dim: int = 384, max_len: int = 192, dropout: float = 0.1,
+                 pool: str = "weighted"):
+        super().__init__()
+        if pool not in ("mean", "weighted"):
+            raise ValueError(f"pool must be mean or weighted, not {pool!r}")
+        self.tok = nn.Embedding(vocab_size, dim, padding_idx=0)
+        nn.init.normal_(self.tok.weight, std=0.02)
+        self.token_weight = nn.Embedding(vocab_size, 1) if pool == "weighted" else None
+        self.pos_score = nn.Parameter(torch.zeros(max_len)) if pool == "weighted" else None
+        if self.token_weight is not None:
+            nn.init.zeros_(self.token_weight.weight)  # starts as the plain mean
+        self.drop = nn.Dropout(dropout)
+
+    def weights(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) pooling weights: zero on padding, summing to one over a text's tokens (all-pad row: zero)."""
+        mask = ids != 0
+        if self.token_weight is None:
+            return mask / mask.sum(1, keepdim=True).clamp(min=1)
+        score = self.token_weight(ids)[..., 0] + self.pos_score[: ids.shape[1]]
+        return score.masked_fill(~mask, -1e4).softmax(-1) * mask
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        w = self.weights(ids).to(self.tok.weight.dtype)
+        if self.training:
+            pooled = F.embedding_bag(ids, self.tok.weight, per_sample_weights=w, mode="sum", padding_idx=0)
+        else:
+            pooled = (self.tok(ids) * w[..., None]).sum(1)
+        return F.normalize(self.drop(pooled), dim=-1, eps=1e-6)
+
+
 class ContrastiveModel(nn.Module):
     """The encoder plus the learnable log(1/temperature) of InfoNCE."""
 
@@ -109,9 +149,12 @@ def info_nce(q: torch.Tensor, d: torch.Tensor, scale: torch.Tensor | float) -> t
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits[:, :b].T, labels))
 
 
-def build_encoder(cfg, vocab_size: int) -> TextEncoder:
-    return TextEncoder(vocab_size, cfg.dim, cfg.layers, cfg.heads, cfg.ff_mult,
-                       max(cfg.max_doc_len, cfg.max_query_len), cfg.dropout, cfg.pool)
+def build_encoder(cfg, vocab_size: int) -> nn.Module:
+    """layers 0: a BagEncoder; layers >= 1: a TextEncoder with that many transformer blocks."""
+    max_len = max(cfg.max_doc_len, cfg.max_query_len)
+    if cfg.layers == 0:
+        return BagEncoder(vocab_size, cfg.dim, max_len, cfg.dropout, cfg.pool)
+    return TextEncoder(vocab_size, cfg.dim, cfg.layers, cfg.heads, cfg.ff_mult, max_len, cfg.dropout, cfg.pool)
 
 
 def encoder_version(encoder: nn.Module) -> str:

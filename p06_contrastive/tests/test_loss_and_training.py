@@ -55,6 +55,20 @@ def test_tiny_run_learns(tiny_run):
     assert rows[-1]["emb_dim_std"] > 0.02  # no collapse to one point
 
 
+def test_transformer_encoder_run_learns(tmp_path):
+    """--layers 1: the transformer-block encoder trains through the same loop and beats chance."""
+    import dataclasses
+
+    from p06_contrastive.config import PRESETS
+    from p06_contrastive.model import TextEncoder, build_encoder
+    from p06_contrastive.train import run_train
+
+    cfg = dataclasses.replace(PRESETS["tiny"], layers=1, heads=2, hard_negatives=0)
+    assert isinstance(build_encoder(cfg, 600), TextEncoder)
+    result = run_train(cfg, run_dir=tmp_path / "block", preset="tiny")
+    assert result["best_val_mrr10"] > 0.1  # random ~0.01
+
+
 def test_killed_run_resumes_to_identical_weights(tmp_path, tiny_run):
     """Copy the finished 2-epoch run, drop its epoch-2 checkpoint (as if killed), resume: same weights."""
     import shutil

@@ -58,7 +58,7 @@ class Config:
         check(self.max_query_len >= 4 and self.max_doc_len >= 8, "--max-query-len >= 4 and --max-doc-len >= 8")
         check(self.dim >= 8 and self.heads >= 1 and self.dim % self.heads == 0,
               f"--dim {self.dim} must be >= 8 and divisible by --heads {self.heads}")
-        check(self.layers >= 0, "--layers must be >= 0 (0 = mean of token embeddings)")
+        check(self.layers >= 0, "--layers must be >= 0 (0 = a bag of token embeddings)")
         check(self.ff_mult >= 1, "--ff-mult must be >= 1")
         check(0 <= self.dropout < 1, "--dropout must be in [0, 1)")
         check(self.pool in ("mean", "weighted"), f"--pool {self.pool!r}: use mean or weighted")
@@ -77,12 +77,12 @@ class Config:
 
 PRESETS = {
     "default": Config(),
-    # make demo: a few thousand real pairs, one small transformer block; seconds to a minute on 2 cores
-    "quick": Config(max_corpus=4000, vocab_size=3000, dim=64, layers=1, heads=2, epochs=2, batch_size=128,
-                    val_distractors=800, max_doc_len=48, hard_negatives=0, pool="mean", ict=0.0,
-                    token_dropout=0.0),
-    # tests: tiny everything, every code path (a block, weighted pooling, inverse cloze, token dropout)
-    "tiny": Config(max_corpus=1200, vocab_size=600, dim=32, layers=1, heads=2, epochs=2, batch_size=32,
-                   max_doc_len=32, max_query_len=12, val_distractors=200, warmup_steps=5, lr=3e-3,
-                   hard_negatives=0, ict=0.5),
+    # make demo: the default recipe (a bag of embeddings) on a few thousand real pairs; seconds of training
+    "quick": Config(max_corpus=4000, vocab_size=8000, dim=128, epochs=3, batch_size=128, val_distractors=800,
+                    max_doc_len=96, hard_pool=5),
+    # tests: tiny everything, every path of the default (bag, weighted pooling, hard negatives, inverse
+    # cloze, token dropout); the transformer path has its own small test run
+    "tiny": Config(max_corpus=1200, vocab_size=600, dim=32, epochs=2, batch_size=32, max_doc_len=32,
+                   max_query_len=12, val_distractors=200, warmup_steps=5, lr=3e-3, hard_negatives=2,
+                   hard_pool=3, ict=0.5),
 }

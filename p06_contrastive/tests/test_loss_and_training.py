@@ -104,6 +104,23 @@ def test_bm25_hard_negatives_are_the_best_other_document():
     assert mine_hard_negatives(queries[:2], docs[:2], k=3).tolist() == [[1, 1, 1], [0, 0, 0]]  # padded
 
 
+def test_dense_negatives_are_the_encoders_nearest_other_documents():
+    from p06_contrastive.evaluate import exact_search
+    from p06_contrastive.model import embed
+    from p06_contrastive.train import mine_dense_negatives
+
+    torch.manual_seed(0)
+    enc = BagEncoder(100, dim=16, max_len=8, dropout=0.0)
+    docs = np.random.default_rng(0).integers(1, 100, (30, 6))
+    queries = docs[:, :3].copy()  # each query is the start of its own document
+    hard = mine_dense_negatives(enc, queries, docs, k=4, batch_size=7, device="cpu")
+    assert hard.shape == (30, 4) and all(i not in row for i, row in enumerate(hard.tolist()))
+    ids, _ = exact_search(embed(enc, queries), embed(enc, docs), k=5)
+    for i in range(30):
+        assert hard[i].tolist() == [j for j in ids[i] if j != i][:4]
+    assert enc.training  # embed() puts the encoder back in training mode
+
+
 def test_tokenizer_training_is_deterministic():
     from p06_contrastive.data import load_corpus, train_tokenizer
 

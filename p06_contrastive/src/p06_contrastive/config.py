@@ -26,17 +26,19 @@ class Config:
     layers: int = _f(0, "transformer blocks (0 = a bag of token embeddings with learned token and position weights)")
     heads: int = _f(4, "attention heads")
     ff_mult: int = _f(2, "feed-forward width = ff_mult * dim")
-    dropout: float = _f(0.1, "dropout in the encoder (a bag of embeddings: on the pooled vector)")
+    dropout: float = _f(0.2, "dropout in the encoder (a bag of embeddings: on the pooled vector)")
     pool: str = _f("weighted", "mean | weighted (a learned per-token weight, softmax over the text's tokens)")
     # InfoNCE
     temperature: float = _f(0.05, "initial softmax temperature")
     learn_temperature: bool = _f(True, "learn the temperature (as log 1/T, clamped to T >= 0.01)")
     hard_negatives: int = _f(3, "BM25-mined hard negative documents per query (0 = in-batch negatives only)")
     hard_pool: int = _f(10, "each hard negative is drawn afresh, per step, from the query's top-N BM25 documents")
+    dense_negatives: bool = _f(True, "after each epoch, add the encoder's own top-N training documents per query "
+                                     "to the hard-negative pool (ANCE-style re-mining)")
     dropout_positives: bool = _f(False, "add a SimCSE term: a document vs itself under another dropout mask")
     ict: float = _f(1.0, "inverse-cloze pseudo-pairs (a span of a training document vs the rest of it) per "
                          "training pair and epoch, in their own batches")
-    token_dropout: float = _f(0.1, "drop each document token with this probability in training (augmentation)")
+    token_dropout: float = _f(0.2, "drop each document token with this probability in training (augmentation)")
     # optimisation
     epochs: int = _f(4, "passes over the training pairs; the best epoch on validation is kept")
     batch_size: int = _f(256, "pairs per step = 2*batch_size-2 in-batch negatives per pair (symmetric)")

@@ -42,6 +42,21 @@ def mine_hard_negatives(queries: list[str], docs: list[str], k: int = 10) -> np.
     return out
 
 
+def mine_dense_negatives(encoder, q_ids: np.ndarray, d_ids: np.ndarray, k: int, batch_size: int, device) -> np.ndarray:
+    """(N, k): the encoder's own top-k training documents for each training query, the positive excluded
+    (re-mined after every epoch: the negatives the current model finds hardest)."""
+    from .evaluate import exact_search
+    from .model import embed
+
+    ids, _ = exact_search(embed(encoder, q_ids, batch_size, device), embed(encoder, d_ids, batch_size, device),
+                          k=min(k + 1, len(d_ids)))
+    out = np.empty((len(q_ids), k), dtype=np.int64)
+    for i, row in enumerate(ids):
+        others = [int(j) for j in row if j != i][:k] or [(i + 1) % len(d_ids)]
+        out[i] = others + others[-1:] * (k - len(others))
+    return out
+
+
 def validation_set(ds, cfg: Config):
     """Validation queries and a corpus of their documents + seeded distractors (never test documents)."""
     val_docs = np.asarray(ds.val)
@@ -95,7 +110,8 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
         tok.save(str(tok_path))
     q_ids = encode(tok, train_q, cfg.max_query_len)
     d_ids = encode(tok, train_d, cfg.max_doc_len)
-    hard = mine_hard_negatives(train_q, train_d, cfg.hard_pool) if cfg.hard_negatives else None
+    bm25_hard = mine_hard_negatives(train_q, train_d, cfg.hard_pool) if cfg.hard_negatives else None
+    hard = bm25_hard
     val_q, val_corpus, val_rel = validation_set(ds, cfg)
     val_q_ids = encode(tok, val_q, cfg.max_query_len)
     val_d_ids = encode(tok, [ds.docs[i]["text"] for i in val_corpus], cfg.max_doc_len)
@@ -121,6 +137,9 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
             start_epoch, best = state["epoch"] + 1, state["best"]
             run.truncate_metrics(lambda r: r.get("epoch", r.get("during_epoch", 0)) < start_epoch)
             print(f"resumed from epoch {state['epoch']}", flush=True)
+            if cfg.dense_negatives and hard is not None:  # the pool the finished epoch's model mined
+                hard = np.concatenate([bm25_hard, mine_dense_negatives(
+                    model.encoder, q_ids, d_ids, cfg.hard_pool, cfg.eval_batch_size, device)], 1)
 
     n = len(train_idx)
     n_ict = int(cfg.ict * n)
@@ -189,6 +208,9 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
                           "best": best, "config": dataclasses.asdict(cfg), "vocab_size": tok.get_vocab_size()},
                   is_best=is_best)
         result = row
+        if cfg.dense_negatives and hard is not None and epoch < cfg.epochs:
+            hard = np.concatenate([bm25_hard, mine_dense_negatives(
+                model.encoder, q_ids, d_ids, cfg.hard_pool, cfg.eval_batch_size, device)], 1)
 
     state = ckpt.best()
     model.load_state_dict(state["model"])

@@ -6,12 +6,12 @@ import torch
 from p06_contrastive.model import BagEncoder, ContrastiveModel, TextEncoder, info_nce
 
 
-def _hand_info_nce(q, d, scale):
+def _hand_info_nce(q, d, scale, symmetric=True):
     b = len(q)
     sim = scale * q @ d.T
     q2d = [-(sim[i, i] - math.log(sum(math.exp(x) for x in sim[i]))) for i in range(b)]
     d2q = [-(sim[j, j] - math.log(sum(math.exp(sim[i, j]) for i in range(b)))) for j in range(b)]
-    return 0.5 * (np.mean(q2d) + np.mean(d2q))
+    return 0.5 * (np.mean(q2d) + np.mean(d2q)) if symmetric else np.mean(q2d)
 
 
 def test_info_nce_equals_hand_computation():
@@ -19,8 +19,9 @@ def test_info_nce_equals_hand_computation():
     q = torch.nn.functional.normalize(torch.randn(4, 5, generator=g, dtype=torch.float64), dim=-1)
     d = torch.nn.functional.normalize(torch.randn(6, 5, generator=g, dtype=torch.float64), dim=-1)  # 2 hard negs
     for scale in (1.0, 14.3):
-        got = info_nce(q, d, scale).item()
-        assert abs(got - _hand_info_nce(q.numpy(), d.numpy(), scale)) < 1e-10
+        for symmetric in (True, False):
+            got = info_nce(q, d, scale, symmetric).item()
+            assert abs(got - _hand_info_nce(q.numpy(), d.numpy(), scale, symmetric)) < 1e-10
     # perfect alignment with a large scale -> loss near 0; swapping positives makes it large
     eye = torch.eye(4, dtype=torch.float64)
     assert info_nce(eye, eye, 50.0).item() < 1e-6

@@ -31,6 +31,8 @@ class Config:
     # InfoNCE
     temperature: float = _f(0.05, "initial softmax temperature")
     learn_temperature: bool = _f(True, "learn the temperature (as log 1/T, clamped to T >= 0.01)")
+    symmetric: bool = _f(False, "add the document->query InfoNCE term (off: query->document only, the "
+                                "direction search uses; chosen on val)")
     hard_negatives: int = _f(3, "BM25-mined hard negative documents per query (0 = in-batch negatives only)")
     hard_pool: int = _f(10, "each hard negative is drawn afresh, per step, from the query's top-N BM25 documents")
     dense_negatives: bool = _f(True, "after each epoch, add the encoder's own top-N training documents per query "

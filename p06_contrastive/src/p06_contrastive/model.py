@@ -135,18 +135,22 @@ class ContrastiveModel(nn.Module):
         return self.log_scale.clamp(max=self.MAX_LOG_SCALE).exp()
 
 
-def info_nce(q: torch.Tensor, d: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
-    """Symmetric InfoNCE with in-batch negatives.
+def info_nce(q: torch.Tensor, d: torch.Tensor, scale: torch.Tensor | float, symmetric: bool = True) -> torch.Tensor:
+    """InfoNCE with in-batch negatives, symmetric or query->document only.
 
     q: (B, D) query embeddings, d: (B + H, D) document embeddings whose first B rows are the positives
     (row i belongs to query i) and the last H rows extra (hard) negatives. The query->document term is a
-    softmax over all B + H documents; the document->query term over the B queries. Inputs are unit vectors,
-    so q @ d.T are cosine similarities, multiplied by scale = 1 / temperature.
+    softmax over all B + H documents; the document->query term (symmetric=True) a softmax over the B
+    queries, averaged with it. Inputs are unit vectors, so q @ d.T are cosine similarities, multiplied by
+    scale = 1 / temperature.
     """
     b = q.shape[0]
     logits = scale * q @ d.T  # (B, B + H)
     labels = torch.arange(b, device=q.device)
-    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits[:, :b].T, labels))
+    q2d = F.cross_entropy(logits, labels)
+    if not symmetric:
+        return q2d
+    return 0.5 * (q2d + F.cross_entropy(logits[:, :b].T, labels))
 
 
 def build_encoder(cfg, vocab_size: int) -> nn.Module:

@@ -179,7 +179,7 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
             q = model.encoder(torch.from_numpy(trim(queries)).to(device))
             d_tok = torch.from_numpy(trim(docs)).to(device)
             d = model.encoder(d_tok)
-            loss = info_nce(q, d, model.scale())
+            loss = info_nce(q, d, model.scale(), cfg.symmetric)
             if cfg.dropout_positives:  # SimCSE: the same documents under a second dropout mask are positives
                 d2 = model.encoder(d_tok[: len(b)])
                 loss = loss + 0.5 * info_nce(d[: len(b)], d2, model.scale())

@@ -205,6 +205,19 @@ def test_position_scores_weight_early_tokens():
     assert torch.allclose(out, enc(torch.tensor([[9], [3]])), atol=1e-4)
 
 
+def test_asymmetric_encoder_weighs_query_tokens_with_its_own_scores():
+    torch.manual_seed(0)
+    enc = BagEncoder(50, dim=16, max_len=12, dropout=0.0, asymmetric=True).eval()
+    ids = torch.tensor([[5, 6, 7, 8]])
+    assert torch.allclose(enc(ids), enc(ids, query=True))  # both columns start at zero
+    with torch.no_grad():
+        enc.token_weight.weight[7, 1] = 30.0  # token 7 dominates queries only
+    assert torch.allclose(enc(ids, query=True), enc(torch.tensor([[7]])), atol=1e-4)
+    assert not torch.allclose(enc(ids), enc(torch.tensor([[7]])), atol=1e-2)
+    sym = BagEncoder(50, dim=16, max_len=12, dropout=0.0).eval()
+    assert torch.equal(sym(ids), sym(ids, query=True))
+
+
 def test_bag_training_path_equals_eval_path():
     """Training sums with one embedding_bag, eval gathers then sums: same vectors and a gradient for both."""
     torch.manual_seed(0)

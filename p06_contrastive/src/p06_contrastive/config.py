@@ -28,6 +28,8 @@ class Config:
     ff_mult: int = _f(2, "feed-forward width = ff_mult * dim")
     dropout: float = _f(0.2, "dropout in the encoder (a bag of embeddings: on the pooled vector)")
     pool: str = _f("weighted", "mean | weighted (a learned per-token weight, softmax over the text's tokens)")
+    asymmetric: bool = _f(True, "bag encoder: separate learned token weights for queries and for documents "
+                                "(one shared embedding table)")
     # InfoNCE
     temperature: float = _f(0.05, "initial softmax temperature")
     learn_temperature: bool = _f(True, "learn the temperature (as log 1/T, clamped to T >= 0.01)")

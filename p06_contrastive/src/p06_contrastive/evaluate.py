@@ -184,7 +184,7 @@ def query_embeddings(lr: LoadedRun, queries: list[str]) -> np.ndarray:
     from .data import encode
     from .model import embed
 
-    return embed(lr.encoder, encode(lr.tokenizer, queries, lr.cfg.max_query_len), 512)
+    return embed(lr.encoder, encode(lr.tokenizer, queries, lr.cfg.max_query_len), 512, query=True)
 
 
 # --- plots --------------------------------------------------------------------------------------------

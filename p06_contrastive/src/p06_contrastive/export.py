@@ -11,13 +11,17 @@ import numpy as np
 from dlm_core.errors import DlmError
 
 
-def export_onnx(encoder, path, max_len: int) -> Path:
+def export_onnx(encoder, path, max_len: int, query: bool = False) -> Path:
+    """The encoder as one ONNX graph; query=True: the query side of an asymmetric encoder."""
     import torch
 
+    from .model import SideEncoder
+
     encoder.eval()
+    side = SideEncoder(encoder, query).eval()
     example = torch.randint(1, encoder.tok.num_embeddings, (2, min(16, max_len)))
     batch, length = torch.export.Dim("batch", min=1), torch.export.Dim("length", min=2, max=max_len)
-    torch.onnx.export(encoder, (example,), str(path), dynamo=True, input_names=["input_ids"],
+    torch.onnx.export(side, (example,), str(path), dynamo=True, input_names=["input_ids"],
                       output_names=["sentence_embedding"], dynamic_shapes=({0: batch, 1: length},),
                       external_data=False, verbose=False)
     return Path(path)
@@ -31,11 +35,11 @@ def ort_session(path):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def parity(encoder, session, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+def parity(encoder, session, ids: np.ndarray, query: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
     import torch
 
     with torch.no_grad():
-        ref = encoder(torch.from_numpy(ids)).numpy()
+        ref = encoder(torch.from_numpy(ids), query=query).numpy()
     got = session.run(None, {"input_ids": ids})[0]
     return ref, got, float(np.abs(ref - got).max())
 
@@ -60,6 +64,7 @@ def run_export(run_path, index_kind: str = "hnsw", version: str | None = None, o
     from .data import encode, load_corpus
     from .evaluate import corpus_embeddings, load_run
     from .index import build_index, save_index
+    from .model import is_asymmetric
 
     lr = load_run(run_path)
     ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus, lr.cfg.seed)
@@ -73,6 +78,14 @@ def run_export(run_path, index_kind: str = "hnsw", version: str | None = None, o
         ref, got, diff = parity(lr.encoder, sess, ids)
         ids_short = encode(lr.tokenizer, texts[:3], 7)  # another batch size and length
         diff = max(diff, parity(lr.encoder, sess, ids_short)[2])
+        files = {"model.onnx": tmp / "model.onnx"}
+        if is_asymmetric(lr.encoder):  # queries weigh their tokens with their own scores: a second graph
+            export_onnx(lr.encoder, tmp / "query_model.onnx", max_len, query=True)
+            q_sess = ort_session(tmp / "query_model.onnx")
+            q_ids = encode(lr.tokenizer, [d["synopsis"] for d in ds.docs[:32]], lr.cfg.max_query_len)
+            diff = max(diff, parity(lr.encoder, q_sess, q_ids, query=True)[2],
+                       parity(lr.encoder, q_sess, ids_short, query=True)[2])
+            files["query_model.onnx"] = tmp / "query_model.onnx"
         if diff > 1e-4:
             raise DlmError(f"ONNX export does not match torch (max |diff| {diff:.2e} > 1e-4)")
         plot_parity(ref, got, tmp / "parity.png")
@@ -88,15 +101,17 @@ def run_export(run_path, index_kind: str = "hnsw", version: str | None = None, o
             import json
 
             metrics.update(json.loads(eval_file.read_text())["metrics"])
-        files = {"model.onnx": tmp / "model.onnx", "tokenizer.json": lr.path / "tokenizer.json",
+        files.update({"tokenizer.json": lr.path / "tokenizer.json",
                  "index.faiss": tmp / "index" / "index.faiss", "index.json": tmp / "index" / "index.json",
                  "docs.jsonl": tmp / "index" / "docs.jsonl", "parity.png": tmp / "parity.png",
                  "reference_input_ids.npy": tmp / "reference_input_ids.npy",
-                 "reference_output.npy": tmp / "reference_output.npy"}
+                 "reference_output.npy": tmp / "reference_output.npy"})
         preprocess = {"tokenizer": "tokenizer.json", "lowercase": True, "pad_id": 0,
                       "max_query_len": lr.cfg.max_query_len,
                       "max_doc_len": lr.cfg.max_doc_len, "input": "input_ids int64 (batch, length), 0 = padding",
-                      "output": "embedding float32 (batch, dim), L2-normalised (mean pooling)",
+                      "output": "embedding float32 (batch, dim), L2-normalised (weighted mean pooling)",
+                      "document_model": "model.onnx",
+                      "query_model": "query_model.onnx" if "query_model.onnx" in files else "model.onnx",
                       "similarity": "inner product", "index": "index.faiss", "documents": "docs.jsonl"}
         bundle = save_bundle("p06_contrastive", version or lr.version, files, preprocess=preprocess,
                              labels=sorted({d["section"] for d in ds.docs}), metrics=metrics,

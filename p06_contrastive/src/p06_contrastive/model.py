@@ -61,7 +61,7 @@ class TextEncoder(nn.Module):
         nn.init.normal_(self.tok.weight, std=0.02)
         nn.init.normal_(self.pos.weight, std=0.02)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, query: bool = False) -> torch.Tensor:  # one encoder for both sides
         mask = (ids != 0).to(self.tok.weight.dtype)  # (B, T)
         t = ids.shape[1]
         x = self.drop(self.tok(ids) + self.pos(torch.arange(t, device=ids.device))[None])
@@ -82,34 +82,37 @@ class BagEncoder(nn.Module):
 
     pool="weighted" (the default): a text's token weights are the softmax, over its non-pad tokens, of a
     learned score per vocabulary entry (a learned IDF: package names outweigh "the", "library") plus a learned
-    score per position (the first sentence of a description says what the package is). pool="mean": the
-    plain mean. Dropout acts on the pooled vector. Training runs the sum as one `embedding_bag` (no (B, T, dim)
-    tensor, forward or backward); eval and ONNX export gather and sum, the same numbers.
+    score per position (the first sentence of a description says what the package is). asymmetric=True:
+    queries and documents have a score column each (the token embeddings stay shared), so forward takes
+    `query`. pool="mean": the plain mean. Dropout acts on the pooled vector. Training runs the sum as one
+    `embedding_bag` (no (B, T, dim) tensor, forward or backward); eval and ONNX export gather and sum, the
+    same numbers.
     """
 
     def __init__(self, vocab_size: int, dim: int = 384, max_len: int = 192, dropout: float = 0.1,
-                 pool: str = "weighted"):
+                 pool: str = "weighted", asymmetric: bool = False):
         super().__init__()
         if pool not in ("mean", "weighted"):
             raise ValueError(f"pool must be mean or weighted, not {pool!r}")
         self.tok = nn.Embedding(vocab_size, dim, padding_idx=0)
         nn.init.normal_(self.tok.weight, std=0.02)
-        self.token_weight = nn.Embedding(vocab_size, 1) if pool == "weighted" else None
+        self.token_weight = nn.Embedding(vocab_size, 2 if asymmetric else 1) if pool == "weighted" else None
         self.pos_score = nn.Parameter(torch.zeros(max_len)) if pool == "weighted" else None
         if self.token_weight is not None:
             nn.init.zeros_(self.token_weight.weight)  # starts as the plain mean
         self.drop = nn.Dropout(dropout)
 
-    def weights(self, ids: torch.Tensor) -> torch.Tensor:
+    def weights(self, ids: torch.Tensor, query: bool = False) -> torch.Tensor:
         """(B, T) pooling weights: zero on padding, summing to one over a text's tokens (all-pad row: zero)."""
         mask = ids != 0
         if self.token_weight is None:
             return mask / mask.sum(1, keepdim=True).clamp(min=1)
-        score = self.token_weight(ids)[..., 0] + self.pos_score[: ids.shape[1]]
+        column = 1 if query and self.token_weight.embedding_dim == 2 else 0
+        score = self.token_weight(ids)[..., column] + self.pos_score[: ids.shape[1]]
         return score.masked_fill(~mask, -1e4).softmax(-1) * mask
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        w = self.weights(ids).to(self.tok.weight.dtype)
+    def forward(self, ids: torch.Tensor, query: bool = False) -> torch.Tensor:
+        w = self.weights(ids, query).to(self.tok.weight.dtype)
         if self.training:
             pooled = F.embedding_bag(ids, self.tok.weight, per_sample_weights=w, mode="sum", padding_idx=0)
         else:
@@ -157,8 +160,24 @@ def build_encoder(cfg, vocab_size: int) -> nn.Module:
     """layers 0: a BagEncoder; layers >= 1: a TextEncoder with that many transformer blocks."""
     max_len = max(cfg.max_doc_len, cfg.max_query_len)
     if cfg.layers == 0:
-        return BagEncoder(vocab_size, cfg.dim, max_len, cfg.dropout, cfg.pool)
+        return BagEncoder(vocab_size, cfg.dim, max_len, cfg.dropout, cfg.pool, cfg.asymmetric)
     return TextEncoder(vocab_size, cfg.dim, cfg.layers, cfg.heads, cfg.ff_mult, max_len, cfg.dropout, cfg.pool)
+
+
+class SideEncoder(nn.Module):
+    """encoder(ids) as queries or as documents: one ONNX graph per side."""
+
+    def __init__(self, encoder: nn.Module, query: bool):
+        super().__init__()
+        self.encoder, self.query = encoder, query
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.encoder(ids, query=self.query)
+
+
+def is_asymmetric(encoder: nn.Module) -> bool:
+    weights = getattr(encoder, "token_weight", None)
+    return weights is not None and weights.embedding_dim == 2
 
 
 def encoder_version(encoder: nn.Module) -> str:
@@ -173,8 +192,10 @@ def encoder_version(encoder: nn.Module) -> str:
 
 
 @torch.no_grad()
-def embed(encoder: TextEncoder, ids, batch_size: int = 512, device="cpu", progress_desc: str | None = None):
-    """Encode padded id rows (numpy (N, T)) in batches -> float32 numpy (N, dim); eval mode, no grad."""
+def embed(encoder: nn.Module, ids, batch_size: int = 512, device="cpu", progress_desc: str | None = None,
+          query: bool = False):
+    """Encode padded id rows (numpy (N, T)) in batches -> float32 numpy (N, dim); eval mode, no grad.
+    query=True: as queries (an asymmetric encoder weighs their tokens with its query column)."""
     import numpy as np
 
     from dlm_core.runs import progress
@@ -187,6 +208,6 @@ def embed(encoder: TextEncoder, ids, batch_size: int = 512, device="cpu", progre
     starts = range(0, len(ids), batch_size)
     for s in (progress(starts, desc=progress_desc) if progress_desc else starts):
         chunk = torch.from_numpy(trim(ids[s:s + batch_size])).to(device)
-        out.append(encoder(chunk).float().cpu().numpy())
+        out.append(encoder(chunk, query=query).float().cpu().numpy())
     encoder.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, encoder.tok.embedding_dim), dtype=np.float32)

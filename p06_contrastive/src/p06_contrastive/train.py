@@ -48,7 +48,8 @@ def mine_dense_negatives(encoder, q_ids: np.ndarray, d_ids: np.ndarray, k: int, 
     from .evaluate import exact_search
     from .model import embed
 
-    ids, _ = exact_search(embed(encoder, q_ids, batch_size, device), embed(encoder, d_ids, batch_size, device),
+    ids, _ = exact_search(embed(encoder, q_ids, batch_size, device, query=True),
+                          embed(encoder, d_ids, batch_size, device),
                           k=min(k + 1, len(d_ids)))
     out = np.empty((len(q_ids), k), dtype=np.int64)
     for i, row in enumerate(ids):
@@ -176,7 +177,7 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
                     parts.append(d_ids[hard[b, rng.integers(0, hard.shape[1], len(b))]])
                 docs = np.concatenate(parts)
                 docs = token_dropout(docs, cfg.token_dropout, rng)
-            q = model.encoder(torch.from_numpy(trim(queries)).to(device))
+            q = model.encoder(torch.from_numpy(trim(queries)).to(device), query=True)
             d_tok = torch.from_numpy(trim(docs)).to(device)
             d = model.encoder(d_tok)
             loss = info_nce(q, d, model.scale(), cfg.symmetric)
@@ -193,7 +194,7 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
             bar.set_postfix(loss=f"{loss.item():.3f}", T=f"{model.temperature:.3f}")
             if step % 20 == 0:
                 run.log(step=step, during_epoch=epoch, loss=loss.item(), lr=lr, temperature=model.temperature)
-        vq = embed(model.encoder, val_q_ids, cfg.eval_batch_size, device)
+        vq = embed(model.encoder, val_q_ids, cfg.eval_batch_size, device, query=True)
         vd = embed(model.encoder, val_d_ids, cfg.eval_batch_size, device)
         ranks = exact_search(vq, vd, val_rel, k=100)[1]
         m = rank_metrics(ranks)

@@ -39,3 +39,20 @@ def test_rrf_hand_example():
     assert rrf([a, b], k=4).tolist() == [[3, 2, 1, 9]] or rrf([a, b], k=4).tolist() == [[2, 3, 1, 9]]
     s2, s3 = 2 / 62, 1 / 63 + 1 / 61
     assert rrf([a, b], k=4)[0, 0] == (3 if s3 > s2 else 2)
+
+
+def test_per_query_ndcg_and_paired_bootstrap():
+    from p06_contrastive.evaluate import paired_bootstrap, per_query_ndcg10, rank_metrics
+
+    ranks = np.array([1, 2, 0, 11, 10, 3])
+    per = per_query_ndcg10(ranks)
+    assert np.allclose(per, [1.0, 1 / np.log2(3), 0, 0, 1 / np.log2(11), 0.5])
+    assert abs(per.mean() - rank_metrics(ranks)["ndcg@10"]) < 1e-12
+    same = paired_bootstrap(per, per)
+    assert same["mean_diff"] == 0 and same["ci95"] == [0.0, 0.0] and same["p_not_better"] == 1.0
+    rng = np.random.default_rng(0)
+    b = rng.random(500)
+    better = paired_bootstrap(b + 0.05, b)  # better on every query
+    assert abs(better["mean_diff"] - 0.05) < 1e-12 and better["p_not_better"] == 0.0
+    noisy = paired_bootstrap(b + rng.normal(0, 0.3, 500), b)  # no real difference
+    assert noisy["ci95"][0] < 0 < noisy["ci95"][1] and 0.05 < noisy["p_not_better"] < 0.95

@@ -22,7 +22,7 @@ class Config:
     max_query_len: int = _f(24, "tokens kept of a query (synopsis)")
     max_doc_len: int = _f(192, "tokens kept of a document (long description)")
     # encoder
-    dim: int = _f(384, "embedding and model width")
+    dim: int = _f(768, "embedding and model width")
     layers: int = _f(0, "transformer blocks (0 = a bag of token embeddings with learned token and position weights)")
     heads: int = _f(4, "attention heads")
     ff_mult: int = _f(2, "feed-forward width = ff_mult * dim")
@@ -35,7 +35,7 @@ class Config:
     learn_temperature: bool = _f(True, "learn the temperature (as log 1/T, clamped to T >= 0.01)")
     symmetric: bool = _f(False, "add the document->query InfoNCE term (off: query->document only, the "
                                 "direction search uses; chosen on val)")
-    hard_negatives: int = _f(3, "BM25-mined hard negative documents per query (0 = in-batch negatives only)")
+    hard_negatives: int = _f(7, "BM25-mined hard negative documents per query (0 = in-batch negatives only)")
     hard_pool: int = _f(10, "each hard negative is drawn afresh, per step, from the query's top-N BM25 documents")
     dense_negatives: bool = _f(True, "after each epoch, add the encoder's own top-N training documents per query "
                                      "to the hard-negative pool (ANCE-style re-mining)")

@@ -58,6 +58,23 @@ def rank_metrics(ranks: np.ndarray) -> dict:
     return out
 
 
+def per_query_ndcg10(ranks: np.ndarray) -> np.ndarray:
+    """nDCG@10 of each query from its single relevant document's rank (0 = not retrieved)."""
+    ranks = np.asarray(ranks)
+    return np.where((ranks > 0) & (ranks <= 10), 1.0 / np.log2(np.maximum(ranks, 1) + 1), 0.0)
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict:
+    """Mean of a - b over queries with a 95% interval from resampling the queries (the same resample for both
+    systems), and p = the share of resamples where a does not beat b."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(diff), (resamples, len(diff)))
+    means = diff[idx].mean(1)
+    ci95 = [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+    return {"mean_diff": float(diff.mean()), "ci95": ci95, "p_not_better": float(np.mean(means <= 0)),
+            "resamples": resamples}
+
+
 # --- retrievers ---------------------------------------------------------------------------------------
 def exact_search(q: np.ndarray, d: np.ndarray, rel: np.ndarray | None = None, k: int = 100):
     """Exact inner-product top-k (FAISS Flat) -> (ids, ranks of rel or None)."""
@@ -288,6 +305,13 @@ def run_evaluate(run_path, split: str = "test", faiss_table: bool = True, tsne_p
                 ("hybrid_rrf_weighted", weighted_ids))}
     for name, m in results.items():
         print_metrics(model=name, **{k: m[k] for k in ("recall@1", "recall@10", "recall@100", "mrr@10", "ndcg@10")})
+    per_query = {name: per_query_ndcg10(first_ranks(ids, rel)) for name, ids in
+                 (("dense", dense_ids), ("bm25", bm25_ids), ("hybrid_rrf_weighted", weighted_ids))}
+    significance = {f"{a}_vs_{b}": paired_bootstrap(per_query[a], per_query[b])
+                    for a, b in (("dense", "bm25"), ("hybrid_rrf_weighted", "bm25"), ("hybrid_rrf_weighted", "dense"))}
+    for key, sig in significance.items():
+        print(f"nDCG@10 {key}: {sig['mean_diff']:+.4f} (95% CI {sig['ci95'][0]:+.4f}..{sig['ci95'][1]:+.4f}, "
+              f"p {sig['p_not_better']:.4f})", flush=True)
 
     variance = plot_variance(emb, run.file("embedding_variance.png"))
     if tsne_points:
@@ -305,7 +329,7 @@ def run_evaluate(run_path, split: str = "test", faiss_table: bool = True, tsne_p
 
     out = {"split": split, "queries": len(queries), "corpus": len(texts), "snapshot_sha256": ds.info["sha256"],
            "encoder_version": lr.version, "epoch": lr.epoch, "metrics": results, "embedding_variance": variance,
-           "faiss": rows, "examples": example_rows, "seconds": times,
+           "faiss": rows, "examples": example_rows, "seconds": times, "ndcg10_paired_bootstrap": significance,
            "fusion": {"dense_weight": w_dense, "val_ndcg10_by_weight": tuning}}
     run.write_json(f"eval_{split}.json", out)
     _append_report(run, out)
@@ -328,6 +352,10 @@ def _append_report(run, out: dict) -> None:
     f = out["fusion"]
     lines.append(f"\nWeighted fusion: dense weight {f['dense_weight']} (BM25 weight 1), chosen by validation "
                  f"nDCG@10 {f['val_ndcg10_by_weight']}.\n")
+    lines.append("\nPaired bootstrap over the queries (nDCG@10, 2,000 resamples):\n")
+    for key, sig in out["ndcg10_paired_bootstrap"].items():
+        lines.append(f"- {key}: {sig['mean_diff']:+.4f} (95% interval {sig['ci95'][0]:+.4f} to "
+                     f"{sig['ci95'][1]:+.4f}; share of resamples not better: {sig['p_not_better']:.4f})")
     v = out["embedding_variance"]
     lines.append(f"\nEmbedding spread: per-dimension std {v['dim_std_min']:.4f}..{v['dim_std_max']:.4f}, "
                  f"effective dimensions {v['effective_dims']:.1f}.\n\n![variance](embedding_variance.png)\n")

@@ -45,7 +45,7 @@ class Config:
     token_dropout: float = _f(0.2, "drop each document token with this probability in training (augmentation)")
     # optimisation
     epochs: int = _f(4, "passes over the training pairs; the best epoch on validation is kept")
-    batch_size: int = _f(256, "pairs per step = 2*batch_size-2 in-batch negatives per pair (symmetric)")
+    batch_size: int = _f(256, "pairs per step: each query sees batch_size-1 in-batch negatives (+ hard ones)")
     lr: float = _f(2e-3, "AdamW peak learning rate (linear warmup, cosine decay)")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     warmup_steps: int = _f(50, "linear warmup steps")

@@ -35,9 +35,14 @@ def mine_hard_negatives(queries: list[str], docs: list[str], k: int = 10) -> np.
     retriever.index(bm25s.tokenize(docs, stopwords="en", show_progress=False), show_progress=False)
     top, _ = retriever.retrieve(bm25s.tokenize(queries, stopwords="en", show_progress=False),
                                 k=min(k + 1, len(docs)), show_progress=False, n_threads=1)
-    out = np.empty((len(queries), k), dtype=np.int64)
+    return others_than_self(top, k, len(docs))
+
+
+def others_than_self(top, k: int, n_docs: int) -> np.ndarray:
+    """(N, k) from ranked candidate rows: row i without document i, cut to k; a short row repeats its last."""
+    out = np.empty((len(top), k), dtype=np.int64)
     for i, row in enumerate(top):
-        others = [int(j) for j in row if j != i][:k] or [(i + 1) % len(docs)]
+        others = [int(j) for j in row if j != i][:k] or [(i + 1) % n_docs]
         out[i] = others + others[-1:] * (k - len(others))
     return out
 
@@ -51,11 +56,7 @@ def mine_dense_negatives(encoder, q_ids: np.ndarray, d_ids: np.ndarray, k: int, 
     ids, _ = exact_search(embed(encoder, q_ids, batch_size, device, query=True),
                           embed(encoder, d_ids, batch_size, device),
                           k=min(k + 1, len(d_ids)))
-    out = np.empty((len(q_ids), k), dtype=np.int64)
-    for i, row in enumerate(ids):
-        others = [int(j) for j in row if j != i][:k] or [(i + 1) % len(d_ids)]
-        out[i] = others + others[-1:] * (k - len(others))
-    return out
+    return others_than_self(ids, k, len(d_ids))
 
 
 def validation_set(ds, cfg: Config):

@@ -300,13 +300,13 @@ def run_evaluate(run_path, split: str = "test", faiss_table: bool = True, tsne_p
     # a weighted fusion whose dense weight is chosen on the validation queries (never on test)
     w_dense, tuning = tune_fusion_weight(lr, ds, bm25, emb)
     weighted_ids = rrf([bm25_ids, dense_ids], k=100, weights=[1.0, w_dense])
-    results = {name: rank_metrics(first_ranks(ids, rel)) for name, ids in
-               (("dense", dense_ids), ("bm25", bm25_ids), ("tfidf", tfidf_ids), ("hybrid_rrf", hybrid_ids),
-                ("hybrid_rrf_weighted", weighted_ids))}
+    ranks = {name: first_ranks(ids, rel) for name, ids in
+             (("dense", dense_ids), ("bm25", bm25_ids), ("tfidf", tfidf_ids), ("hybrid_rrf", hybrid_ids),
+              ("hybrid_rrf_weighted", weighted_ids))}
+    results = {name: rank_metrics(r) for name, r in ranks.items()}
     for name, m in results.items():
         print_metrics(model=name, **{k: m[k] for k in ("recall@1", "recall@10", "recall@100", "mrr@10", "ndcg@10")})
-    per_query = {name: per_query_ndcg10(first_ranks(ids, rel)) for name, ids in
-                 (("dense", dense_ids), ("bm25", bm25_ids), ("hybrid_rrf_weighted", weighted_ids))}
+    per_query = {name: per_query_ndcg10(ranks[name]) for name in ("dense", "bm25", "hybrid_rrf_weighted")}
     significance = {f"{a}_vs_{b}": paired_bootstrap(per_query[a], per_query[b])
                     for a, b in (("dense", "bm25"), ("hybrid_rrf_weighted", "bm25"), ("hybrid_rrf_weighted", "dense"))}
     for key, sig in significance.items():

@@ -127,7 +127,13 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
     rest = [p for n, p in model.named_parameters() if not decayed(n, p) and p.requires_grad]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr,
-                            fused=device.type in ("cpu", "cuda"))  # one kernel over the 18M-entry table
+                            fused=device.type in ("cpu", "cuda"))  # one kernel over the embedding table
+    remine = cfg.dense_negatives and cfg.hard_negatives > 0
+
+    def remined_pool() -> np.ndarray:  # BM25's candidates + the current encoder's own top-N
+        return np.concatenate([bm25_hard, mine_dense_negatives(
+            model.encoder, q_ids, d_ids, cfg.hard_pool, cfg.eval_batch_size, device)], 1)
+
     ckpt = Checkpointer(run.checkpoint_dir)
     start_epoch, best = 1, -1.0
     if resume:
@@ -139,9 +145,8 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
             start_epoch, best = state["epoch"] + 1, state["best"]
             run.truncate_metrics(lambda r: r.get("epoch", r.get("during_epoch", 0)) < start_epoch)
             print(f"resumed from epoch {state['epoch']}", flush=True)
-            if cfg.dense_negatives and hard is not None:  # the pool the finished epoch's model mined
-                hard = np.concatenate([bm25_hard, mine_dense_negatives(
-                    model.encoder, q_ids, d_ids, cfg.hard_pool, cfg.eval_batch_size, device)], 1)
+            if remine:  # the pool the finished epoch's model mined
+                hard = remined_pool()
 
     n = len(train_idx)
     n_ict = int(cfg.ict * n)
@@ -174,7 +179,7 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
             else:
                 queries = q_ids[b]
                 parts = [d_ids[b]]
-                for _ in range(cfg.hard_negatives if hard is not None else 0):  # fresh draws from the top-N
+                for _ in range(cfg.hard_negatives):  # fresh draws from the candidate pool
                     parts.append(d_ids[hard[b, rng.integers(0, hard.shape[1], len(b))]])
                 docs = np.concatenate(parts)
                 docs = token_dropout(docs, cfg.token_dropout, rng)
@@ -210,9 +215,8 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
                           "best": best, "config": dataclasses.asdict(cfg), "vocab_size": tok.get_vocab_size()},
                   is_best=is_best)
         result = row
-        if cfg.dense_negatives and hard is not None and epoch < cfg.epochs:
-            hard = np.concatenate([bm25_hard, mine_dense_negatives(
-                model.encoder, q_ids, d_ids, cfg.hard_pool, cfg.eval_batch_size, device)], 1)
+        if remine and epoch < cfg.epochs:
+            hard = remined_pool()
 
     state = ckpt.best()
     model.load_state_dict(state["model"])

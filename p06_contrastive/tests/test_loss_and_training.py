@@ -232,3 +232,25 @@ def test_bag_training_path_equals_eval_path():
     enc.train()(ids).sum().backward()
     assert enc.tok.weight.grad[[5, 6, 7]].abs().sum() > 0 and enc.tok.weight.grad[0].abs().sum() == 0
     assert enc.token_weight.weight.grad.abs().sum() > 0 and enc.pos_score.grad[:6].abs().sum() > 0
+
+
+def test_lexical_channel_counts_shared_tokens_and_learns_its_weights():
+    """--lexical-dim: unit output of dim + R; a shared rare token raises q . d through the fixed codes even when
+    the learned embeddings of the two texts are orthogonal; training and eval paths agree; the codes stay fixed."""
+    torch.manual_seed(0)
+    enc = BagEncoder(60, dim=8, max_len=10, dropout=0.0, asymmetric=True, lexical_dim=512)
+    with torch.no_grad():
+        enc.tok.weight.zero_()
+        enc.tok.weight[5, 0] = enc.tok.weight[6, 1] = enc.tok.weight[7, 2] = 1.0  # orthogonal embeddings
+    q, d, other = torch.tensor([[5, 9]]), torch.tensor([[6, 9]]), torch.tensor([[7, 11]])
+    enc.eval()
+    out = enc(q, query=True)
+    assert out.shape == (1, 8 + 512) and torch.allclose(out.norm(dim=-1), torch.ones(1), atol=1e-5)
+    shared = float(enc(q, query=True) @ enc(d).T)  # token 9 in both
+    unshared = float(enc(q, query=True) @ enc(other).T)
+    assert shared > 0.2 and abs(unshared) < 0.1
+    ids = torch.tensor([[5, 6, 7, 7, 0], [1, 2, 3, 4, 5]])
+    assert torch.allclose(enc.train()(ids, query=True), enc.eval()(ids, query=True), atol=1e-6)
+    enc.train()(ids).sum().backward()
+    assert enc.token_weight.weight.grad[:, 2].abs().sum() > 0  # the lexical document column is learned
+    assert enc.lex_gain.grad is not None and not enc.lex_codes.requires_grad

@@ -30,6 +30,8 @@ class Config:
     pool: str = _f("weighted", "mean | weighted (a learned per-token weight, softmax over the text's tokens)")
     asymmetric: bool = _f(True, "bag encoder: separate learned token weights for queries and for documents "
                                 "(one shared embedding table)")
+    lexical_dim: int = _f(0, "bag encoder: append a lexical channel, the learned-weight bag of fixed random "
+                             "token codes of this size (0 = none)")
     # InfoNCE
     temperature: float = _f(0.05, "initial softmax temperature")
     learn_temperature: bool = _f(True, "learn the temperature (as log 1/T, clamped to T >= 0.01)")
@@ -65,6 +67,8 @@ class Config:
         check(self.dim >= 8 and self.heads >= 1 and self.dim % self.heads == 0,
               f"--dim {self.dim} must be >= 8 and divisible by --heads {self.heads}")
         check(self.layers >= 0, "--layers must be >= 0 (0 = a bag of token embeddings)")
+        check(self.lexical_dim >= 0 and (self.lexical_dim == 0 or self.layers == 0),
+              "--lexical-dim must be >= 0, and is for the bag encoder (--layers 0) only")
         check(self.ff_mult >= 1, "--ff-mult must be >= 1")
         check(0 <= self.dropout < 1, "--dropout must be in [0, 1)")
         check(self.pool in ("mean", "weighted"), f"--pool {self.pool!r}: use mean or weighted")

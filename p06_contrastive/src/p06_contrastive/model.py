@@ -90,34 +90,51 @@ class BagEncoder(nn.Module):
     """
 
     def __init__(self, vocab_size: int, dim: int = 384, max_len: int = 192, dropout: float = 0.1,
-                 pool: str = "weighted", asymmetric: bool = False):
+                 pool: str = "weighted", asymmetric: bool = False, lexical_dim: int = 0):
         super().__init__()
         if pool not in ("mean", "weighted"):
             raise ValueError(f"pool must be mean or weighted, not {pool!r}")
+        if lexical_dim and pool != "weighted":
+            raise ValueError("a lexical channel needs pool='weighted' (its token weights are learned)")
         self.tok = nn.Embedding(vocab_size, dim, padding_idx=0)
         nn.init.normal_(self.tok.weight, std=0.02)
-        self.token_weight = nn.Embedding(vocab_size, 2 if asymmetric else 1) if pool == "weighted" else None
+        self.sides = 2 if asymmetric else 1
+        columns = self.sides * (2 if lexical_dim else 1)  # [doc, (query)] for the embeddings, then for the codes
+        self.token_weight = nn.Embedding(vocab_size, columns) if pool == "weighted" else None
         self.pos_score = nn.Parameter(torch.zeros(max_len)) if pool == "weighted" else None
         if self.token_weight is not None:
             nn.init.zeros_(self.token_weight.weight)  # starts as the plain mean
+        self.lexical_dim = lexical_dim
+        if lexical_dim:  # fixed random +-1/sqrt(R) code per token: code . code = 1, distinct tokens ~ 0
+            g = torch.Generator().manual_seed(0)
+            codes = (torch.randint(0, 2, (vocab_size, lexical_dim), generator=g) * 2 - 1) / math.sqrt(lexical_dim)
+            codes[0] = 0
+            self.register_buffer("lex_codes", codes.float())
+            self.lex_gain = nn.Parameter(torch.tensor(1.0))
         self.drop = nn.Dropout(dropout)
 
-    def weights(self, ids: torch.Tensor, query: bool = False) -> torch.Tensor:
+    def weights(self, ids: torch.Tensor, query: bool = False, lexical: bool = False) -> torch.Tensor:
         """(B, T) pooling weights: zero on padding, summing to one over a text's tokens (all-pad row: zero)."""
         mask = ids != 0
         if self.token_weight is None:
             return mask / mask.sum(1, keepdim=True).clamp(min=1)
-        column = 1 if query and self.token_weight.embedding_dim == 2 else 0
+        column = (1 if query and self.sides == 2 else 0) + (self.sides if lexical else 0)
         score = self.token_weight(ids)[..., column] + self.pos_score[: ids.shape[1]]
         return score.masked_fill(~mask, -1e4).softmax(-1) * mask
 
-    def forward(self, ids: torch.Tensor, query: bool = False) -> torch.Tensor:
-        w = self.weights(ids, query).to(self.tok.weight.dtype)
+    def _pool(self, ids: torch.Tensor, table: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         if self.training:
-            pooled = F.embedding_bag(ids, self.tok.weight, per_sample_weights=w, mode="sum", padding_idx=0)
-        else:
-            pooled = (self.tok(ids) * w[..., None]).sum(1)
-        return F.normalize(self.drop(pooled), dim=-1, eps=1e-6)
+            return F.embedding_bag(ids, table, per_sample_weights=w.to(table.dtype), mode="sum", padding_idx=0)
+        return (F.embedding(ids, table) * w[..., None].to(table.dtype)).sum(1)
+
+    def forward(self, ids: torch.Tensor, query: bool = False) -> torch.Tensor:
+        dense = F.normalize(self.drop(self._pool(ids, self.tok.weight, self.weights(ids, query))), dim=-1, eps=1e-6)
+        if not self.lexical_dim:
+            return dense
+        # a lexical channel: the learned-weight bag of fixed token codes, so q . d also counts shared tokens
+        lex = F.normalize(self._pool(ids, self.lex_codes, self.weights(ids, query, lexical=True)), dim=-1, eps=1e-6)
+        gain = self.lex_gain.abs()
+        return torch.cat([dense, gain * lex], -1) / torch.sqrt(1 + gain * gain)
 
 
 class ContrastiveModel(nn.Module):
@@ -160,7 +177,7 @@ def build_encoder(cfg, vocab_size: int) -> nn.Module:
     """layers 0: a BagEncoder; layers >= 1: a TextEncoder with that many transformer blocks."""
     max_len = max(cfg.max_doc_len, cfg.max_query_len)
     if cfg.layers == 0:
-        return BagEncoder(vocab_size, cfg.dim, max_len, cfg.dropout, cfg.pool, cfg.asymmetric)
+        return BagEncoder(vocab_size, cfg.dim, max_len, cfg.dropout, cfg.pool, cfg.asymmetric, cfg.lexical_dim)
     return TextEncoder(vocab_size, cfg.dim, cfg.layers, cfg.heads, cfg.ff_mult, max_len, cfg.dropout, cfg.pool)
 
 
@@ -176,8 +193,11 @@ class SideEncoder(nn.Module):
 
 
 def is_asymmetric(encoder: nn.Module) -> bool:
-    weights = getattr(encoder, "token_weight", None)
-    return weights is not None and weights.embedding_dim == 2
+    return getattr(encoder, "sides", 1) == 2
+
+
+def embedding_dim(encoder: nn.Module) -> int:
+    return encoder.tok.embedding_dim + getattr(encoder, "lexical_dim", 0)
 
 
 def encoder_version(encoder: nn.Module) -> str:
@@ -210,4 +230,4 @@ def embed(encoder: nn.Module, ids, batch_size: int = 512, device="cpu", progress
         chunk = torch.from_numpy(trim(ids[s:s + batch_size])).to(device)
         out.append(encoder(chunk, query=query).float().cpu().numpy())
     encoder.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, encoder.tok.embedding_dim), dtype=np.float32)
+    return np.concatenate(out) if out else np.zeros((0, embedding_dim(encoder)), dtype=np.float32)

@@ -44,7 +44,7 @@ def main() -> int:
 
         run = Path(run_train(PRESETS["quick"], preset="quick")["run_dir"])
     lr = load_run(run)  # also sets 1 torch / FAISS thread
-    ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus, lr.cfg.seed)
+    ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)
     ids = encode(lr.tokenizer, [d["text"] for d in ds.docs[:256]], lr.cfg.max_doc_len)
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(lr.encoder, Path(tmp) / "m.onnx", max(lr.cfg.max_doc_len, lr.cfg.max_query_len))

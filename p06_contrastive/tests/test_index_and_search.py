@@ -19,7 +19,7 @@ def embedded(tiny_run):
     from p06_contrastive.evaluate import corpus_embeddings, load_run
 
     lr = load_run(tiny_run[0])
-    ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus, lr.cfg.seed)
+    ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)
     return lr, ds, corpus_embeddings(lr, ds.docs)
 
 

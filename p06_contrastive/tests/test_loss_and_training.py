@@ -125,7 +125,7 @@ def test_dense_negatives_are_the_encoders_nearest_other_documents():
 def test_tokenizer_training_is_deterministic():
     from p06_contrastive.data import load_corpus, train_tokenizer
 
-    ds = load_corpus(0, 1200, 0)
+    ds = load_corpus(0, 1200)
     texts = [d["text"] for d in ds.docs] + [d["synopsis"] for d in ds.docs]
     assert train_tokenizer(texts, 800).to_str() == train_tokenizer(texts, 800).to_str()
 

@@ -1,5 +1,5 @@
 """Console scripts: run_contrastive_train, run_build_index, run_semantic_search, run_retrieval_evaluate,
-run_contrastive_export. torch is imported inside main() so --help stays fast."""
+run_contrastive_ensemble, run_contrastive_export. torch is imported inside main() so --help stays fast."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def train_main(argv=None) -> int:
     if args.resume:
         from dlm_core.runs import RunDir
 
-        RunDir.open(args.resume)
+        if RunDir.open(args.resume).file("ensemble.json").exists():
+            raise DlmError(f"{args.resume} is an ensemble (run_contrastive_ensemble); resume one of its member runs")
         run_train(cfg, run_dir=args.resume, resume=True, preset=args.preset)
     else:
         run_train(cfg, run_dir=args.run_dir, preset=args.preset)
@@ -49,7 +50,7 @@ def build_index_main(argv=None) -> int:
     from .index import build_index, index_bytes, save_index, set_search_param
 
     lr = load_run(args.run)
-    ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus, lr.cfg.seed)
+    ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)
     emb = corpus_embeddings(lr, ds.docs)
     index, params, seconds = build_index(args.index, emb)
     value = {"hnsw": args.ef_search, "ivfpq": args.nprobe}.get(args.index)
@@ -98,6 +99,20 @@ def evaluate_main(argv=None) -> int:
     from .evaluate import run_evaluate
 
     run_evaluate(args.run, split=args.split, faiss_table=not args.no_faiss, tsne_points=args.tsne_points)
+    return 0
+
+
+@cli_entry
+def ensemble_main(argv=None) -> int:
+    p = ArgumentParser(prog="run_contrastive_ensemble",
+                       description="Join runs of one recipe trained with other seeds into one run whose encoder is "
+                                   "their ensemble (concatenated unit vectors / sqrt(K): the mean of their cosines).")
+    p.add_argument("runs", nargs="+", help="two or more run folders of run_contrastive_train (same config but --seed)")
+    p.add_argument("--out", required=True, help="the new run folder, e.g. runs/p06_contrastive/ensemble")
+    args = p.parse_args(argv)
+    from .ensemble import run_ensemble
+
+    run_ensemble(args.runs, args.out)
     return 0
 
 

@@ -13,14 +13,15 @@ from dlm_core.errors import DlmError
 PAD, UNK = "[PAD]", "[UNK]"
 
 
-def load_corpus(split_seed: int = 0, max_corpus: int = 0, seed: int = 0):
-    """The DocumentDataset (full, or a seeded random subset of documents with its queries remapped)."""
+def load_corpus(split_seed: int = 0, max_corpus: int = 0):
+    """The DocumentDataset (full, or a random subset of documents, drawn with split_seed so that runs of other
+    --seed see the same documents, with its queries remapped)."""
     from dlm_core.data import load_dataset
 
     ds = load_dataset("debian-packages", seed=split_seed)
     if not max_corpus or max_corpus >= len(ds.docs):
         return ds
-    keep = np.sort(np.random.default_rng(seed).choice(len(ds.docs), max_corpus, replace=False))
+    keep = np.sort(np.random.default_rng(split_seed).choice(len(ds.docs), max_corpus, replace=False))
     new_index = np.full(len(ds.docs), -1, dtype=np.int64)
     new_index[keep] = np.arange(len(keep))
     for name in ("train", "val", "test"):

@@ -172,7 +172,7 @@ def load_run(path) -> LoadedRun:
     set_threads(cfg.threads)
     tok = load_tokenizer(run.file("tokenizer.json"))
     state = Checkpointer(run.checkpoint_dir).best()
-    encoder = build_encoder(cfg, state["vocab_size"])
+    encoder = build_encoder(cfg, state["vocab_size"], state.get("members", 1))
     encoder.load_state_dict({k[len("encoder."):]: v for k, v in state["model"].items() if k.startswith("encoder.")})
     encoder.eval()
     return LoadedRun(run.path, cfg, tok, encoder, encoder_version(encoder), int(state["epoch"]))
@@ -279,7 +279,7 @@ def run_evaluate(run_path, split: str = "test", faiss_table: bool = True, tsne_p
         raise DlmError(f"--split {split!r}: use val or test")
     lr = load_run(run_path)
     run = RunDir.open(run_path)
-    ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus, lr.cfg.seed)
+    ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)
     queries, rel = ds.queries(split)
     texts = ds.texts
     print(f"{split}: {len(queries)} queries vs {len(texts)} documents (snapshot {ds.info['sha256'][:12]})", flush=True)

@@ -67,7 +67,7 @@ def run_export(run_path, index_kind: str = "hnsw", version: str | None = None, o
     from .model import is_asymmetric
 
     lr = load_run(run_path)
-    ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus, lr.cfg.seed)
+    ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)
     max_len = max(lr.cfg.max_doc_len, lr.cfg.max_query_len)
     with tempfile.TemporaryDirectory(prefix="p06-export-") as tmp:
         tmp = Path(tmp)

@@ -122,6 +122,11 @@ class BagEncoder(nn.Module):
         score = self.token_weight(ids)[..., column] + self.pos_score[: ids.shape[1]]
         return score.masked_fill(~mask, -1e4).softmax(-1) * mask
 
+    def init_lexical_scores(self, log_idf) -> None:
+        """Start the lexical channel's token scores (both sides) at log idf: its weights ~ idf, like TF-IDF."""
+        with torch.no_grad():
+            self.token_weight.weight[:, self.sides:] = torch.as_tensor(log_idf, dtype=torch.float32)[:, None]
+
     def _pool(self, ids: torch.Tensor, table: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         if self.training:
             return F.embedding_bag(ids, table, per_sample_weights=w.to(table.dtype), mode="sum", padding_idx=0)
@@ -135,6 +140,24 @@ class BagEncoder(nn.Module):
         lex = F.normalize(self._pool(ids, self.lex_codes, self.weights(ids, query, lexical=True)), dim=-1, eps=1e-6)
         gain = self.lex_gain.abs()
         return torch.cat([dense, gain * lex], -1) / torch.sqrt(1 + gain * gain)
+
+
+class EncoderEnsemble(nn.Module):
+    """K encoders trained independently (same tokenizer, other seeds) used as one: the concatenation of their
+    unit vectors / sqrt(K). Still a unit vector, and q . d is the mean of the members' cosine similarities, so
+    one FAISS inner-product index searches the score-averaging ensemble."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.sides = getattr(members[0], "sides", 1)
+
+    @property
+    def tok(self) -> nn.Embedding:  # the members share the vocabulary
+        return self.members[0].tok
+
+    def forward(self, ids: torch.Tensor, query: bool = False) -> torch.Tensor:
+        return torch.cat([m(ids, query=query) for m in self.members], -1) / math.sqrt(len(self.members))
 
 
 class ContrastiveModel(nn.Module):
@@ -173,8 +196,11 @@ def info_nce(q: torch.Tensor, d: torch.Tensor, scale: torch.Tensor | float, symm
     return 0.5 * (q2d + F.cross_entropy(logits[:, :b].T, labels))
 
 
-def build_encoder(cfg, vocab_size: int) -> nn.Module:
-    """layers 0: a BagEncoder; layers >= 1: a TextEncoder with that many transformer blocks."""
+def build_encoder(cfg, vocab_size: int, members: int = 1) -> nn.Module:
+    """layers 0: a BagEncoder; layers >= 1: a TextEncoder with that many transformer blocks; members > 1: an
+    EncoderEnsemble of that many (a run made by run_contrastive_ensemble)."""
+    if members > 1:
+        return EncoderEnsemble([build_encoder(cfg, vocab_size) for _ in range(members)])
     max_len = max(cfg.max_doc_len, cfg.max_query_len)
     if cfg.layers == 0:
         return BagEncoder(vocab_size, cfg.dim, max_len, cfg.dropout, cfg.pool, cfg.asymmetric, cfg.lexical_dim)
@@ -197,6 +223,8 @@ def is_asymmetric(encoder: nn.Module) -> bool:
 
 
 def embedding_dim(encoder: nn.Module) -> int:
+    if isinstance(encoder, EncoderEnsemble):
+        return sum(embedding_dim(m) for m in encoder.members)
     return encoder.tok.embedding_dim + getattr(encoder, "lexical_dim", 0)
 
 

@@ -59,6 +59,14 @@ def mine_dense_negatives(encoder, q_ids: np.ndarray, d_ids: np.ndarray, k: int, 
     return others_than_self(ids, k, len(d_ids))
 
 
+def log_idf(ids: np.ndarray, vocab_size: int) -> np.ndarray:
+    """log(N / (1 + document frequency)) per token id over padded id rows (padding counted nowhere)."""
+    df = np.zeros(vocab_size, dtype=np.int64)
+    for row in ids:
+        df[np.unique(row[row != 0])] += 1
+    return np.log(len(ids) / (1.0 + df)).astype(np.float32)
+
+
 def validation_set(ds, cfg: Config):
     """Validation queries and a corpus of their documents + seeded distractors (never test documents)."""
     val_docs = np.asarray(ds.val)
@@ -95,7 +103,7 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
     set_threads(cfg.threads)
-    ds = load_corpus(cfg.split_seed, cfg.max_corpus, cfg.seed)
+    ds = load_corpus(cfg.split_seed, cfg.max_corpus)
     run = RunDir.create("p06_contrastive", cfg) if run_dir is None else RunDir.at(run_dir, cfg)
     run.write_json("data.json", {**ds.info, "preset": preset})
 
@@ -119,6 +127,8 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
     val_d_ids = encode(tok, [ds.docs[i]["text"] for i in val_corpus], cfg.max_doc_len)
 
     model = ContrastiveModel(build_encoder(cfg, tok.get_vocab_size()), cfg.temperature, cfg.learn_temperature)
+    if cfg.lexical_dim:  # the lexical channel starts as a TF-IDF bag: weights ~ idf of the training documents
+        model.encoder.init_lexical_scores(log_idf(d_ids, tok.get_vocab_size()))
     model.to(device)
     def decayed(name, p):  # matrices, not the position table nor the pooling scores
         return p.ndim >= 2 and "pos" not in name and "token_weight" not in name

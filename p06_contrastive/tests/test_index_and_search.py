@@ -109,3 +109,18 @@ def test_cli_bad_config_is_one_line():
 
     code, _, err = _in_process(evaluate_main, "/nonexistent/run")
     assert code == 2 and "not a run directory" in err
+
+
+def test_evaluate_scores_every_retriever_and_tunes_the_fusion_on_val(tiny_run):
+    from p06_contrastive.evaluate import run_evaluate
+
+    out = run_evaluate(tiny_run[0], split="test", faiss_table=False, tsne_points=0)
+    assert set(out["metrics"]) == {"dense", "bm25", "tfidf", "hybrid_rrf", "hybrid_rrf_weighted"}
+    for m in out["metrics"].values():
+        assert 0 <= m["recall@1"] <= m["recall@10"] <= m["recall@100"] <= 1
+    assert out["metrics"]["bm25"]["recall@10"] > 0.3  # real lexical matches on real data
+    fusion = out["fusion"]
+    assert fusion["dense_weight"] in (0.25, 0.5, 1.0, 2.0, 4.0) and fusion["k0"] in (10, 30, 60)
+    assert len(fusion["val_ndcg10_by_setting"]) == 15
+    best = max(fusion["val_ndcg10_by_setting"].values())
+    assert fusion["val_ndcg10_by_setting"][f"w={fusion['dense_weight']} k0={fusion['k0']}"] == best

@@ -252,16 +252,19 @@ def plot_tsne(emb: np.ndarray, sections: list[str], path, n: int = 2500, top: in
 
 
 # --- the evaluation -----------------------------------------------------------------------------------
-def tune_fusion_weight(lr: LoadedRun, ds, bm25: BM25, emb: np.ndarray, weights=(0.25, 0.5, 1.0, 2.0)):
-    """The dense weight of the BM25 + dense fusion with the best nDCG@10 on the validation queries."""
+def tune_fusion(lr: LoadedRun, ds, bm25: BM25, emb: np.ndarray, weights=(0.25, 0.5, 1.0, 2.0, 4.0),
+                k0s=(10, 30, 60)):
+    """The dense weight and RRF constant k0 of the BM25 + dense fusion with the best nDCG@10 on the validation
+    queries (ties: the smaller weight, then the larger k0)."""
     queries, rel = ds.queries("val")
     if len(queries) == 0:
-        return 1.0, {}
+        return (1.0, 60), {}
     b_ids, _ = bm25.search(queries, 100)
     d_ids, _ = exact_search(query_embeddings(lr, queries), emb, k=100)
-    scores = {w: rank_metrics(first_ranks(rrf([b_ids, d_ids], 100, weights=[1.0, w]), rel))["ndcg@10"]
-              for w in weights}
-    return max(scores, key=lambda w: (scores[w], -w)), {str(w): v for w, v in scores.items()}
+    scores = {(w, k0): rank_metrics(first_ranks(rrf([b_ids, d_ids], 100, k0=k0, weights=[1.0, w]), rel))["ndcg@10"]
+              for w in weights for k0 in k0s}
+    best = max(scores, key=lambda s: (scores[s], -s[0], s[1]))
+    return best, {f"w={w} k0={k0}": v for (w, k0), v in scores.items()}
 
 
 def _short(text: str, n: int = 60) -> str:
@@ -298,8 +301,8 @@ def run_evaluate(run_path, split: str = "test", faiss_table: bool = True, tsne_p
     times["tfidf_s"] = time.perf_counter() - t0
     hybrid_ids = rrf([bm25_ids, dense_ids], k=100)
     # a weighted fusion whose dense weight is chosen on the validation queries (never on test)
-    w_dense, tuning = tune_fusion_weight(lr, ds, bm25, emb)
-    weighted_ids = rrf([bm25_ids, dense_ids], k=100, weights=[1.0, w_dense])
+    (w_dense, k0), tuning = tune_fusion(lr, ds, bm25, emb)
+    weighted_ids = rrf([bm25_ids, dense_ids], k=100, k0=k0, weights=[1.0, w_dense])
     ranks = {name: first_ranks(ids, rel) for name, ids in
              (("dense", dense_ids), ("bm25", bm25_ids), ("tfidf", tfidf_ids), ("hybrid_rrf", hybrid_ids),
               ("hybrid_rrf_weighted", weighted_ids))}
@@ -330,7 +333,7 @@ def run_evaluate(run_path, split: str = "test", faiss_table: bool = True, tsne_p
     out = {"split": split, "queries": len(queries), "corpus": len(texts), "snapshot_sha256": ds.info["sha256"],
            "encoder_version": lr.version, "epoch": lr.epoch, "metrics": results, "embedding_variance": variance,
            "faiss": rows, "examples": example_rows, "seconds": times, "ndcg10_paired_bootstrap": significance,
-           "fusion": {"dense_weight": w_dense, "val_ndcg10_by_weight": tuning}}
+           "fusion": {"dense_weight": w_dense, "k0": k0, "val_ndcg10_by_setting": tuning}}
     run.write_json(f"eval_{split}.json", out)
     _append_report(run, out)
     print(f"report: {run.file('report.md')}", flush=True)
@@ -340,7 +343,7 @@ def run_evaluate(run_path, split: str = "test", faiss_table: bool = True, tsne_p
 def _append_report(run, out: dict) -> None:
     names = {"dense": "dense encoder (this run)", "bm25": "BM25 (bm25s)", "tfidf": "TF-IDF (sklearn)",
              "hybrid_rrf": "hybrid BM25 + dense (RRF)",
-             "hybrid_rrf_weighted": "hybrid, dense weight chosen on val (RRF)"}
+             "hybrid_rrf_weighted": "hybrid, dense weight and k0 chosen on val (RRF)"}
     lines = [f"\n## Retrieval on the {out['split']} queries\n",
              f"{out['queries']} queries, corpus of {out['corpus']} documents "
              f"(snapshot `{out['snapshot_sha256'][:16]}`),"
@@ -350,8 +353,8 @@ def _append_report(run, out: dict) -> None:
         lines.append(f"| {names[key]} | {m['recall@1']:.4f} | {m['recall@10']:.4f} | {m['recall@100']:.4f} | "
                      f"{m['mrr@10']:.4f} | {m['ndcg@10']:.4f} |")
     f = out["fusion"]
-    lines.append(f"\nWeighted fusion: dense weight {f['dense_weight']} (BM25 weight 1), chosen by validation "
-                 f"nDCG@10 {f['val_ndcg10_by_weight']}.\n")
+    lines.append(f"\nWeighted fusion: dense weight {f['dense_weight']} (BM25 weight 1) and k0 {f['k0']}, chosen by "
+                 f"validation nDCG@10 {f['val_ndcg10_by_setting']}.\n")
     lines.append("\nPaired bootstrap over the queries (nDCG@10, 2,000 resamples):\n")
     for key, sig in out["ndcg10_paired_bootstrap"].items():
         lines.append(f"- {key}: {sig['mean_diff']:+.4f} (95% interval {sig['ci95'][0]:+.4f} to "

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# p06 quick demo: train a small contrastive encoder on 4,000 real Debian package descriptions, index them
-# with FAISS HNSW, search by meaning, and compare with BM25 / TF-IDF on the held-out queries of that subset.
+# p06 quick demo: train two small contrastive encoders (seeds 0 and 1) on 4,000 real Debian package
+# descriptions, join them into one ensemble encoder, index it with FAISS HNSW, search by meaning, and compare
+# with BM25 / TF-IDF on the held-out queries of that subset.
 set -euo pipefail
-RUN="${DLM_RUNS:-runs}/p06_contrastive/demo-quick"
-rm -rf "$RUN"
+ROOT="${DLM_RUNS:-runs}/p06_contrastive"
+RUN="$ROOT/demo-quick"
+rm -rf "$RUN" "$RUN-seed1" "$RUN-ensemble"
 run_contrastive_train --preset quick --run-dir "$RUN"
-run_build_index "$RUN" --index hnsw
-run_semantic_search "solar energy" -k 5 --index "$RUN/index-hnsw"
-run_semantic_search "play chess against the computer" -k 5 --index "$RUN/index-hnsw"
+run_contrastive_train --preset quick --seed 1 --run-dir "$RUN-seed1"
+run_contrastive_ensemble "$RUN" "$RUN-seed1" --out "$RUN-ensemble"
+run_build_index "$RUN-ensemble" --index hnsw
+run_semantic_search "solar energy" -k 5 --index "$RUN-ensemble/index-hnsw"
+run_semantic_search "play chess against the computer" -k 5 --index "$RUN-ensemble/index-hnsw"
 run_retrieval_evaluate "$RUN" --no-faiss --tsne-points 0
+run_retrieval_evaluate "$RUN-ensemble" --no-faiss --tsne-points 0

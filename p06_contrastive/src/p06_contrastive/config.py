@@ -37,8 +37,8 @@ class Config:
     learn_temperature: bool = _f(True, "learn the temperature (as log 1/T, clamped to T >= 0.01)")
     symmetric: bool = _f(False, "add the document->query InfoNCE term (off: query->document only, the "
                                 "direction search uses; chosen on val)")
-    hard_negatives: int = _f(7, "BM25-mined hard negative documents per query (0 = in-batch negatives only)")
-    hard_pool: int = _f(10, "each hard negative is drawn afresh, per step, from the query's top-N BM25 documents")
+    hard_negatives: int = _f(15, "BM25-mined hard negative documents per query (0 = in-batch negatives only)")
+    hard_pool: int = _f(20, "each hard negative is drawn afresh, per step, from the query's top-N BM25 documents")
     dense_negatives: bool = _f(True, "after each epoch, add the encoder's own top-N training documents per query "
                                      "to the hard-negative pool (ANCE-style re-mining)")
     dropout_positives: bool = _f(False, "add a SimCSE term: a document vs itself under another dropout mask")
@@ -89,7 +89,7 @@ PRESETS = {
     "default": Config(),
     # make demo: the default recipe (a bag of embeddings) on a few thousand real pairs; seconds of training
     "quick": Config(max_corpus=4000, vocab_size=8000, dim=128, epochs=3, batch_size=128, val_distractors=800,
-                    max_doc_len=96, hard_pool=5),
+                    max_doc_len=96, hard_negatives=7, hard_pool=5),
     # tests: tiny everything, every path of the default (bag, weighted pooling, hard negatives, inverse
     # cloze, token dropout); the transformer path has its own small test run
     "tiny": Config(max_corpus=1200, vocab_size=600, dim=32, epochs=2, batch_size=32, max_doc_len=32,

@@ -7,9 +7,12 @@ indexing, search and export treat it like any other run.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from dlm_core.errors import DlmError
+
+from .config import Config
 
 IGNORED_KEYS = ("seed", "threads", "device", "eval_batch_size")  # may differ between members
 
@@ -27,7 +30,8 @@ def run_ensemble(run_paths: list, out) -> dict:
     if out.exists():
         raise DlmError(f"{out} exists; pass a new --out folder")
     runs = [RunDir.open(p) for p in run_paths]
-    configs = [r.load_config() for r in runs]
+    # through Config: a run saved before a flag existed gets that flag's default
+    configs = [dataclasses.asdict(Config(**r.load_config())) for r in runs]
     for r, cfg in zip(runs[1:], configs[1:]):
         for key in sorted(set(cfg) | set(configs[0])):
             if key not in IGNORED_KEYS and cfg.get(key) != configs[0].get(key):

@@ -38,7 +38,8 @@ class Config:
     symmetric: bool = _f(False, "add the document->query InfoNCE term (off: query->document only, the "
                                 "direction search uses; chosen on val)")
     hard_negatives: int = _f(15, "BM25-mined hard negative documents per query (0 = in-batch negatives only)")
-    hard_pool: int = _f(20, "each hard negative is drawn afresh, per step, from the query's top-N BM25 documents")
+    hard_pool: int = _f(20, "each hard negative is drawn afresh, per step, from the query's top-N BM25 documents "
+                             "(and the encoder's own top-N, with --dense-negatives)")
     dense_negatives: bool = _f(True, "after each epoch, add the encoder's own top-N training documents per query "
                                      "to the hard-negative pool (ANCE-style re-mining)")
     dropout_positives: bool = _f(False, "add a SimCSE term: a document vs itself under another dropout mask")

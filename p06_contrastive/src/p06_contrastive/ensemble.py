@@ -8,6 +8,8 @@ indexing, search and export treat it like any other run.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 from pathlib import Path
 
 from dlm_core.errors import DlmError
@@ -23,6 +25,7 @@ def run_ensemble(run_paths: list, out) -> dict:
     from dlm_core.runs import RunDir
 
     from .evaluate import load_run
+    from .model import embedding_dim
 
     if len(run_paths) < 2:
         raise DlmError("an ensemble needs two or more runs; train more seeds with run_contrastive_train --seed S")
@@ -54,20 +57,26 @@ def run_ensemble(run_paths: list, out) -> dict:
               "epoch": max(int(s["epoch"]) for s in states), "member_epochs": [int(s["epoch"]) for s in states],
               "config": configs[0]}
 
-    run = RunDir.at(out, configs[0])
-    write_bytes(run.file("tokenizer.json"), tokenizers[0])
-    if runs[0].file("data.json").exists():
-        write_bytes(run.file("data.json"), runs[0].file("data.json").read_bytes())
-    save_checkpoint(run.checkpoint_dir / "best.pt", merged)
-    loaded = load_run(out)
-    info = {"members": [str(r.path) for r in runs], "seeds": [c["seed"] for c in configs],
-            "member_epochs": merged["member_epochs"], "encoder_version": loaded.version,
-            "dim": int(sum(m.tok.embedding_dim for m in loaded.encoder.members))}
-    run.write_json("ensemble.json", info)
-    run.write_report(
-        f"# p06_contrastive ensemble\n\n{len(runs)} runs of one recipe (seeds {info['seeds']}), joined: "
-        f"the concatenation of their unit vectors / sqrt({len(runs)}), {info['dim']} dimensions; q . d is the "
-        f"mean of the members' cosines.\n\nMembers: " + ", ".join(f"`{r.path}`" for r in runs)
-        + f"\n\nEncoder version `{loaded.version}`. Metrics: `run_retrieval_evaluate {run.path}`.\n")
-    print(f"ensemble of {len(runs)} runs: {run.path} (encoder {loaded.version}, {info['dim']} dims)", flush=True)
-    return {**info, "run_dir": str(run.path)}
+    # built beside --out and renamed into place at the end: a failure leaves no half-written run
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    try:
+        run = RunDir.at(tmp, configs[0])
+        write_bytes(run.file("tokenizer.json"), tokenizers[0])
+        if runs[0].file("data.json").exists():
+            write_bytes(run.file("data.json"), runs[0].file("data.json").read_bytes())
+        save_checkpoint(run.checkpoint_dir / "best.pt", merged)
+        loaded = load_run(tmp)
+        info = {"members": [str(r.path) for r in runs], "seeds": [c["seed"] for c in configs],
+                "member_epochs": merged["member_epochs"], "encoder_version": loaded.version,
+                "dim": embedding_dim(loaded.encoder)}
+        run.write_json("ensemble.json", info)
+        run.write_report(
+            f"# p06_contrastive ensemble\n\n{len(runs)} runs of one recipe (seeds {info['seeds']}), joined: "
+            f"the concatenation of their unit vectors / sqrt({len(runs)}), {info['dim']} dimensions; q . d is the "
+            f"mean of the members' cosines.\n\nMembers: " + ", ".join(f"`{r.path}`" for r in runs)
+            + f"\n\nEncoder version `{loaded.version}`. Metrics: `run_retrieval_evaluate {out}`.\n")
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"ensemble of {len(runs)} runs: {out} (encoder {loaded.version}, {info['dim']} dims)", flush=True)
+    return {**info, "run_dir": str(out)}

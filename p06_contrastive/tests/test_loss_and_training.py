@@ -246,8 +246,9 @@ def test_lexical_channel_counts_shared_tokens_and_learns_its_weights():
     enc.eval()
     out = enc(q, query=True)
     assert out.shape == (1, 8 + 512) and torch.allclose(out.norm(dim=-1), torch.ones(1), atol=1e-5)
-    shared = float(enc(q, query=True) @ enc(d).T)  # token 9 in both
-    unshared = float(enc(q, query=True) @ enc(other).T)
+    with torch.no_grad():
+        shared = float(enc(q, query=True) @ enc(d).T)  # token 9 in both
+        unshared = float(enc(q, query=True) @ enc(other).T)
     assert shared > 0.2 and abs(unshared) < 0.1
     ids = torch.tensor([[5, 6, 7, 7, 0], [1, 2, 3, 4, 5]])
     assert torch.allclose(enc.train()(ids, query=True), enc.eval()(ids, query=True), atol=1e-6)

@@ -25,12 +25,12 @@ def test_ensemble_is_the_mean_of_the_members_cosines(two_seeds, tmp_path):
     from p06_contrastive.data import encode
     from p06_contrastive.ensemble import run_ensemble
     from p06_contrastive.evaluate import load_run
-    from p06_contrastive.model import embed, embedding_dim
+    from p06_contrastive.model import embed
 
     out = run_ensemble(list(two_seeds), tmp_path / "ens")
     joined, a, b = load_run(out["run_dir"]), load_run(two_seeds[0]), load_run(two_seeds[1])
     assert a.version != b.version and joined.version not in (a.version, b.version)
-    assert embedding_dim(joined.encoder) == 2 * embedding_dim(a.encoder) == out["dim"]
+    assert joined.encoder.out_dim == 2 * a.encoder.out_dim == out["dim"]
     q = encode(joined.tokenizer, ["text editor", "python library for plotting"], joined.cfg.max_query_len)
     d = encode(joined.tokenizer, ["A small text editor for the terminal.", "Plots in Python."], joined.cfg.max_doc_len)
     sim = embed(joined.encoder, q, query=True) @ embed(joined.encoder, d).T

@@ -25,7 +25,6 @@ def run_ensemble(run_paths: list, out) -> dict:
     from dlm_core.runs import RunDir
 
     from .evaluate import load_run
-    from .model import embedding_dim
 
     if len(run_paths) < 2:
         raise DlmError("an ensemble needs two or more runs; train more seeds with run_contrastive_train --seed S")
@@ -68,7 +67,7 @@ def run_ensemble(run_paths: list, out) -> dict:
         loaded = load_run(tmp)
         info = {"members": [str(r.path) for r in runs], "seeds": [c["seed"] for c in configs],
                 "member_epochs": merged["member_epochs"], "encoder_version": loaded.version,
-                "dim": embedding_dim(loaded.encoder)}
+                "dim": loaded.encoder.out_dim}
         run.write_json("ensemble.json", info)
         run.write_report(
             f"# p06_contrastive ensemble\n\n{len(runs)} runs of one recipe (seeds {info['seeds']}), joined: "

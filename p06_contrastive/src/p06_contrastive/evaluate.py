@@ -253,14 +253,16 @@ def plot_tsne(emb: np.ndarray, sections: list[str], path, n: int = 2500, top: in
 
 # --- the evaluation -----------------------------------------------------------------------------------
 def tune_fusion(lr: LoadedRun, ds, bm25: BM25, emb: np.ndarray, weights=(0.25, 0.5, 1.0, 2.0, 4.0),
-                k0s=(10, 30, 60)):
+                k0s=(10, 30, 60), val_rankings=None):
     """The dense weight and RRF constant k0 of the BM25 + dense fusion with the best nDCG@10 on the validation
-    queries (ties: the smaller weight, then the larger k0)."""
+    queries (ties: the smaller weight, then the larger k0). val_rankings: their (BM25, dense) top-100 lists
+    when the caller has them already."""
     queries, rel = ds.queries("val")
     if len(queries) == 0:
         return (1.0, 60), {}
-    b_ids, _ = bm25.search(queries, 100)
-    d_ids, _ = exact_search(query_embeddings(lr, queries), emb, k=100)
+    if val_rankings is None:
+        val_rankings = bm25.search(queries, 100)[0], exact_search(query_embeddings(lr, queries), emb, k=100)[0]
+    b_ids, d_ids = val_rankings
     scores = {(w, k0): rank_metrics(first_ranks(rrf([b_ids, d_ids], 100, k0=k0, weights=[1.0, w]), rel))["ndcg@10"]
               for w in weights for k0 in k0s}
     best = max(scores, key=lambda s: (scores[s], -s[0], s[1]))
@@ -301,7 +303,8 @@ def run_evaluate(run_path, split: str = "test", faiss_table: bool = True, tsne_p
     times["tfidf_s"] = time.perf_counter() - t0
     hybrid_ids = rrf([bm25_ids, dense_ids], k=100)
     # a weighted fusion whose dense weight is chosen on the validation queries (never on test)
-    (w_dense, k0), tuning = tune_fusion(lr, ds, bm25, emb)
+    (w_dense, k0), tuning = tune_fusion(lr, ds, bm25, emb,
+                                        val_rankings=(bm25_ids, dense_ids) if split == "val" else None)
     weighted_ids = rrf([bm25_ids, dense_ids], k=100, k0=k0, weights=[1.0, w_dense])
     ranks = {name: first_ranks(ids, rel) for name, ids in
              (("dense", dense_ids), ("bm25", bm25_ids), ("tfidf", tfidf_ids), ("hybrid_rrf", hybrid_ids),

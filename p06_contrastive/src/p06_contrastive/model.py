@@ -61,6 +61,10 @@ class TextEncoder(nn.Module):
         nn.init.normal_(self.tok.weight, std=0.02)
         nn.init.normal_(self.pos.weight, std=0.02)
 
+    @property
+    def out_dim(self) -> int:
+        return self.tok.embedding_dim
+
     def forward(self, ids: torch.Tensor, query: bool = False) -> torch.Tensor:  # one encoder for both sides
         mask = (ids != 0).to(self.tok.weight.dtype)  # (B, T)
         t = ids.shape[1]
@@ -122,6 +126,10 @@ class BagEncoder(nn.Module):
         score = self.token_weight(ids)[..., column] + self.pos_score[: ids.shape[1]]
         return score.masked_fill(~mask, -1e4).softmax(-1) * mask
 
+    @property
+    def out_dim(self) -> int:  # the embeddings, then the lexical channel
+        return self.tok.embedding_dim + self.lexical_dim
+
     def init_lexical_scores(self, log_idf) -> None:
         """Start the lexical channel's token scores (both sides) at log idf: its weights ~ idf, like TF-IDF."""
         with torch.no_grad():
@@ -155,6 +163,10 @@ class EncoderEnsemble(nn.Module):
     @property
     def tok(self) -> nn.Embedding:  # the members share the vocabulary
         return self.members[0].tok
+
+    @property
+    def out_dim(self) -> int:
+        return sum(m.out_dim for m in self.members)
 
     def forward(self, ids: torch.Tensor, query: bool = False) -> torch.Tensor:
         return torch.cat([m(ids, query=query) for m in self.members], -1) / math.sqrt(len(self.members))
@@ -222,12 +234,6 @@ def is_asymmetric(encoder: nn.Module) -> bool:
     return getattr(encoder, "sides", 1) == 2
 
 
-def embedding_dim(encoder: nn.Module) -> int:
-    if isinstance(encoder, EncoderEnsemble):
-        return sum(embedding_dim(m) for m in encoder.members)
-    return encoder.tok.embedding_dim + getattr(encoder, "lexical_dim", 0)
-
-
 def encoder_version(encoder: nn.Module) -> str:
     """A short hash of the encoder's weights: an index records it and refuses another encoder."""
     h = hashlib.sha256()
@@ -258,4 +264,4 @@ def embed(encoder: nn.Module, ids, batch_size: int = 512, device="cpu", progress
         chunk = torch.from_numpy(trim(ids[s:s + batch_size])).to(device)
         out.append(encoder(chunk, query=query).float().cpu().numpy())
     encoder.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, embedding_dim(encoder)), dtype=np.float32)
+    return np.concatenate(out) if out else np.zeros((0, encoder.out_dim), dtype=np.float32)

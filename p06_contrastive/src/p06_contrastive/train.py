@@ -245,7 +245,8 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
         + (f"{cfg.layers}-block transformer" if cfg.layers else "bag of token embeddings (no transformer block)")
         + f", dim {cfg.dim}, vocab {tok.get_vocab_size()}, "
         + ("learned weighted" if cfg.pool == "weighted" else "plain")
-        + f" mean pooling, L2-normalised; symmetric InfoNCE, batch {cfg.batch_size}, "
+        + f" mean pooling, L2-normalised; {'symmetric' if cfg.symmetric else 'query->document'} InfoNCE, "
+        f"{cfg.hard_negatives} hard negatives, batch {cfg.batch_size}, "
         f"final temperature {model.temperature:.4f}.\n\nBest epoch {state['epoch']}: val MRR@10 {best:.4f}; "
         f"encoder version `{version}`.\n\n![loss](loss.png) ![val](val.png)\n\n"
         f"Test metrics: `run_retrieval_evaluate {run.path}`.\n")

@@ -1,0 +1,166 @@
+"""Text predictors: the tokenizer file of the bundle (Hugging Face `tokenizers`), then a classifier head
+(p06's section classifier) or a query encoder + FAISS index + document store (p06's semantic search)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..errors import DlmError
+from .base import BadInput, BatchOutput, Predictor, expect_single_input, softmax, v2_spec
+
+MAX_CHARS = 20_000
+
+
+def as_text(item) -> str:
+    if isinstance(item, bytes):
+        try:
+            item = item.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadInput("text is not valid UTF-8")
+    if not isinstance(item, str):
+        raise BadInput(f"text must be a string, got {type(item).__name__}")
+    if not item.strip():
+        raise BadInput("text is empty; send at least one word")
+    if len(item) > MAX_CHARS:
+        raise BadInput(f"text has {len(item)} characters; at most {MAX_CHARS}")
+    return item
+
+
+class TextPredictor(Predictor):
+    feature_names = ["n_chars", "n_tokens", "unk_fraction", "truncated"]
+
+    def __init__(self, bundle, threads: int = 1):
+        super().__init__(bundle, threads)
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(bundle.file(self.pre["tokenizer"])))
+        unk = getattr(self.tokenizer.model, "unk_token", None)
+        self.unk_id = self.tokenizer.token_to_id(unk) if unk else None
+
+    def tokenize(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids (truncated to max_tokens) and this text's drift features."""
+        ids = self.tokenizer.encode(text, add_special_tokens=self.pre["add_special_tokens"]).ids
+        if not ids:
+            raise BadInput("text has no tokens after normalisation; send words, not only spaces or symbols")
+        kept = ids[: self.pre["max_tokens"]]
+        unk = sum(t == self.unk_id for t in kept) / len(kept) if self.unk_id is not None else 0.0
+        feats = np.array([len(text), len(ids), unk, float(len(ids) > len(kept))], np.float32)
+        return np.asarray(kept, np.int64), feats
+
+    def pad(self, ids: list[np.ndarray]) -> np.ndarray:
+        width = max(max(len(r) for r in ids), self.pre.get("min_length", 1))
+        out = np.full((len(ids), width), self.pre["pad_id"], np.int64)
+        for i, r in enumerate(ids):
+            out[i, :len(r)] = r
+        return out
+
+    def text_rows_from_v2(self, inputs: dict[str, np.ndarray]) -> list:
+        x = expect_single_input(inputs, "text")
+        if x.ndim != 1:
+            raise BadInput(f"input 'text' has shape {list(x.shape)}; expected [-1] (one string per row)")
+        return [self.prepare(t) for t in x.tolist()]
+
+    def example_input(self):
+        return "library for parsing JSON documents"
+
+
+class TextClassifier(TextPredictor):
+    task = "text-classification"
+    prediction_kind = "class"
+
+    def prepare(self, item):
+        return self.tokenize(as_text(item))
+
+    def run(self, rows) -> BatchOutput:
+        ids = self.pad([r[0] for r in rows])
+        out = self.run_graph(self.post["graph"], {self.pre["graph_input"]: ids})
+        probs = softmax(out[self.post["output"]].astype(np.float64))
+        labels, k = self.post["labels"], min(self.post["top_k"], probs.shape[1])
+        top = np.argsort(-probs, 1, kind="stable")[:, :k]
+        results = [{"prediction": labels[t[0]], "confidence": float(p[t[0]]),
+                    "top_k": [{"label": labels[j], "probability": float(p[j])} for j in t]}
+                   for p, t in zip(probs, top)]
+        tensors = {"label": np.array([r["prediction"] for r in results], object),
+                   "confidence": np.array([r["confidence"] for r in results], np.float32),
+                   "probabilities": probs.astype(np.float32)}
+        emb = out.get(self.post["embedding_output"]) if self.post["embedding_output"] else None
+        return BatchOutput(results, tensors, np.stack([r[1] for r in rows]), top[:, 0].astype(np.float32), emb)
+
+    def rows_from_v2(self, inputs):
+        return self.text_rows_from_v2(inputs)
+
+    def v2_inputs(self):
+        return [v2_spec("text", "object", [-1])]
+
+    def v2_outputs(self):
+        return [v2_spec("label", "object", [-1]), v2_spec("confidence", "float32", [-1]),
+                v2_spec("probabilities", "float32", [-1, len(self.post["labels"])])]
+
+
+class TextRetriever(TextPredictor):
+    """A query -> its embedding (the bundle's query graph) -> the k nearest documents in the FAISS index."""
+
+    task = "text-retrieval"
+    prediction_kind = "top_score"
+
+    def __init__(self, bundle, threads: int = 1):
+        super().__init__(bundle, threads)
+        import faiss
+
+        faiss.omp_set_num_threads(max(threads, 1))
+        self.index = faiss.read_index(str(bundle.file(self.post["index"])))
+        with open(bundle.file(self.post["documents"]), encoding="utf-8") as f:
+            self.documents = [json.loads(line) for line in f]
+        if self.index.ntotal != len(self.documents):
+            raise DlmError(f"bundle {bundle.path}: index holds {self.index.ntotal} vectors but the document "
+                           f"store {len(self.documents)}")
+        if self.post.get("ef_search"):  # HNSW's search breadth, chosen at export
+            faiss.ParameterSpace().set_index_parameter(self.index, "efSearch", int(self.post["ef_search"]))
+
+    def prepare(self, item):
+        """A query string, or {"query": str, "k": int}."""
+        k = self.post["default_k"]
+        if isinstance(item, dict):
+            unknown = set(item) - {"query", "k"}
+            if unknown:
+                raise BadInput(f"unknown field(s) {sorted(unknown)}; a query is {{\"query\": str, \"k\": int}}")
+            if "query" not in item:
+                raise BadInput("missing field 'query'")
+            k = item.get("k", k)
+            item = item["query"]
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.post["max_k"]:
+            raise BadInput(f"k must be an integer in 1..{self.post['max_k']}, got {k!r}")
+        ids, feats = self.tokenize(as_text(item))
+        return ids, feats, k
+
+    def run(self, rows) -> BatchOutput:
+        ids = self.pad([r[0] for r in rows])
+        emb = self.run_graph(self.post["graph"], {self.pre["graph_input"]: ids})[self.post["output"]]
+        kmax = max(r[2] for r in rows)
+        scores, idx = self.index.search(np.ascontiguousarray(emb, dtype=np.float32), kmax)
+        results = []
+        for (_, _, k), s_row, i_row in zip(rows, scores, idx):
+            hits = [{"rank": r + 1, "score": float(s), **self.documents[i]}
+                    for r, (s, i) in enumerate(zip(s_row[:k], i_row[:k])) if i >= 0]
+            results.append({"prediction": hits[0]["id"] if hits else None,
+                            "confidence": hits[0]["score"] if hits else None, "results": hits})
+        k_def = min(self.post["default_k"], kmax)
+        tensors = {"ids": np.array([[self.documents[i]["id"] if i >= 0 else "" for i in row[:k_def]]
+                                    for row in idx], object),
+                   "scores": scores[:, :k_def].astype(np.float32), "embedding": emb.astype(np.float32)}
+        return BatchOutput(results, tensors, np.stack([r[1] for r in rows]), scores[:, 0].astype(np.float32),
+                           emb.astype(np.float32))
+
+    def rows_from_v2(self, inputs):
+        return self.text_rows_from_v2(inputs)
+
+    def v2_inputs(self):
+        return [v2_spec("text", "object", [-1])]
+
+    def v2_outputs(self):
+        dim = self.manifest["graphs"][self.post["graph"]]["outputs"][0]["shape"][-1]
+        k = self.post["default_k"]
+        return [v2_spec("ids", "object", [-1, k]), v2_spec("scores", "float32", [-1, k]),
+                v2_spec("embedding", "float32", [-1, dim])]

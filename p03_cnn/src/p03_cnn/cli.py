@@ -6,6 +6,7 @@ torch is imported inside each main, so `--help` is instant.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from dlm_core.config import ArgumentParser, add_config_args, add_run_args, config_from_args, run_config
 from dlm_core.errors import DlmError, cli_entry
@@ -55,27 +56,38 @@ def evaluate_main(argv=None) -> int:
 @cli_entry
 def predict_main(argv=None) -> int:
     p = ArgumentParser(prog="run_cnn_predict", description="Classify image files with a run's best checkpoint "
-                       "(any size: converted to grey and resized to 28x28 as in preprocess.json)")
-    p.add_argument("run_dir", help="a folder under runs/p03_cnn/ (or a checkpoint .pt)")
+                       "or with an exported bundle (any size: converted to grey and resized to 28x28)")
+    p.add_argument("run_dir", help="a folder under runs/p03_cnn/ (or a checkpoint .pt), or a bundle folder "
+                   "artifacts/fashion-cnn/<version> (then ONNX Runtime answers, through dlm_core.predictors)")
     p.add_argument("images", nargs="+", help="PNG/JPEG files")
     p.add_argument("--top", type=int, default=3, help="classes shown per image (default: 3)")
     p.add_argument("--invert", action="store_true", help="invert grey levels (dark object on a white background)")
     args = p.parse_args(argv)
     import numpy as np
 
-    from dlm_core.data import FASHION_CLASSES
+    from .data import SIZE, load_image
 
-    from .data import SIZE, load_image, normalize
-    from .evaluate import load_run_model, predict_logits, softmax
-
-    model, cfg, state = load_run_model(args.run_dir)
-    classes = state.get("classes") or FASHION_CLASSES
     loaded = [load_image(path, args.invert) for path in args.images]  # every file checked before any output
-    probs = softmax(predict_logits(model, normalize(np.concatenate([a for a, _ in loaded]))))
-    for path, (_, size), pr in zip(args.images, loaded, probs):
-        top = np.argsort(-pr)[: max(1, args.top)]
+    if (Path(args.run_dir) / "manifest.json").is_file():
+        from dlm_core.predictors import load_predictor
+
+        pred = load_predictor(args.run_dir)
+        pred.self_check()
+        probs_rows = [[(t["label"], t["probability"]) for t in r["top_k"]]
+                      for r in pred.predict([a[0] for a, _ in loaded])]
+    else:
+        from dlm_core.data import FASHION_CLASSES
+
+        from .data import normalize
+        from .evaluate import load_run_model, predict_logits, softmax
+
+        model, cfg, state = load_run_model(args.run_dir)
+        classes = state.get("classes") or FASHION_CLASSES
+        probs = softmax(predict_logits(model, normalize(np.concatenate([a for a, _ in loaded]))))
+        probs_rows = [[(classes[i], pr[i]) for i in np.argsort(-pr)] for pr in probs]
+    for path, (_, size), row in zip(args.images, loaded, probs_rows):
         note = "" if size == (SIZE, SIZE) else f"  (resized from {size[0]}x{size[1]})"
-        print(f"{path}: " + ", ".join(f"{classes[i]} {pr[i]:.3f}" for i in top) + note)
+        print(f"{path}: " + ", ".join(f"{c} {pr:.3f}" for c, pr in row[: max(1, args.top)]) + note)
     return 0
 
 

@@ -53,6 +53,10 @@ class ResNetSmall(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate layer: pooled features before the linear classifier (what drift monitoring watches)."""
+        return self.head[:-1](self.stages(self.stem(x)))
+
     def first_conv(self) -> nn.Conv2d:
         return self.stem[0]
 
@@ -73,6 +77,9 @@ class PlainCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head[:-1](self.features(x))
 
     def first_conv(self) -> nn.Conv2d:
         return self.features[0][0]

@@ -1,0 +1,71 @@
+"""Prometheus metrics (histograms, not summaries: they aggregate across processes and give any percentile
+later with histogram_quantile). One private registry per app, so two apps in one process (the tests) never
+share counters.
+
+    dlm_request_duration_seconds{model}      arrival -> response, every request to a model route
+    dlm_requests_total{model,code}           responses by HTTP status (model="_unknown": no such model)
+    dlm_queue_wait_seconds{model,version}    arrival -> its first row enters a batch
+    dlm_compute_seconds{model,version}       one batch execution (ONNX Runtime + post-processing)
+    dlm_batch_size_rows{model,version}       rows per execution
+    dlm_inference_rows_total{model,version}  rows executed  } their ratio is the mean batch size
+    dlm_inference_executions_total{...}      executions     }
+    dlm_queue_depth_rows{model,version}      rows waiting now
+    dlm_model_info{model,version,task,sha256} 1 per loaded model
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class ModelMetrics:
+    """The series of one model, labels bound (what the batcher and the routes update)."""
+
+    def __init__(self, m: Metrics, model: str, version: str):
+        self.queue_wait = m.queue_wait.labels(model, version)
+        self.compute = m.compute.labels(model, version)
+        self.batch_size = m.batch_size.labels(model, version)
+        self.rows = m.rows.labels(model, version)
+        self.executions = m.executions.labels(model, version)
+        self.queue_depth = m.queue_depth.labels(model, version)
+
+    def executed(self, rows: int, seconds: float) -> None:
+        self.compute.observe(seconds)
+        self.batch_size.observe(rows)
+        self.rows.inc(rows)
+        self.executions.inc()
+
+
+class Metrics:
+    def __init__(self):
+        r = self.registry = CollectorRegistry()
+        self.request = Histogram("dlm_request_duration_seconds", "Request duration, arrival to response",
+                                 ["model"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_wait = Histogram("dlm_queue_wait_seconds", "Wait in the batcher's queue before the first row "
+                                    "runs", ["model", "version"], buckets=LATENCY_BUCKETS, registry=r)
+        self.compute = Histogram("dlm_compute_seconds", "Duration of one batch execution", ["model", "version"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("dlm_batch_size_rows", "Rows per batch execution", ["model", "version"],
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.requests = Counter("dlm_requests", "Responses by model and HTTP status code", ["model", "code"],
+                                registry=r)
+        self.rows = Counter("dlm_inference_rows", "Rows executed", ["model", "version"], registry=r)
+        self.executions = Counter("dlm_inference_executions", "Batch executions", ["model", "version"], registry=r)
+        self.queue_depth = Gauge("dlm_queue_depth_rows", "Rows waiting in the batcher's queue", ["model", "version"],
+                                 registry=r)
+        self.info = Gauge("dlm_model_info", "A loaded model (value 1)", ["model", "version", "task", "sha256"],
+                          registry=r)
+
+    def model(self, name: str, version: str, task: str, sha256: str) -> ModelMetrics:
+        self.info.labels(name, version, task, sha256).set(1)
+        return ModelMetrics(self, name, version)
+
+    def response(self, model: str, code: int, seconds: float) -> None:
+        self.requests.labels(model, str(code)).inc()
+        self.request.labels(model).observe(seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,77 @@
+"""Which bundles the server holds. Every bundle is loaded through `load_predictor` (schema + sha256 of every
+file) and replays its reference.npz (`self_check`) BEFORE the server starts; one that fails is refused with
+one line naming the bundle and the reason, and the server does not start (a half-working server that answers
+from a tampered model is worse than none)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dlm_core.bundle import find_bundles, latest_bundle
+from dlm_core.errors import DlmError
+from dlm_core.predictors import Predictor, load_predictor
+
+
+class ModelNotFound(Exception):
+    """Unknown model or version: answer 404."""
+
+
+def load_models(paths: list[str | os.PathLike], threads: int = 1) -> list[Predictor]:
+    """Verified, self-checked predictors for the bundle folders `paths` (DlmError on the first refusal)."""
+    if not paths:
+        raise DlmError("no bundle to serve; pass bundle folders (artifacts/<name>/<version>) or --all")
+    out, seen = [], set()
+    for path in paths:
+        try:
+            p = load_predictor(path, threads=threads)
+            p.self_check()
+        except DlmError as err:
+            raise DlmError(f"refusing bundle {path}: {err}") from None
+        if (p.name, p.version) in seen:
+            raise DlmError(f"bundle {p.name} version {p.version} is given twice ({path})")
+        seen.add((p.name, p.version))
+        out.append(p)
+    return out
+
+
+def all_bundles(root: str | os.PathLike) -> list[Path]:
+    """The newest version of every bundle under `root` (run_serve --all)."""
+    names = sorted({p.parent.name for p in find_bundles(root)})
+    if not names:
+        raise DlmError(f"no bundle under {root}; export some first (make demo exports them all)")
+    return [latest_bundle(n, root) for n in names]
+
+
+class Registry:
+    """name -> version -> predictor, and each name's default version (the newest by the manifest's
+    `created`, or the last given)."""
+
+    def __init__(self, predictors: list[Predictor]):
+        self.models: dict[str, dict[str, Predictor]] = {}
+        self.default: dict[str, str] = {}
+        for p in predictors:
+            self.models.setdefault(p.name, {})[p.version] = p
+            best = self.models[p.name].get(self.default.get(p.name, ""))
+            if best is None or str(p.manifest.get("created", "")) >= str(best.manifest.get("created", "")):
+                self.default[p.name] = p.version
+
+    def __iter__(self):
+        return (p for versions in self.models.values() for p in versions.values())
+
+    def get(self, name: str, version: str | None = None) -> Predictor:
+        if name not in self.models:
+            raise ModelNotFound(f"no model named {name!r}; serving {sorted(self.models)}")
+        versions = self.models[name]
+        if version is None:
+            return versions[self.default[name]]
+        if version not in versions:
+            raise ModelNotFound(f"model {name!r} has no version {version!r}; serving {sorted(versions)}")
+        return versions[version]
+
+    def first_of_task(self, task: str) -> Predictor | None:
+        for name in sorted(self.models):
+            p = self.get(name)
+            if p.task == task:
+                return p
+        return None

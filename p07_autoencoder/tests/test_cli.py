@@ -94,16 +94,33 @@ def test_image_run_export_bundle_parity(tmp_path, capsys):
     assert_one_line_error(*call(detector_main, str(run_dir), "--input", str(tmp_path / "imgs.npy"),
                                 capsys=capsys)[::2], "28x28")
 
-    code, out, err = call(export_main, str(run_dir), capsys=capsys)
+    code, out, err = call(export_main, str(run_dir), "--version", "c7", capsys=capsys)
     assert code == 0, err
-    import onnxruntime as ort
+    import torch
 
     from dlm_core.bundle import load_bundle
+    from dlm_core.data import load_dataset
+    from dlm_core.predictors import load_predictor
+    from p07_autoencoder.export import load_trained
+    from p07_autoencoder.model import ErrorModel
 
-    b = load_bundle(tmp_path / "artifacts/p07_autoencoder/fashion-class7")
-    assert b.json("metrics.json")["onnx_parity_max_abs"] < 1e-5
-    sess = ort.InferenceSession(str(b.file("model.onnx")), providers=["CPUExecutionProvider"])
-    ref_in, ref_out = np.load(b.file("reference_inputs.npy")), np.load(b.file("reference_outputs.npy"))
-    out = sess.run(None, {sess.get_inputs()[0].name: ref_in[:5]})[0]      # a batch size not used at export
-    assert out.shape == (5,) and np.allclose(out, ref_out[:5], atol=1e-5)
-    assert b.json("preprocess.json")["threshold"] == json.loads((run_dir / "preprocess.json").read_text())["threshold"]
+    b = load_bundle(tmp_path / "artifacts/fashion-anomaly/c7")
+    assert b.manifest["metrics"]["values"]["onnx_parity_max_abs"] < 1e-5
+    spec = json.loads((run_dir / "preprocess.json").read_text())
+    assert b.manifest["postprocess"]["threshold"] == spec["threshold"]
+    drift = b.npz("drift_reference.npz")
+    assert drift["features"].shape[0] == b.manifest["drift"]["rows"] >= 500
+    # the torch-free predictor on 100 held-out raw images: torch's errors, the same verdicts, any batch size
+    pred = load_predictor(b.path)
+    assert pred.self_check() <= 1e-5
+    raw = load_dataset("fashion-mnist", seed=0).test.x[:100]
+    cfg, _, ae = load_trained(run_dir)
+    with torch.no_grad():
+        want = ErrorModel(ae, spec["error_blur"])(torch.from_numpy(raw[:, None] / np.float32(255))).numpy()
+    got = pred.predict(list(raw))
+    assert np.abs(np.array([r["score"] for r in got]) - want).max() <= 1e-6
+    assert [r["is_anomaly"] for r in got] == list(want > spec["threshold"])
+    rows = [pred.prepare(x) for x in raw[:32]]
+    for n in (1, 7):
+        assert [r["score"] for r in pred.run(rows[:n]).results] == pytest.approx(
+            [r["score"] for r in got[:n]], abs=1e-7)

@@ -232,15 +232,17 @@ def detector_main(argv: list[str] | None = None) -> int:
 # --- run_anomaly_export ------------------------------------------------------------------------------------
 @cli_entry
 def export_main(argv: list[str] | None = None) -> int:
-    p = ArgumentParser(prog="run_anomaly_export", description="Export an image detector run as a dlm_core "
-                       "bundle (ONNX returning per-image error; threshold in preprocess.json and metrics.json).")
+    p = ArgumentParser(prog="run_anomaly_export", description="Export an image detector run as a dlm-bundle/1 "
+                       "(artifacts/<name>/<version>/: ONNX returning per-image error and code; the validation-chosen "
+                       "threshold in the manifest's postprocess).")
     p.add_argument("run_dir", help="a finished fashion-oneclass run")
-    p.add_argument("--version", default=None, help="bundle version (default: fashion-class<N>)")
+    p.add_argument("--name", default="fashion-anomaly", help="bundle name (default: fashion-anomaly)")
+    p.add_argument("--version", default=None, help="bundle version (default: the run folder's name)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle of that version")
     args = p.parse_args(argv)
     from .export import export_bundle
 
-    bundle, max_abs = export_bundle(args.run_dir, args.version, args.overwrite)
+    bundle, max_abs = export_bundle(args.run_dir, args.version, args.overwrite, name=args.name)
     print(f"bundle: {bundle.path}")
     print(f"onnx parity: max |torch - onnxruntime| = {max_abs:.3g} on the reference inputs")
     return 0

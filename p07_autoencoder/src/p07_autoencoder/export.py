@@ -1,4 +1,5 @@
-"""Export a trained image detector as a dlm_core bundle: ONNX that returns one error per input, plus parity."""
+"""Export a trained image detector as a dlm-bundle/1 (core/README.md): ONNX returning one error and the bottleneck
+code per input, the validation-chosen threshold, parity with torch."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from dlm_core.errors import DlmError
 
-BUNDLE_NAME = "p07_autoencoder"
+from .model import ErrorModel
+
+BUNDLE_NAME = "fashion-anomaly"
 
 
 def load_trained(run_path) -> tuple[object, dict, object]:
@@ -32,64 +36,66 @@ def load_trained(run_path) -> tuple[object, dict, object]:
     return cfg, spec, model
 
 
-def export_bundle(run_path, version: str | None = None, overwrite: bool = False, n_reference: int = 32):
-    import onnxruntime as ort
+class ServingGraph(nn.Module):
+    """image (N, 1, 28, 28) = pixels / 255 -> (per-image error (N,), bottleneck code (N, bottleneck))."""
+
+    def __init__(self, ae: nn.Module, blur_sigma: float):
+        super().__init__()
+        self.error, self.ae = ErrorModel(ae, blur_sigma), ae
+
+    def forward(self, image):
+        return self.error(image), self.ae.encoder(image)
+
+
+def export_bundle(run_path, version: str | None = None, overwrite: bool = False, n_reference: int = 32,
+                  name: str = BUNDLE_NAME):
+    """The image detector as a dlm-bundle/1: one graph (error + code), the validation-chosen threshold in
+    postprocess, the drift reference from the validation split's normal images plus 1% of its other-class
+    images (the live mix the threshold was set for)."""
     import torch
 
-    from dlm_core.bundle import save_bundle
+    from dlm_core.bundle import provenance, save_bundle
+    from dlm_core.data import load_dataset
+    from dlm_core.export import image_preprocess, onnx_export, ort_outputs, plot_parity, torch_reference
     from dlm_core.io import read_json
-    from dlm_core.plotting import plt, save_figure
 
     from .data import load
     from .evaluate import BASELINES
-    from .model import ErrorModel
 
     cfg, spec, ae = load_trained(run_path)
     if spec["kind"] != "image":
         raise DlmError(f"{run_path} is a {spec['kind']} run; only image detectors (fashion-oneclass) are exported")
     results = read_json(Path(run_path) / "results.json")
-    net = ErrorModel(ae, spec.get("error_blur", 0.0)).eval()
+    net = ServingGraph(ae, spec.get("error_blur", 0.0)).eval()
     prep = load(cfg)
     # reference inputs: normal validation images and the first test images (mostly anomalies)
     ref = np.concatenate([prep.x_val[: n_reference // 2], prep.x_test[: n_reference - n_reference // 2]])
-    with torch.no_grad():
-        torch_out = net(torch.from_numpy(ref)).numpy()
-    version = version or f"fashion-class{cfg.normal_class}"
+    val = load_dataset("fashion-mnist", seed=cfg.seed).val
+    normal, other = val.x[val.y == cfg.normal_class], val.x[val.y != cfg.normal_class]
+    drift_inputs = list(normal) + list(other[np.random.default_rng(cfg.seed).permutation(len(other))[
+        :max(1, len(normal) // 100)]])
+    version = version or Path(run_path).resolve().name
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / "model.onnx"
-        torch.onnx.export(net, (torch.from_numpy(ref[:2]),), str(onnx_path), dynamo=True, external_data=False,
-                          verbose=False, input_names=["image"], output_names=["error"],
-                          dynamic_shapes=({0: torch.export.Dim("batch")},))
-        so = ort.SessionOptions()
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-        onnx_out = sess.run(None, {sess.get_inputs()[0].name: ref})[0]
-        max_abs = float(np.max(np.abs(onnx_out - torch_out)))
-        max_rel = float(np.max(np.abs(onnx_out - torch_out) / np.maximum(np.abs(torch_out), 1e-12)))
-        pyplot = plt()
-        fig, ax = pyplot.subplots(figsize=(4.2, 4))
-        ax.scatter(torch_out, onnx_out, s=10)
-        lim = [float(min(torch_out.min(), onnx_out.min())), float(max(torch_out.max(), onnx_out.max()))]
-        ax.plot(lim, lim, color="grey", lw=0.8, ls=":")
-        ax.axvline(spec["threshold"], color="k", ls="--", lw=0.8, label="threshold")
-        ax.set(xlabel="torch error", ylabel="ONNX Runtime error", title=f"parity: max |diff| {max_abs:.2e}")
-        ax.legend()
-        parity_png = Path(tmp) / "parity.png"
-        save_figure(fig, parity_png)
-        torch.save(ae.state_dict(), Path(tmp) / "weights.pt")
-        np.save(Path(tmp) / "reference_inputs.npy", ref)
-        np.save(Path(tmp) / "reference_outputs.npy", torch_out)
-        preprocess = {**spec, "onnx_input": "float32 (N, 1, 28, 28) = raw pixels * scale",
-                      "onnx_output": "float32 (N,) mean squared reconstruction error (residual blurred "
-                                       "with std error_blur px first); anomaly = error > threshold"}
-        metrics = {"threshold": spec["threshold"], "fpr_target": spec["fpr_target"],
-                   "test": results["autoencoder"], "onnx_parity_max_abs": max_abs, "onnx_parity_max_rel": max_rel,
-                   **{k: results[k] for k in BASELINES if k in results}}
-        bundle = save_bundle(BUNDLE_NAME, version, {
-            "model.onnx": onnx_path, "weights.pt": Path(tmp) / "weights.pt", "parity.png": parity_png,
-            "reference_inputs.npy": Path(tmp) / "reference_inputs.npy",
-            "reference_outputs.npy": Path(tmp) / "reference_outputs.npy"},
-            preprocess=preprocess, labels=["normal", "anomaly"], metrics=metrics, overwrite=overwrite,
-            extra={"task": "anomaly-detection", "normal_class": spec["normal_class_name"],
-                   "source_run": str(run_path)})
+        tmp = Path(tmp)
+        onnx_export(net, (torch.from_numpy(ref[:2]),), tmp / "model.onnx", ["image"], ["error", "code"],
+                    ({0: torch.export.Dim("batch")},))
+        reference = torch_reference(net, "model", {"image": ref}, ["error", "code"])
+        max_abs = plot_parity(reference["model.out.error"], ort_outputs(tmp / "model.onnx", {"image": ref})["error"],
+                              tmp / "parity.png", "error")
+        torch.save(ae.state_dict(), tmp / "weights.pt")
+        ae_test = results["autoencoder"]
+        values = {**{k: v for k, v in ae_test.items() if isinstance(v, (int, float))},
+                  **{f"{k}_roc_auc": results[k]["roc_auc"] for k in BASELINES if k in results},
+                  "onnx_parity_max_abs": max_abs}
+        bundle = save_bundle(
+            name, version, task="anomaly-detection", graphs={"model": tmp / "model.onnx"},
+            preprocess=image_preprocess("image", 0.0, 1.0),
+            postprocess={"type": "threshold", "graph": "model", "output": "error", "threshold": float(spec["threshold"]),
+                         "higher_is_anomalous": True, "labels": ["normal", "anomaly"], "embedding_output": "code",
+                         "normal_class": spec["normal_class_name"], "fpr_target": spec["fpr_target"]},
+            reference=reference, reference_tolerance=1e-5,
+            metrics={"split": "test", "headline": "roc_auc", "values": values},
+            provenance=provenance("p07_autoencoder", run_path, "fashion-mnist", cfg.seed, cfg.seed, vars(cfg)),
+            drift_inputs=drift_inputs,
+            files={"weights.pt": tmp / "weights.pt", "parity.png": tmp / "parity.png"}, overwrite=overwrite)
     return bundle, max_abs

@@ -1,0 +1,141 @@
+"""Console scripts: run_serve (the service) and run_loadtest (the open-loop load generator).
+
+Heavy imports (fastapi, uvicorn, onnxruntime, httpx) happen inside the mains, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from dlm_core.config import ArgumentParser
+from dlm_core.errors import DlmError, cli_entry
+
+
+def serve_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="run_serve", description="Serve model bundles (dlm-bundle/1) over HTTP: a simple JSON "
+                       "API, the KServe v2 REST protocol and Prometheus /metrics, behind a dynamic batcher. Every "
+                       "bundle must pass its checksums and self-check, or the server does not start.")
+    p.add_argument("bundles", nargs="*", metavar="BUNDLE", help="bundle folders (artifacts/<name>/<version>)")
+    p.add_argument("--all", action="store_true", help="serve the newest version of every bundle under --artifacts")
+    p.add_argument("--artifacts", default=None, help="bundle root for --all (default: $DLM_ARTIFACTS or ./artifacts)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--max-batch-size", type=int, default=32, help="rows per model execution (default: 32)")
+    p.add_argument("--max-delay-ms", type=float, default=5.0,
+                   help="a batch leaves at most this long after its oldest request arrived (default: 5)")
+    p.add_argument("--queue-size", type=int, default=256, help="requests waiting per model before 503 (default: 256)")
+    p.add_argument("--timeout-ms", type=float, default=10_000, help="per-request timeout, then 504 (default: 10000)")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads per model (default: 1)")
+    p.add_argument("--no-batching", action="store_true", help="run each request alone, as soon as the model is free")
+    p.add_argument("--max-body-bytes", type=int, default=4 << 20, help="request body limit, then 413 (default: 4 MiB)")
+    p.add_argument("--max-request-rows", type=int, default=256, help="rows in one request, then 413 (default: 256)")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                   help="uvicorn's log level (default: warning)")
+    return p
+
+
+@cli_entry
+def serve_main(argv: list[str] | None = None) -> int:
+    args = serve_parser().parse_args(argv)
+    if args.all == bool(args.bundles):
+        raise DlmError("pass bundle folders or --all (not both)")
+    for flag in ("max_batch_size", "queue_size", "max_body_bytes", "max_request_rows", "port"):
+        if getattr(args, flag) < (0 if flag == "port" else 1):
+            raise DlmError(f"--{flag.replace('_', '-')} must be positive")
+    if args.max_delay_ms < 0 or args.timeout_ms <= 0 or args.threads < 0:
+        raise DlmError("--max-delay-ms and --threads must be >= 0, --timeout-ms > 0")
+
+    from dlm_core.bundle import artifacts_root
+
+    from .registry import all_bundles, load_models
+
+    paths = all_bundles(args.artifacts or artifacts_root()) if args.all else args.bundles
+    predictors = load_models(paths, threads=args.threads)
+
+    import uvicorn
+
+    from .app import ServeConfig, create_app
+
+    config = ServeConfig(max_batch_size=args.max_batch_size, max_delay_ms=args.max_delay_ms,
+                         queue_size=args.queue_size, timeout_ms=args.timeout_ms, batching=not args.no_batching,
+                         max_body_bytes=args.max_body_bytes, max_request_rows=args.max_request_rows)
+    app = create_app(predictors, config)
+    for p in predictors:
+        print(f"  {p.name} {p.version} ({p.task}) from {p.path}", flush=True)
+    batching = "off" if args.no_batching else f"max {args.max_batch_size} rows / {args.max_delay_ms:g} ms"
+    print(f"serving {len(predictors)} model(s) at http://{args.host}:{args.port} (batching {batching}; docs at "
+          f"/docs, metrics at /metrics); Ctrl-C stops", flush=True)
+    # uvicorn stops on SIGINT/SIGTERM: no new connections, in-flight requests finish, then the lifespan stops
+    # every batcher (waiting requests get 503) and joins its worker thread
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10)
+    return 0
+
+
+def loadtest_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="run_loadtest", description="Open-loop load test of a local run_serve: a fixed offered "
+                       "rate, latency from each request's scheduled send time, warm-up then a measured window. "
+                       "Loopback addresses only.")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL (default: http://127.0.0.1:8000)")
+    p.add_argument("--model", default=None, help="model to load (default: the first the server lists)")
+    p.add_argument("--body", default=None, help="JSON body to POST (default: the model's example input)")
+    p.add_argument("--path", default=None, help="route to POST (default: /v1/models/MODEL/predict)")
+    p.add_argument("--rate", type=float, default=50.0, help="offered requests per second (default: 50)")
+    p.add_argument("--duration", type=float, default=5.0, help="measured seconds (default: 5)")
+    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds, not counted (default: 1)")
+    p.add_argument("--max-requests", type=int, default=20_000, help="hard cap on requests sent (default: 20000)")
+    p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds (default: 10)")
+    p.add_argument("--connections", type=int, default=256, help="max open connections (default: 256)")
+    p.add_argument("--out", default=None, help="folder for loadtest.json and loadtest.png (default: none)")
+    p.add_argument("--wait-ready", type=float, default=0.0, metavar="S",
+                   help="first wait up to S seconds for the server to report ready (default: 0)")
+    return p
+
+
+@cli_entry
+def loadtest_main(argv: list[str] | None = None) -> int:
+    args = loadtest_parser().parse_args(argv)
+    import asyncio
+
+    import httpx
+
+    from . import loadtest
+
+    base = args.url.rstrip("/")
+    loadtest.check_loopback(base)
+    if args.duration > 600 or args.max_requests < 1:
+        raise DlmError("--duration is at most 600 s and --max-requests at least 1")
+    if args.wait_ready:
+        loadtest.wait_ready(base, args.wait_ready)
+    try:
+        model = args.model or httpx.get(f"{base}/v1/models", timeout=5).json()["models"][0]["name"]
+        if args.body is not None:
+            body = json.loads(args.body)
+        else:
+            r = httpx.get(f"{base}/v1/models/{model}", timeout=5)
+            if r.status_code != 200:
+                raise DlmError(f"the server says: {r.json().get('error', r.text)}")
+            body = r.json()["example"]
+    except httpx.HTTPError as err:
+        raise DlmError(f"cannot reach {base}: {err}") from None
+    except json.JSONDecodeError as err:
+        raise DlmError(f"--body is not valid JSON: {err}") from None
+    url = base + (args.path or f"/v1/models/{model}/predict")
+    print(f"loading {url} at {args.rate:g} req/s for {args.warmup:g} s warm-up + {args.duration:g} s", flush=True)
+    result = asyncio.run(loadtest.run_load(url, body, args.rate, args.duration, args.warmup, args.max_requests,
+                                           args.timeout, args.connections))
+    result.update(url=url, model=model)
+    print(loadtest.summary(result))
+    if args.out:
+        from dlm_core.io import write_json
+
+        out = Path(args.out)
+        write_json(out / "loadtest.json", result)
+        loadtest.plot(result, out / "loadtest.png", title=f"{model}: " + loadtest.summary(result).split("\n")[1])
+        print(f"wrote {out / 'loadtest.json'} and {out / 'loadtest.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve_main())

@@ -240,8 +240,13 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
         for i, item in enumerate(items):
             try:
                 rows.append(p.prepare(item))
-            except BadInput as err:
-                raise BadInput(f"instances[{i}]: {err}" if body.instances is not None else str(err)) from None
+            except OverflowError:  # a JSON integer beyond float range (dlm_core does not catch it yet)
+                err = BadInput("a number is too large")
+            except BadInput as e:
+                err = e
+            else:
+                continue
+            raise BadInput(f"instances[{i}]: {err}" if body.instances is not None else str(err))
         out = await infer(request, p, rows)
         info = {"model": p.name, "version": p.version,
                 "latency_ms": round((time.perf_counter() - start) * 1000, 3)}

@@ -262,3 +262,15 @@ def test_v2_json_roundtrip_of_every_models_metadata_example(client):
         for t in body["outputs"]:
             assert t["datatype"] == meta[t["name"]]["datatype"]
             assert [d for d in meta[t["name"]]["shape"] if d != -1] == t["shape"][1:]
+
+
+def test_the_noop_model_answers_on_both_apis():
+    from p10_serving.registry import NoOp
+
+    with TestClient(create_app([NoOp()])) as c:
+        r = c.post("/v1/models/noop/predict", json={"input": 1})
+        assert r.status_code == 200 and r.json()["prediction"] is None and r.json()["model"] == "noop"
+        r = c.post("/v2/models/noop/infer", json={"inputs": [{"name": "input", "shape": [3], "datatype": "FP32",
+                                                              "data": [1, 2, 3]}]})
+        assert r.status_code == 200 and r.json()["outputs"][0]["shape"] == [3]
+        assert c.post("/predict", json={"input": "x"}).status_code == 404  # no text classifier loaded

@@ -19,6 +19,8 @@ def serve_parser() -> ArgumentParser:
                        "bundle must pass its checksums and self-check, or the server does not start.")
     p.add_argument("bundles", nargs="*", metavar="BUNDLE", help="bundle folders (artifacts/<name>/<version>)")
     p.add_argument("--all", action="store_true", help="serve the newest version of every bundle under --artifacts")
+    p.add_argument("--noop", action="store_true",
+                   help="also serve a built-in model 'noop' that does nothing (measures the server's own overhead)")
     p.add_argument("--artifacts", default=None, help="bundle root for --all (default: $DLM_ARTIFACTS or ./artifacts)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
@@ -39,7 +41,7 @@ def serve_parser() -> ArgumentParser:
 @cli_entry
 def serve_main(argv: list[str] | None = None) -> int:
     args = serve_parser().parse_args(argv)
-    if args.all == bool(args.bundles):
+    if args.all and args.bundles or not (args.all or args.bundles or args.noop):
         raise DlmError("pass bundle folders or --all (not both)")
     for flag in ("max_batch_size", "queue_size", "max_body_bytes", "max_request_rows", "port"):
         if getattr(args, flag) < (0 if flag == "port" else 1):
@@ -49,10 +51,12 @@ def serve_main(argv: list[str] | None = None) -> int:
 
     from dlm_core.bundle import artifacts_root
 
-    from .registry import all_bundles, load_models
+    from .registry import NoOp, all_bundles, load_models
 
     paths = all_bundles(args.artifacts or artifacts_root()) if args.all else args.bundles
-    predictors = load_models(paths, threads=args.threads)
+    predictors = load_models(paths, threads=args.threads) if paths else []
+    if args.noop:
+        predictors.append(NoOp())
 
     import uvicorn
 

@@ -1,0 +1,275 @@
+"""p10_serving bench: what the service costs and what dynamic batching buys, side by side in one run.
+
+1. ONNX Runtime vs torch eager, batch 1 and 64, for every bundle whose torch model can be rebuilt here (a
+   bundle with weights.pt from a project listed in TORCH_LOADERS; others are reported as skipped);
+2. saturation throughput of run_serve on the fashion-cnn bundle, batched vs --no-batching: an open-loop ramp
+   of offered rates; saturation = the best 2xx/s achieved with >= 99% success (goal: batched >= 3x);
+3. p50/p99 of the batched server at half the unbatched saturation (goal: p99 <= 25 ms on 2 cores, 0 errors);
+4. the server's own overhead: the built-in no-op model's p50/p99 (run_serve --noop --no-batching).
+
+The load generator is run_loadtest's own (open loop, latency from the scheduled send time), in this process;
+each server is a run_serve subprocess on 127.0.0.1. Without a fashion-cnn bundle a toy one stands in (and the
+result says so). JSON to bench/results/p10_serving.json, plots beside it.
+
+    .venv/bin/python -P bench/p10_serving.py [--bundle artifacts/fashion-cnn/<v>] [--step-seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dlm_core.benchmark import interleaved_medians, machine, results_dir, unshadow, write_result
+
+BIN = Path(sys.executable).parent
+
+
+# ------------------------------------------------------------------------------------ 1. ORT vs torch eager
+def torch_p03(bundle):
+    """fashion-cnn: p03's model from weights.pt, wrapped like its export (image -> logits, embedding)."""
+    import torch
+
+    from p03_cnn.export import ServingGraph
+    from p03_cnn.model import build_model
+
+    cfg = bundle.manifest["provenance"]["config"]
+    model = build_model(cfg["arch"], len(bundle.manifest["postprocess"]["labels"]), cfg["width"], cfg["blocks"],
+                        cfg.get("dropout", 0.0))
+    model.load_state_dict(torch.load(bundle.file("weights.pt"), weights_only=True))
+    return ServingGraph(model).eval()
+
+
+TORCH_LOADERS = {"p03_cnn": torch_p03}  # provenance.project -> bundle -> torch module over the same graph inputs
+
+
+def engines(p, role: str, input_name: str, module, x) -> dict:
+    """The two callables to time on the same batch: the bundle's ONNX graph in ORT, the torch module."""
+    import torch
+
+    xt = torch.from_numpy(x)
+
+    def run_torch():
+        with torch.inference_mode():
+            module(xt)
+
+    return {"ort": lambda: p.run_graph(role, {input_name: x}), "torch": run_torch}
+
+
+def ort_vs_torch(paths: list[Path], threads: int, rounds: int) -> dict:
+    import numpy as np
+    import torch
+
+    from dlm_core.predictors import load_predictor
+
+    torch.set_num_threads(threads)
+    out = {}
+    for path in paths:
+        try:
+            p = load_predictor(path, threads=threads)
+        except Exception as err:  # noqa: BLE001
+            out[str(path)] = {"skipped": f"bundle did not load: {err}"}
+            continue
+        project = p.manifest["provenance"]["project"]
+        if project not in TORCH_LOADERS or "weights.pt" not in p.manifest["files"]:
+            out[p.name] = {"skipped": f"no torch model to rebuild (project {project}, weights.pt "
+                                      f"{'present' if 'weights.pt' in p.manifest['files'] else 'absent'})"}
+            continue
+        try:
+            module = TORCH_LOADERS[project](p.bundle)
+        except Exception as err:  # noqa: BLE001 - a bench reports what it can measure
+            out[p.name] = {"skipped": f"torch model did not load: {err.__class__.__name__}: {err}"}
+            continue
+        role = p.post["graph"]
+        spec = p.manifest["graphs"][role]["inputs"][0]
+        ref = p.bundle.npz(p.manifest["reference"]["file"])[f"{role}.in.{spec['name']}"]
+        row = {}
+        for n in (1, 64):
+            x = np.concatenate([ref] * (n // len(ref) + 1))[:n]
+            med = interleaved_medians(engines(p, role, spec["name"], module, x),
+                                      rounds=rounds if n == 1 else max(rounds // 4, 3))
+            row[f"ort_ms_b{n}"], row[f"torch_ms_b{n}"] = med["ort"] * 1000, med["torch"] * 1000
+            row[f"torch_over_ort_b{n}"] = med["torch"] / med["ort"]
+        out[p.name] = row
+    return out
+
+
+# ------------------------------------------------------------------------------------ 2-4. the server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """run_serve in a subprocess on a free loopback port, stopped with SIGINT."""
+
+    def __init__(self, args: list[str]):
+        from p10_serving.loadtest import wait_ready
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([str(BIN / "run_serve"), *args, "--port", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_ready(self.url, 120)
+        except Exception:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def load(url: str, body: dict, rate: float, seconds: float, warmup: float = 1.0) -> dict:
+    from p10_serving.loadtest import run_load
+
+    return asyncio.run(run_load(url, body, rate, seconds, warmup, max_requests=200_000, timeout=10.0,
+                                max_connections=512))
+
+
+def brief(r: dict) -> dict:
+    lat = r["latency_ms"]
+    return {"offered_rate": round(r["offered_rate"], 1), "throughput": round(r["throughput"], 1),
+            "success_ratio": round(r["success_ratio"], 4), "status_codes": r["status_codes"],
+            "p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"], "max_ms": lat["max"]}
+
+
+def saturation(url: str, body: dict, seconds: float, start_rate: float = 25.0, max_rate: float = 6400.0) -> dict:
+    """Double the offered rate until the server cannot keep up; the best 2xx/s with >= 99% success."""
+    steps, best, rate = [], 0.0, start_rate
+    while rate <= max_rate:
+        r = brief(load(url, body, rate, seconds))
+        steps.append(r)
+        print(f"    offered {rate:7.0f}/s -> {r['throughput']:7.1f}/s ok {r['success_ratio']:.3f} "
+              f"p99 {r['p99_ms']:.1f} ms", flush=True)
+        if r["success_ratio"] >= 0.99:
+            best = max(best, r["throughput"])
+        if r["success_ratio"] < 0.99 or r["throughput"] < 0.8 * r["offered_rate"]:
+            break
+        rate *= 2
+    return {"saturation_rps": best, "steps": steps}
+
+
+def plot_saturation(curves: dict, path: Path) -> None:
+    from dlm_core.plotting import plt, save_figure
+
+    pyplot = plt()
+    fig, ax = pyplot.subplots(figsize=(6, 3.6))
+    for label, sat in curves.items():
+        ax.plot([s["offered_rate"] for s in sat["steps"]], [s["throughput"] for s in sat["steps"]], marker="o",
+                label=f"{label} (saturation {sat['saturation_rps']:.0f}/s)")
+    ax.set_xscale("log")
+    ax.set_xlabel("offered rate (req/s)")
+    ax.set_ylabel("2xx throughput (req/s)")
+    ax.set_title("run_serve: batched vs unbatched")
+    ax.legend()
+    save_figure(fig, path)
+
+
+def main() -> int:
+    unshadow(__file__, "p10_serving")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", default=None, help="the fashion-cnn bundle (default: the newest under artifacts/)")
+    ap.add_argument("--step-seconds", type=float, default=3.0, help="measured seconds per offered rate")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime / torch threads (default: 1)")
+    ap.add_argument("--rounds", type=int, default=20, help="timing rounds for ORT vs torch at batch 1")
+    args = ap.parse_args()
+
+    from dlm_core.bundle import artifacts_root, find_bundles, latest_bundle
+    from dlm_core.errors import DlmError
+    from dlm_core.io import read_json
+    from p10_serving.loadtest import plot
+
+    t0 = time.perf_counter()
+    out_dir = results_dir()
+    tmp = tempfile.TemporaryDirectory()
+    try:
+        bundle, source = Path(args.bundle or latest_bundle("fashion-cnn")), "fashion-cnn bundle"
+    except DlmError:
+        from dlm_core.testing import toy_image_bundle
+
+        bundle, source = toy_image_bundle(tmp.name, name="toy-cnn"), "TOY bundle (no fashion-cnn bundle found)"
+    served = sorted({latest_bundle(p.parent.name) for p in find_bundles(artifacts_root())} | {Path(bundle)})
+
+    print("== ONNX Runtime vs torch eager", flush=True)
+    engines = ort_vs_torch(served, args.threads, args.rounds)
+    print(engines, flush=True)
+
+    name = read_json(Path(bundle) / "manifest.json")["name"]
+    body = {"input": [[(i * 7 + j * 3) % 256 for j in range(28)] for i in range(28)]}
+    common = [str(bundle), "--threads", str(args.threads), "--queue-size", "1024"]
+    curves = {}
+    print("== saturation, unbatched", flush=True)
+    server = Server([*common, "--no-batching"])
+    try:
+        curves["unbatched"] = saturation(f"{server.url}/v1/models/{name}/predict", body,
+                                         args.step_seconds)
+    finally:
+        server.stop()
+    half = max(curves["unbatched"]["saturation_rps"] / 2, 1.0)
+    print("== saturation, batched (max 32 rows, 5 ms)", flush=True)
+    server = Server([*common, "--max-batch-size", "32", "--max-delay-ms", "5"])
+    try:
+        url = f"{server.url}/v1/models/{name}/predict"
+        print(f"== batched at half the unbatched saturation: {half:.0f}/s", flush=True)
+        at_half = load(url, body, half, 2 * args.step_seconds)
+        plot(at_half, out_dir / "p10_serving_latency.png", title=f"batched run_serve at {half:.0f} req/s offered")
+        curves["batched"] = saturation(url, body, args.step_seconds)
+    finally:
+        server.stop()
+    plot_saturation(curves, out_dir / "p10_serving_saturation.png")
+
+    print("== server overhead: the no-op model, unbatched, 200/s", flush=True)
+    server = Server(["--noop", "--no-batching"])
+    try:
+        noop = brief(load(f"{server.url}/v1/models/noop/predict", {"input": 0}, 200, 2 * args.step_seconds))
+    finally:
+        server.stop()
+    tmp.cleanup()
+
+    half_brief = brief(at_half)
+    ratio = curves["batched"]["saturation_rps"] / max(curves["unbatched"]["saturation_rps"], 1e-9)
+    result = {
+        "bench": "p10_serving: run_serve on the fashion-cnn bundle, batched (max 32 rows / 5 ms) vs --no-batching; "
+                 "open-loop load from the scheduled send time, on the same machine as the server",
+        "machine": {**machine(), "note": f"{os.cpu_count()} cores shared by the server, the load generator and "
+                                         "any background jobs"},
+        "model_source": f"{source}: {bundle}",
+        "ours": {"batched_saturation_rps": curves["batched"]["saturation_rps"],
+                 "p50_ms_at_half_unbatched_saturation": half_brief["p50_ms"],
+                 "p99_ms_at_half_unbatched_saturation": half_brief["p99_ms"],
+                 "errors_at_half": sum(v for k, v in half_brief["status_codes"].items() if not k.startswith("2")),
+                 "offered_rps_at_half": half_brief["offered_rate"]},
+        "peer": {"unbatched_saturation_rps": curves["unbatched"]["saturation_rps"]},
+        "ratio": ratio,
+        "goal": "ratio = batched / unbatched saturation throughput >= 3; p99 <= 25 ms at half the unbatched "
+                "saturation with 0 errors",
+        "goal_met": {"batching_3x": ratio >= 3, "p99_25ms": (half_brief["p99_ms"] or 1e9) <= 25,
+                     "zero_errors": half_brief["success_ratio"] == 1.0},
+        "at_half": half_brief,
+        "noop_overhead": noop,
+        "ort_vs_torch": engines,
+        "saturation_steps": {k: v["steps"] for k, v in curves.items()},
+        "threads": args.threads,
+        "gpu": "not measured (no GPU on this machine)",
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    write_result("p10_serving", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

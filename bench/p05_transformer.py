@@ -39,7 +39,8 @@ def main() -> None:
     from p05_transformer.config import TransformerConfig
     from p05_transformer.decode import CachedStepper, UncachedStepper
     from p05_transformer.evaluate import latest_run, load_trained
-    from p05_transformer.export import OrtTranslator, export_onnx
+    from dlm_core.predictors import ort_session
+    from p05_transformer.export import export_onnx
     from p05_transformer.model import BOS
     from p05_transformer.train import build_model
 
@@ -56,7 +57,7 @@ def main() -> None:
     a = model.decoder[0].self_attn
     tmp = Path(tempfile.mkdtemp())
     export_onnx(model, tmp)
-    ort = OrtTranslator(tmp, STEPS, len(model.decoder), a.heads, a.d_k)
+    enc_sess, step_sess = ort_session(tmp / "encoder.onnx"), ort_session(tmp / "decoder_step.onnx")
 
     def torch_run(src, stepper_cls):
         with torch.no_grad():
@@ -67,11 +68,11 @@ def main() -> None:
 
     def ort_run(src):
         s = src.numpy()
-        ck, cv, keep = ort.enc.run(None, {"src": s})
+        ck, cv, keep = enc_sess.run(None, {"src": s})
         k = np.zeros((len(model.decoder), 1, a.heads, 0, a.d_k), np.float32)
         v, tokn = k, np.full((1, 1), BOS, np.int64)
         for _ in range(STEPS):
-            logp, k, v = ort.step.run(None, {"token": tokn, "self_k": k, "self_v": v, "cross_k": ck, "cross_v": cv,
+            logp, k, v = step_sess.run(None, {"token": tokn, "self_k": k, "self_v": v, "cross_k": ck, "cross_v": cv,
                                              "src_keep": keep})
             tokn = logp.argmax(-1)[:, None].astype(np.int64)
 

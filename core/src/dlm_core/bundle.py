@@ -47,7 +47,8 @@ TASKS = {
 PREPROCESS_FIELDS = {
     "image": {"graph_input": str, "height": int, "width": int, "channels": int, "scale": float, "mean": list,
               "std": list, "layout": str, "background": str},
-    "text": {"graph_input": str, "tokenizer": str, "max_tokens": int, "pad_id": int, "add_special_tokens": bool},
+    "text": {"graph_input": str, "tokenizer": str, "max_tokens": int, "pad_id": int, "add_special_tokens": bool,
+             "truncate": bool},
 }
 POSTPROCESS_FIELDS = {
     "softmax_topk": {"graph": str, "output": str, "labels": list, "top_k": int, "embedding_output": (str, type(None))},
@@ -270,14 +271,15 @@ def save_bundle(name: str, version: str, *, task: str, graphs: dict[str, str | o
                 postprocess: dict, reference: dict[str, np.ndarray], metrics: dict, provenance: dict,
                 drift_inputs=None, files: dict[str, str | os.PathLike | bytes] | None = None,
                 reference_tolerance: float = 1e-4, root: str | os.PathLike | None = None,
-                overwrite: bool = False) -> Bundle:
+                overwrite: bool = False, check=None) -> Bundle:
     """Write a dlm-bundle/1 atomically: staged in a temp folder next to the final one, checked, renamed.
 
     graphs: role -> ONNX file (copied as <role>.onnx). reference: "<role>.in.<input>" / "<role>.out.<output>"
     arrays (torch's outputs on fixed inputs). files: extra bundle files (name -> path or bytes).
     drift_inputs: raw validation-split inputs (>= 500); the bundle's own torch-free predictor turns them into
     drift_reference.npz (features, predictions, embeddings), so serving computes the same statistics.
-    The staged bundle must pass validate_manifest and the predictor's self_check before it is renamed.
+    The staged bundle must pass validate_manifest, the predictor's self_check and `check(predictor)` (an
+    exporter's own test, e.g. decoded tokens == torch's; raise DlmError to refuse) before it is renamed.
     """
     root = Path(root) if root is not None else artifacts_root()
     final = root / name / version
@@ -323,7 +325,10 @@ def save_bundle(name: str, version: str, *, task: str, graphs: dict[str, str | o
             raise DlmError(f"bundle {name}/{version} does not follow {SCHEMA}: {'; '.join(problems)}")
         from .predictors import load_predictor
 
-        load_predictor(staging).self_check()  # refuses above the tolerance
+        staged = load_predictor(staging)
+        staged.self_check()  # refuses above the tolerance
+        if check is not None:
+            check(staged)
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)

@@ -63,9 +63,12 @@ def image_preprocess(graph_input: str, mean: float, std: float, height: int = 28
             "scale": 1 / 255, "mean": [float(mean)], "std": [float(std)], "layout": "NCHW", "background": "black"}
 
 
-def text_preprocess(graph_input: str, max_tokens: int, pad_id: int = 0, min_length: int = 1) -> dict:
+def text_preprocess(graph_input: str, max_tokens: int, truncate: bool, pad_id: int = 0, min_length: int = 1) -> dict:
+    """The text schema: the bundle's tokenizer.json, ids cut at max_tokens (truncate) or refused beyond it,
+    right-padded with pad_id to the longest row of a batch (at least min_length)."""
     return {"type": "text", "graph_input": graph_input, "tokenizer": "tokenizer.json", "max_tokens": int(max_tokens),
-            "pad_id": int(pad_id), "add_special_tokens": False, "min_length": int(min_length)}
+            "pad_id": int(pad_id), "add_special_tokens": False, "truncate": bool(truncate),
+            "min_length": int(min_length)}
 
 
 def scalar_metrics(values: dict) -> dict:

@@ -142,7 +142,7 @@ def toy_text_bundle(root, task: str = "text-classification", name: str | None = 
         with torch.no_grad():
             o = net(ids)
         pre = {"type": "text", "graph_input": "input_ids", "tokenizer": "tokenizer.json", "max_tokens": 64,
-               "pad_id": 0, "add_special_tokens": False, "min_length": 2}
+               "pad_id": 0, "add_special_tokens": False, "truncate": True, "min_length": 2}
         files = {"tokenizer.json": tmp / "tokenizer.json"}
         if task == "text-classification":
             ref = {"model.in.input_ids": ids.numpy(), "model.out.logits": o[0].numpy(), "model.out.sentence_embedding": o[1].numpy()}

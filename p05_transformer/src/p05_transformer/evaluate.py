@@ -173,7 +173,7 @@ def finish_run(run: RunDir, cfg: TransformerConfig, tok, train_pairs, test_pairs
     if cfg.export:
         from .export import export_bundle
 
-        bundle = export_bundle(run.path, test[:8])
+        bundle = export_bundle(run.path)
         res["bundle"] = str(bundle)
         run.write_json("results.json", res)
         print(f"bundle: {bundle}", flush=True)

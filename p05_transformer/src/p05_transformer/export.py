@@ -1,9 +1,11 @@
 """ONNX export for serving: the encoder (source ids -> cross-attention keys/values) and ONE decoder step with
-the key/value cache as inputs and outputs (dynamic batch and lengths), an ONNX Runtime greedy decoder that
-must give exactly torch's tokens, and a dlm_core bundle with the tokenizer."""
+the key/value cache as inputs and outputs (dynamic batch and lengths), bundled as a dlm-bundle/1 with the
+tokenizer. Decoding over these graphs lives in dlm_core.predictors.Translator (torch-free); it must give
+exactly torch's tokens."""
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from dlm_core.errors import DlmError
 
 from .model import BOS, EOS, PAD, Transformer
 
-BUNDLE_NAME = "p05_transformer"
+BUNDLE_NAME = "translator-en-es"
 
 
 class EncoderGraph(nn.Module):
@@ -43,7 +45,7 @@ def export_onnx(model: Transformer, folder: Path) -> tuple[Path, Path]:
     model.eval()
     src = torch.tensor([[5, 6, 7, 8], [9, 10, PAD, PAD]])
     enc, step = folder / "encoder.onnx", folder / "decoder_step.onnx"
-    torch.onnx.export(EncoderGraph(model), (src,), str(enc), dynamo=False, verbose=False,
+    torch.onnx.export(EncoderGraph(model).eval(), (src,), str(enc), dynamo=False, verbose=False,
                       input_names=["src"], output_names=["cross_k", "cross_v", "src_keep"],
                       dynamic_axes={"src": {0: "batch", 1: "src_len"}, "cross_k": {1: "batch", 3: "src_len"},
                                     "cross_v": {1: "batch", 3: "src_len"}, "src_keep": {0: "batch", 3: "src_len"}})
@@ -54,7 +56,7 @@ def export_onnx(model: Transformer, folder: Path) -> tuple[Path, Path]:
         for _ in range(2):  # a non-empty cache as the example
             _, k, v = model.step(token, k, v, ck, cv, keep)
     cache_axes = {1: "batch", 3: "past"}
-    torch.onnx.export(StepGraph(model), (token, k, v, ck, cv, keep), str(step), dynamo=False, verbose=False,
+    torch.onnx.export(StepGraph(model).eval(), (token, k, v, ck, cv, keep), str(step), dynamo=False, verbose=False,
                       input_names=["token", "self_k", "self_v", "cross_k", "cross_v", "src_keep"],
                       output_names=["logp", "new_k", "new_v"],
                       dynamic_axes={"token": {0: "batch"}, "self_k": cache_axes, "self_v": cache_axes,
@@ -64,123 +66,93 @@ def export_onnx(model: Transformer, folder: Path) -> tuple[Path, Path]:
     return enc, step
 
 
-def _session(path):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-class OrtTranslator:
-    """Greedy decoding with ONNX Runtime over encoder.onnx + decoder_step.onnx (the same loop as torch's)."""
-
-    def __init__(self, folder: str | Path, max_len: int, layers: int, heads: int, d_k: int):
-        folder = Path(folder)
-        self.enc, self.step = _session(folder / "encoder.onnx"), _session(folder / "decoder_step.onnx")
-        self.max_len, self.layers, self.heads, self.d_k = max_len, layers, heads, d_k
-
-    @classmethod
-    def from_bundle(cls, path: str | Path) -> OrtTranslator:
-        from dlm_core.bundle import load_bundle
-
-        b = load_bundle(path)
-        pre = b.json("preprocess.json")
-        return cls(b.path, pre["max_len"], pre["dec_layers"], pre["heads"], pre["d_k"])
-
-    def greedy(self, src: np.ndarray) -> list[list[int]]:
-        ck, cv, keep = self.enc.run(None, {"src": src.astype(np.int64)})
-        n = src.shape[0]
-        k = np.zeros((self.layers, n, self.heads, 0, self.d_k), np.float32)
-        v = np.zeros_like(k)
-        prefix = np.full((n, 1), BOS, np.int64)
-        done = np.zeros(n, bool)
-        for _ in range(self.max_len):
-            logp, k, v = self.step.run(None, {"token": prefix[:, -1:], "self_k": k, "self_v": v, "cross_k": ck,
-                                              "cross_v": cv, "src_keep": keep})
-            nxt = np.where(done, PAD, logp.argmax(-1))
-            prefix = np.concatenate([prefix, nxt[:, None]], axis=1)
-            done |= nxt == EOS
-            if done.all():
-                break
-        out = []
-        for row in prefix[:, 1:].tolist():
-            ids = []
-            for t in row:
-                if t in (EOS, PAD):
-                    break
-                ids.append(t)
-            out.append(ids)
-        return out
+def translator_postprocess(model: Transformer, cfg) -> dict:
+    a = model.decoder[0].self_attn
+    return {"type": "seq2seq_decode", "encoder_graph": "encoder", "step_graph": "decoder_step", "bos_id": BOS,
+            "eos_id": EOS, "pad_id": PAD, "max_output_tokens": cfg.max_len + 1, "beam": cfg.beam,
+            "length_alpha": cfg.length_alpha, "no_repeat_ngram": cfg.no_repeat_ngram,
+            "cache": {"layers": len(model.decoder), "heads": a.heads, "d_k": a.d_k,
+                      "layout": "(layers, batch, heads, past, d_k), past starts at 0"},
+            "source_lang": "en", "target_lang": "es"}
 
 
-def parity_figure(torch_logp: np.ndarray, ort_logp: np.ndarray, path: Path) -> None:
-    from dlm_core.plotting import plt, save_figure
+def reference_arrays(model: Transformer, src: np.ndarray) -> dict[str, np.ndarray]:
+    """reference.npz: the encoder on `src`, and one decoder step on a non-empty (one-token) cache."""
+    with torch.no_grad():
+        ck, cv, keep = EncoderGraph(model)(torch.from_numpy(src))
+        k0, v0 = model.empty_cache(len(src))
+        logp0, k1, v1 = model.step(torch.full((len(src), 1), BOS), k0, v0, ck, cv, keep)
+        second = logp0.argmax(-1, keepdim=True)
+        logp1, k2, v2 = model.step(second, k1, v1, ck, cv, keep)
+    enc = {"cross_k": ck, "cross_v": cv, "src_keep": keep}
+    ref = {"encoder.in.src": src, **{f"encoder.out.{k}": v.numpy() for k, v in enc.items()}}
+    ref.update({"decoder_step.in.token": second.numpy(), "decoder_step.in.self_k": k1.numpy(),
+                "decoder_step.in.self_v": v1.numpy(), **{f"decoder_step.in.{k}": v.numpy() for k, v in enc.items()},
+                "decoder_step.out.logp": logp1.numpy(), "decoder_step.out.new_k": k2.numpy(),
+                "decoder_step.out.new_v": v2.numpy()})
+    return ref
 
-    pyplot = plt()
-    fig, ax = pyplot.subplots(figsize=(4.2, 4))
-    ax.scatter(torch_logp.ravel()[::7], ort_logp.ravel()[::7], s=2)
-    ax.set_xlabel("torch log-prob")
-    ax.set_ylabel("ONNX Runtime log-prob")
-    ax.set_title(f"first decoder step, max |diff| {np.abs(torch_logp - ort_logp).max():.1e}")
-    save_figure(fig, path)
 
-
-def export_bundle(run_path: str | Path, sample_pairs, version: str | None = None) -> Path:
-    """Export a trained run to artifacts/p05_transformer/<version>/ and check ORT tokens == torch tokens."""
+def save_translator(model: Transformer, tokenizer_file, cfg, name: str, version: str, metrics: dict,
+                    provenance: dict, drift_sources: list[str], check_sources: list[list[int]],
+                    overwrite: bool = False, root=None) -> Path:
+    """Graphs + tokenizer + decode settings of `cfg` as a dlm-bundle/1. Before the bundle is renamed into
+    place, the torch-free Translator must decode `check_sources` to exactly torch's tokens, greedy and with
+    the bundle's beam, or nothing is saved."""
     from dlm_core.bundle import save_bundle
+    from dlm_core.export import text_preprocess
 
     from . import data as D
-    from .decode import greedy
-    from .evaluate import load_trained
+    from .decode import translate_ids
 
-    model, tok, cfg, run = load_trained(run_path)
-    a = model.decoder[0].self_attn
-    srcs = [D.encode(tok, en)[:cfg.max_len] for en, _ in sample_pairs]
-    src = D.pad(srcs)
+    def same_tokens_as_torch(pred) -> None:
+        for beam in sorted({1, cfg.beam}):
+            want = translate_ids(model, check_sources, cfg.max_len + 1, beam=beam, alpha=cfg.length_alpha,
+                                 no_repeat_ngram=cfg.no_repeat_ngram)
+            pred.post["beam"] = beam
+            if pred.translate_ids([np.asarray(i, np.int64) for i in check_sources]) != want:
+                raise DlmError(f"ONNX Runtime {'greedy' if beam == 1 else f'beam-{beam}'} tokens differ from "
+                               "torch's; the export is not faithful, nothing saved")
+
+    model.eval()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         export_onnx(model, tmp)
-        ort_tr = OrtTranslator(tmp, cfg.max_len + 1, len(model.decoder), a.heads, a.d_k)
-        ort_tokens = ort_tr.greedy(src)
-        torch_tokens = greedy(model, torch.from_numpy(src), cfg.max_len + 1)
-        if ort_tokens != torch_tokens:
-            raise DlmError("ONNX Runtime greedy tokens differ from torch's; the export is not faithful")
-        # first-step log-probs for the parity figure and the reference outputs
-        ck, cv, keep = ort_tr.enc.run(None, {"src": src})
-        k = np.zeros((len(model.decoder), len(src), a.heads, 0, a.d_k), np.float32)
-        first = np.full((len(src), 1), BOS, np.int64)
-        ort_logp = ort_tr.step.run(None, {"token": first, "self_k": k, "self_v": k, "cross_k": ck, "cross_v": cv,
-                                          "src_keep": keep})[0]
-        with torch.no_grad():
-            t_ck, t_cv = model.cross_kv(model.encode(torch.from_numpy(src)))
-            tk, tv = model.empty_cache(len(src))
-            torch_logp = model.step(torch.from_numpy(first), tk, tv, t_ck, t_cv,
-                                    model.source_keep(torch.from_numpy(src)))[0].numpy()
-        parity_figure(torch_logp, ort_logp, tmp / "parity.png")
-        width = max(len(t) for t in torch_tokens) or 1
-        np.save(tmp / "reference_input.npy", src)
-        np.save(tmp / "reference_output.npy", D.pad([t + [EOS] for t in torch_tokens])[:, :width + 1])
         torch.save(model.state_dict(), tmp / "model.pt")
-        results = run.path / "results.json"
-        import json
-
-        metrics = {k: v for k, v in json.loads(results.read_text()).items() if k.startswith("test_")} \
-            if results.is_file() else {}
-        metrics["onnx_max_abs_diff_first_step"] = float(np.abs(torch_logp - ort_logp).max())
-        metrics["onnx_tokens_equal_torch"] = True
-        version = version or run.path.name
         bundle = save_bundle(
-            BUNDLE_NAME, version,
-            {"encoder.onnx": tmp / "encoder.onnx", "decoder_step.onnx": tmp / "decoder_step.onnx",
-             "tokenizer.json": run.file("tokenizer.json"), "model.pt": tmp / "model.pt",
-             "reference_input.npy": tmp / "reference_input.npy", "reference_output.npy": tmp / "reference_output.npy",
-             "parity.png": tmp / "parity.png"},
-            preprocess={"tokenizer": "tokenizer.json", "pad": PAD, "bos": BOS, "eos": EOS, "max_len": cfg.max_len + 1,
-                        "max_source_tokens": cfg.max_len, "dec_layers": len(model.decoder), "heads": a.heads,
-                        "d_k": a.d_k, "decoding": "greedy: encoder.onnx once, then decoder_step.onnx per token "
-                                                  "with self_k/self_v starting empty (past axis 0)"},
-            labels={"source_lang": "en", "target_lang": "es"}, metrics=metrics,
-            extra={"run": str(run.path)}, overwrite=True)
+            name, version, task="translation",
+            graphs={"encoder": tmp / "encoder.onnx", "decoder_step": tmp / "decoder_step.onnx"},
+            preprocess=text_preprocess("src", cfg.max_len, truncate=False, pad_id=PAD),
+            postprocess=translator_postprocess(model, cfg), reference=reference_arrays(model, D.pad(check_sources)),
+            metrics=metrics, provenance=provenance, drift_inputs=drift_sources,
+            files={"tokenizer.json": tokenizer_file, "model.pt": tmp / "model.pt"}, overwrite=overwrite,
+            check=same_tokens_as_torch, root=root)
     return bundle.path
+
+
+def export_bundle(run_path: str | Path, version: str | None = None, overwrite: bool = False,
+                  name: str = BUNDLE_NAME, n_drift: int = 600) -> Path:
+    """A trained run as a dlm-bundle/1: its test scores, the decoding it was scored with (beam, length alpha,
+    n-gram blocking, chosen on val) and a drift reference from `n_drift` validation sentences."""
+    import json
+
+    from dlm_core.bundle import provenance
+
+    from . import data as D
+    from .evaluate import load_trained
+
+    model, tok, cfg, run = load_trained(run_path)
+    res = json.loads((run.path / "results.json").read_text()) if (run.path / "results.json").is_file() else {}
+    if "test_bleu" not in res:
+        raise DlmError(f"{run.path} has no test score in results.json: the run did not finish; --resume it")
+    values = {k: v for k, v in res.items() if k.startswith("test_") and isinstance(v, (int, float))}
+    for base in ("ibm_model1", "copy_source"):
+        if base in res.get("baselines", {}):
+            values[f"baseline_{base}_bleu"] = res["baselines"][base]["bleu"]
+    _, val_pairs, _ = D.load_pairs(cfg)
+    val_src = [en for en, _ in val_pairs if 0 < len(D.encode(tok, en)) <= cfg.max_len]
+    return save_translator(
+        model, run.file("tokenizer.json"), cfg, name, version or run.path.name,
+        {"split": "test", "headline": "test_bleu", "values": values},
+        provenance("p05_transformer", run.path, "bible-en-es", D.SPLIT_SEED, cfg.seed, dataclasses.asdict(cfg)),
+        val_src[:n_drift], [D.encode(tok, en) for en in val_src[:8]], overwrite)

@@ -117,7 +117,7 @@ class Predictor:
         DlmError above the manifest's tolerance (the bundle would serve numbers torch never produced)."""
         ref = self.bundle.npz(self.manifest["reference"]["file"])
         tol = self.manifest["reference"]["tolerance"]
-        worst = 0.0
+        worst, where = 0.0, ""
         for role, g in self.manifest["graphs"].items():
             feeds = {}
             for spec in g["inputs"]:
@@ -134,11 +134,12 @@ class Predictor:
                 if want.shape != have.shape:
                     raise DlmError(f"bundle {self.path}: graph {role!r} output {spec['name']!r} has shape "
                                    f"{have.shape}, the reference {want.shape}")
-                if want.size:
-                    worst = max(worst, float(np.max(np.abs(want.astype(np.float64) - have.astype(np.float64)))))
+                diff = float(np.max(np.abs(want.astype(np.float64) - have.astype(np.float64)))) if want.size else 0.0
+                if not diff <= worst:
+                    worst, where = diff, f"{role}.{spec['name']}"
         if not worst <= tol:
             raise DlmError(f"bundle {self.path} failed its self-check: ONNX Runtime differs from the exported "
-                           f"torch outputs by {worst:.2e} > tolerance {tol:.0e}")
+                           f"torch outputs by {worst:.2e} > tolerance {tol:.0e} (at {where})")
         return worst
 
     # -- the request path (subclasses)

@@ -44,6 +44,8 @@ class TextPredictor(Predictor):
         ids = self.tokenizer.encode(text, add_special_tokens=self.pre["add_special_tokens"]).ids
         if not ids:
             raise BadInput("text has no tokens after normalisation; send words, not only spaces or symbols")
+        if len(ids) > self.pre["max_tokens"] and not self.pre["truncate"]:
+            raise BadInput(f"text has {len(ids)} tokens; this model takes at most {self.pre['max_tokens']}")
         kept = ids[: self.pre["max_tokens"]]
         unk = sum(t == self.unk_id for t in kept) / len(kept) if self.unk_id is not None else 0.0
         feats = np.array([len(text), len(ids), unk, float(len(ids) > len(kept))], np.float32)

@@ -112,7 +112,7 @@ def plot(result: dict, path: str | Path, title: str = "") -> Path:
     if good:
         ax.scatter(*zip(*good), s=4, alpha=0.5, label="2xx")
         t, ms = np.array(good).T
-        w = max(len(ms) // 50, 1)
+        w = max(len(ms) // 50, 20)
         if len(ms) > 2 * w:
             p99 = [np.percentile(ms[i:i + w], 99) for i in range(0, len(ms) - w + 1, w)]
             ax.plot(t[w - 1::w][:len(p99)], p99, color="k", lw=1, label=f"p99 per {w} requests")

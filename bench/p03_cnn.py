@@ -45,7 +45,9 @@ def main() -> int:
     from dlm_core.errors import DlmError
     from p03_cnn.config import CNNConfig
     from p03_cnn.data import augment_batch, build_augment
-    from p03_cnn.export import export_onnx, ort_session
+    from dlm_core.export import onnx_export
+    from dlm_core.predictors import ort_session
+    from p03_cnn.export import ServingGraph
     from p03_cnn.model import build_model
     from p03_cnn.train import make_optimizer
 
@@ -54,18 +56,19 @@ def main() -> int:
     test_acc, source = None, "untrained model (no fashion-cnn bundle found)"
     try:
         bundle = load_bundle(args.bundle or latest_bundle("fashion-cnn"))
-        bcfg = bundle.manifest.get("config", {})
+        bcfg = bundle.manifest["provenance"]["config"]
         model = build_model(bcfg.get("arch", cfg.arch), 10, bcfg.get("width", cfg.width), bcfg.get("blocks", 1))
         model.load_state_dict(torch.load(bundle.file("weights.pt"), weights_only=True))
-        onnx_path = bundle.file("model.onnx")
-        test_acc = bundle.json("metrics.json").get("test_acc")
+        onnx_path = bundle.graph_file("model")
+        test_acc = bundle.manifest["metrics"]["values"]["accuracy"]
         source = str(bundle.path)
     except DlmError:
         model = build_model(cfg.arch, 10, cfg.width, cfg.blocks)
         onnx_path = Path("/tmp/p03_bench_model.onnx")
-        export_onnx(model, onnx_path)
+        onnx_export(ServingGraph(model.eval()), (torch.zeros(2, 1, 28, 28),), onnx_path, ["image"],
+                    ["logits", "embedding"], ({0: torch.export.Dim("batch")},))
     model.eval()
-    sess = ort_session(onnx_path, threads=threads, spinning=False)
+    sess = ort_session(onnx_path, threads=threads)
 
     # training throughput: the default config's step (augmentation + forward + backward + SGD), batch 128
     train_model = build_model(cfg.arch, 10, cfg.width, cfg.blocks).to(memory_format=torch.channels_last)

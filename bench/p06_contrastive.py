@@ -34,7 +34,8 @@ def main() -> int:
     from dlm_core.benchmark import interleaved_medians, machine, write_result
     from p06_contrastive.data import encode, load_corpus
     from p06_contrastive.evaluate import corpus_embeddings, load_run, query_embeddings
-    from p06_contrastive.export import export_onnx
+    from p06_contrastive.export import export_side
+    from p06_contrastive.model import SideEncoder
     from p06_contrastive.index import benchmark
 
     run = Path(args.run) if args.run else newest_run()
@@ -47,7 +48,7 @@ def main() -> int:
     ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)
     ids = encode(lr.tokenizer, [d["text"] for d in ds.docs[:256]], lr.cfg.max_doc_len)
     with tempfile.TemporaryDirectory() as tmp:
-        export_onnx(lr.encoder, Path(tmp) / "m.onnx", max(lr.cfg.max_doc_len, lr.cfg.max_query_len))
+        export_side(SideEncoder(lr.encoder, False), Path(tmp) / "m.onnx", max(lr.cfg.max_doc_len, lr.cfg.max_query_len))
         import onnxruntime as ort
 
         opts = ort.SessionOptions()

@@ -119,14 +119,25 @@ def ensemble_main(argv=None) -> int:
 @cli_entry
 def export_main(argv=None) -> int:
     p = ArgumentParser(prog="run_contrastive_export",
-                       description="ONNX encoder (parity-checked) + tokenizer + FAISS index + documents as a bundle "
-                                   "in artifacts/p06_contrastive/<version>/.")
-    p.add_argument("run")
-    p.add_argument("--index", choices=["flat", "hnsw", "ivfpq"], default="hnsw")
+                       description="The query encoder as one ONNX graph (int8 token tables for bag encoders) + tokenizer "
+                                   "+ FAISS index + document store as a dlm-bundle/1 in artifacts/<name>/<version>/; "
+                                   "--options prints each serving option's nDCG@10 on val instead (to choose one).")
+    p.add_argument("run", help="a run or an ensemble (run_contrastive_ensemble) folder")
+    p.add_argument("--dims", type=int, default=0, help="project embeddings onto this many top directions (0 = keep all)")
+    p.add_argument("--float-tables", action="store_true", help="keep float32 token tables (default: int8 per row)")
+    p.add_argument("--flat-index", action="store_true", help="float32 Flat index (default: 8-bit scalar quantised)")
+    p.add_argument("--name", default="package-search", help="bundle name (default: package-search)")
     p.add_argument("--version", help="bundle version (default: the encoder version)")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--options", action="store_true", help="score the serving options on the val queries and stop")
     args = p.parse_args(argv)
-    from .export import run_export
+    if args.dims < 0:
+        raise DlmError("--dims must be >= 0")
+    from .export import compact_options, run_export
 
-    run_export(args.run, args.index, args.version, args.overwrite)
+    if args.options:
+        compact_options(args.run)
+        return 0
+    run_export(args.run, args.dims, not args.float_tables, not args.flat_index, args.version, args.name,
+               args.overwrite)
     return 0

@@ -1,121 +1,231 @@
-"""Export for serving: the encoder as ONNX (dynamic batch and length), checked against torch, bundled with
-the tokenizer, a FAISS index and the document store (dlm_core bundle, sha256 manifest)."""
+"""Export for serving, as dlm-bundle/1 (core/README.md): the query side of the encoder as ONE ONNX graph,
+the tokenizer, a FAISS index of every document and the document store, so a search needs nothing else.
+
+Serving size: a bag-of-embeddings encoder (one run, or an ensemble of runs) is exported with int8 token
+tables (one float scale per row), and the index may hold the documents projected onto the top `dims`
+directions of their uncentred second moment (the query graph applies the same projection) and scalar-
+quantised to 8 bits. An uncentred projection keeps inner products comparable across documents, which a
+centred PCA would not. Which of these is used is chosen on the validation queries (`compact_options`).
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from dlm_core.errors import DlmError
 
+from .model import BagEncoder, EncoderEnsemble, SideEncoder
 
-def export_onnx(encoder, path, max_len: int, query: bool = False) -> Path:
-    """The encoder as one ONNX graph; query=True: the query side of an asymmetric encoder."""
-    import torch
+BUNDLE_NAME = "package-search"
 
-    from .model import SideEncoder
 
-    encoder.eval()
-    side = SideEncoder(encoder, query).eval()
-    example = torch.randint(1, encoder.tok.num_embeddings, (2, min(16, max_len)))
+def bag_members(encoder: nn.Module) -> list[BagEncoder] | None:
+    """The bag encoders inside `encoder` (one, or an ensemble's members); None for a transformer encoder."""
+    members = list(encoder.members) if isinstance(encoder, EncoderEnsemble) else [encoder]
+    if all(isinstance(m, BagEncoder) and not m.lexical_dim for m in members):
+        return members
+    return None
+
+
+def quantize_rows(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per row: table ~= q * scale[:, None], |error| <= scale / 2."""
+    scale = table.abs().amax(1).clamp(min=1e-12) / 127.0
+    return torch.round(table / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+
+
+class CompactBagEncoder(nn.Module):
+    """One side (query or document) of bag encoders with int8 tables: ids (B, T) -> unit vectors, the
+    members' concatenation / sqrt(K) as in EncoderEnsemble, optionally projected (B, dims)."""
+
+    def __init__(self, members: list[BagEncoder], query: bool, projection: np.ndarray | None = None):
+        super().__init__()
+        self.k = len(members)
+        for i, m in enumerate(members):
+            q, s = quantize_rows(m.tok.weight.detach())
+            self.register_buffer(f"table{i}", q)
+            self.register_buffer(f"scale{i}", s)
+            column = 1 if query and m.sides == 2 else 0
+            if m.token_weight is not None:
+                self.register_buffer(f"score{i}", m.token_weight.weight.detach()[:, column].clone())
+                self.register_buffer(f"pos{i}", m.pos_score.detach().clone())
+        self.weighted = members[0].token_weight is not None
+        self.register_buffer("projection", None if projection is None else
+                             torch.from_numpy(np.ascontiguousarray(projection, np.float32)))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = ids != 0
+        outs = []
+        for i in range(self.k):
+            if self.weighted:
+                score = getattr(self, f"score{i}")[ids] + getattr(self, f"pos{i}")[: ids.shape[1]]
+                w = score.masked_fill(~mask, -1e4).softmax(-1) * mask
+            else:
+                w = mask / mask.sum(1, keepdim=True).clamp(min=1)
+            rows = getattr(self, f"table{i}")[ids].float() * getattr(self, f"scale{i}")[ids][..., None]
+            outs.append(F.normalize((rows * w[..., None]).sum(1), dim=-1, eps=1e-6))
+        out = torch.cat(outs, -1) / math.sqrt(self.k)
+        return out if self.projection is None else out @ self.projection
+
+
+def side_module(encoder: nn.Module, query: bool, int8: bool, projection: np.ndarray | None = None) -> nn.Module:
+    """The module exported for one side: the int8 bag path where possible, else the float encoder."""
+    members = bag_members(encoder)
+    if int8 and members is not None:
+        return CompactBagEncoder(members, query, projection).eval()
+    if projection is not None:
+        raise DlmError("a projection needs a bag encoder (int8 path)")
+    return SideEncoder(encoder, query).eval()
+
+
+def export_side(module: nn.Module, path, max_len: int) -> Path:
+    from dlm_core.export import onnx_export
+
+    example = torch.randint(1, 100, (2, min(16, max_len)))
     batch, length = torch.export.Dim("batch", min=1), torch.export.Dim("length", min=2, max=max_len)
-    torch.onnx.export(side, (example,), str(path), dynamo=True, input_names=["input_ids"],
-                      output_names=["sentence_embedding"], dynamic_shapes=({0: batch, 1: length},),
-                      external_data=False, verbose=False)
-    return Path(path)
+    return onnx_export(module, (example,), path, ["input_ids"], ["sentence_embedding"], ({0: batch, 1: length},))
 
 
-def ort_session(path):
-    import onnxruntime as ort
+@torch.no_grad()
+def embed_with(module: nn.Module, ids: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    from .data import trim
 
-    opts = ort.SessionOptions()
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def parity(encoder, session, ids: np.ndarray, query: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
-    import torch
-
-    with torch.no_grad():
-        ref = encoder(torch.from_numpy(ids), query=query).numpy()
-    got = session.run(None, {"input_ids": ids})[0]
-    return ref, got, float(np.abs(ref - got).max())
+    out = [module(torch.from_numpy(trim(ids[s:s + batch_size]))).numpy() for s in range(0, len(ids), batch_size)]
+    return np.concatenate(out).astype(np.float32)
 
 
-def plot_parity(ref: np.ndarray, got: np.ndarray, path) -> None:
-    from dlm_core.plotting import plt, save_figure
-
-    pyplot = plt()
-    fig, ax = pyplot.subplots(figsize=(4.2, 4))
-    ax.scatter(ref.ravel(), got.ravel(), s=2, alpha=0.5)
-    lim = [float(min(ref.min(), got.min())), float(max(ref.max(), got.max()))]
-    ax.plot(lim, lim, lw=0.8, color="k")
-    ax.set_xlabel("torch")
-    ax.set_ylabel("ONNX Runtime")
-    ax.set_title(f"encoder parity: max |diff| {np.abs(ref - got).max():.2e}")
-    save_figure(fig, path)
+def top_directions(emb: np.ndarray, dims: int) -> np.ndarray:
+    """(D, dims): the top eigenvectors of the documents' uncentred second moment E[d d^T]."""
+    vals, vecs = np.linalg.eigh((emb.T.astype(np.float64) @ emb) / len(emb))
+    return vecs[:, ::-1][:, :dims].astype(np.float32)
 
 
-def run_export(run_path, index_kind: str = "hnsw", version: str | None = None, overwrite: bool = False) -> dict:
-    from dlm_core.bundle import save_bundle
+def build_flat_index(emb: np.ndarray, sq8: bool):
+    import faiss
 
-    from .data import encode, load_corpus
-    from .evaluate import corpus_embeddings, load_run
-    from .index import build_index, save_index
-    from .model import is_asymmetric
+    if sq8:
+        index = faiss.IndexScalarQuantizer(emb.shape[1], faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        index.train(emb)
+    else:
+        index = faiss.IndexFlatIP(emb.shape[1])
+    index.add(emb)
+    return index
+
+
+def compact_encoders(lr, dims: int, int8: bool, docs: list[dict]):
+    """(query module, document embeddings) for one serving option."""
+    from .data import encode
+
+    doc_ids = encode(lr.tokenizer, [d["text"] for d in docs], lr.cfg.max_doc_len)
+    doc_side = side_module(lr.encoder, query=False, int8=int8)
+    emb = embed_with(doc_side, doc_ids)
+    projection = top_directions(emb, dims) if dims else None
+    if projection is not None:
+        emb = emb @ projection
+    return side_module(lr.encoder, query=True, int8=int8, projection=projection), emb
+
+
+def score_option(query_module, index, lr, ds, split: str) -> dict:
+    from .data import encode
+    from .evaluate import first_ranks, rank_metrics
+
+    queries, rel = ds.queries(split)
+    q = embed_with(query_module, encode(lr.tokenizer, queries, lr.cfg.max_query_len))
+    _, ids = index.search(q, 100)
+    return rank_metrics(first_ranks(ids, rel))
+
+
+def compact_options(run_path, split: str = "val",
+                    options=((0, False, False), (0, True, False), (0, True, True), (1024, True, True),
+                             (768, True, True), (512, True, True))) -> list[dict]:
+    """nDCG@10 and index size of each serving option (dims, int8 tables, SQ8 index) on `split`."""
+    from .data import load_corpus
+    from .evaluate import load_run
 
     lr = load_run(run_path)
     ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)
-    max_len = max(lr.cfg.max_doc_len, lr.cfg.max_query_len)
+    rows = []
+    for dims, int8, sq8 in options:
+        q_mod, emb = compact_encoders(lr, dims, int8, ds.docs)
+        index = build_flat_index(emb, sq8)
+        m = score_option(q_mod, index, lr, ds, split)
+        table_mb = sum(b.numel() * b.element_size() for b in q_mod.buffers()) / 1e6 if int8 else \
+            sum(p.numel() * 4 for p in lr.encoder.parameters()) / 1e6
+        row = {"dims": dims or emb.shape[1], "int8_tables": int8, "sq8_index": sq8, "split": split,
+               "ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"], "graph_mb": round(table_mb, 1),
+               "index_mb": round(emb.shape[0] * emb.shape[1] * (1 if sq8 else 4) / 1e6, 1)}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def doc_store(docs: list[dict], max_chars: int = 400) -> str:
+    """One JSON line per document, in index order: id, section, synopsis and the description's start."""
+    return "".join(json.dumps({"id": d["id"], "section": d.get("section", ""), "synopsis": d.get("synopsis", ""),
+                               "description": d["text"][:max_chars]}) + "\n" for d in docs)
+
+
+def drift_sample(val_queries: list[str], n: int) -> list[str]:
+    """n validation queries; a small corpus subset (tiny/quick presets) repeats its few, and says so."""
+    from dlm_core.bundle import MIN_DRIFT_ROWS
+
+    n = max(n, MIN_DRIFT_ROWS)
+    if len(val_queries) >= n:
+        return val_queries[:n]
+    print(f"note: only {len(val_queries)} validation queries; the drift reference repeats them to {n} rows",
+          flush=True)
+    return (val_queries * math.ceil(n / len(val_queries)))[:n]
+
+
+def run_export(run_path, dims: int = 0, int8: bool = True, sq8: bool = True, version: str | None = None,
+               name: str = BUNDLE_NAME, overwrite: bool = False, n_drift: int = 1000) -> dict:
+    """The run (one encoder or an ensemble) as a package-search bundle; its test metrics are measured on
+    the exported graph and index themselves, so the README's number is the served model's."""
+    from dlm_core.bundle import bundle_size, provenance, save_bundle
+    from dlm_core.export import text_preprocess, torch_reference
+
+    from .data import encode, load_corpus
+    from .evaluate import load_run
+
+    lr = load_run(run_path)
+    ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)
+    q_mod, emb = compact_encoders(lr, dims, int8, ds.docs)
+    index = build_flat_index(emb, sq8)
+    test = score_option(q_mod, index, lr, ds, "test")
+    val_queries, _ = ds.queries("val")
+    ref_ids = encode(lr.tokenizer, val_queries[:16], lr.cfg.max_query_len)
+    import faiss
+
     with tempfile.TemporaryDirectory(prefix="p06-export-") as tmp:
         tmp = Path(tmp)
-        export_onnx(lr.encoder, tmp / "model.onnx", max_len)
-        sess = ort_session(tmp / "model.onnx")
-        texts = [d["text"] for d in ds.docs[:24]] + [d["synopsis"] for d in ds.docs[24:32]]
-        ids = encode(lr.tokenizer, texts, lr.cfg.max_doc_len)
-        ref, got, diff = parity(lr.encoder, sess, ids)
-        ids_short = encode(lr.tokenizer, texts[:3], 7)  # another batch size and length
-        diff = max(diff, parity(lr.encoder, sess, ids_short)[2])
-        files = {"model.onnx": tmp / "model.onnx"}
-        if is_asymmetric(lr.encoder):  # queries weigh their tokens with their own scores: a second graph
-            export_onnx(lr.encoder, tmp / "query_model.onnx", max_len, query=True)
-            q_sess = ort_session(tmp / "query_model.onnx")
-            q_ids = encode(lr.tokenizer, [d["synopsis"] for d in ds.docs[:32]], lr.cfg.max_query_len)
-            diff = max(diff, parity(lr.encoder, q_sess, q_ids, query=True)[2],
-                       parity(lr.encoder, q_sess, ids_short, query=True)[2])
-            files["query_model.onnx"] = tmp / "query_model.onnx"
-        if diff > 1e-4:
-            raise DlmError(f"ONNX export does not match torch (max |diff| {diff:.2e} > 1e-4)")
-        plot_parity(ref, got, tmp / "parity.png")
-        np.save(tmp / "reference_input_ids.npy", ids)
-        np.save(tmp / "reference_output.npy", ref)
-        emb = corpus_embeddings(lr, ds.docs)
-        index, params, _ = build_index(index_kind, emb)
-        save_index(tmp / "index", index, {"kind": index_kind, "params": params, "encoder_version": lr.version,
-                                          "corpus_sha256": ds.info["sha256"], "run_dir": str(lr.path)}, ds.docs)
-        metrics = {"parity_max_abs_diff": diff}
-        eval_file = lr.path / "eval_test.json"
-        if eval_file.exists():
-            import json
-
-            metrics.update(json.loads(eval_file.read_text())["metrics"])
-        files.update({"tokenizer.json": lr.path / "tokenizer.json",
-                 "index.faiss": tmp / "index" / "index.faiss", "index.json": tmp / "index" / "index.json",
-                 "docs.jsonl": tmp / "index" / "docs.jsonl", "parity.png": tmp / "parity.png",
-                 "reference_input_ids.npy": tmp / "reference_input_ids.npy",
-                 "reference_output.npy": tmp / "reference_output.npy"})
-        preprocess = {"tokenizer": "tokenizer.json", "lowercase": True, "pad_id": 0,
-                      "max_query_len": lr.cfg.max_query_len,
-                      "max_doc_len": lr.cfg.max_doc_len, "input": "input_ids int64 (batch, length), 0 = padding",
-                      "output": "embedding float32 (batch, dim), L2-normalised (weighted mean pooling)",
-                      "document_model": "model.onnx",
-                      "query_model": "query_model.onnx" if "query_model.onnx" in files else "model.onnx",
-                      "similarity": "inner product", "index": "index.faiss", "documents": "docs.jsonl"}
-        bundle = save_bundle("p06_contrastive", version or lr.version, files, preprocess=preprocess,
-                             labels=sorted({d["section"] for d in ds.docs}), metrics=metrics,
-                             extra={"encoder_version": lr.version, "corpus_sha256": ds.info["sha256"],
-                                    "index_kind": index_kind, "run_dir": str(lr.path)}, overwrite=overwrite)
-    print(f"bundle: {bundle.path} (parity max |diff| {diff:.2e}, index {index_kind}, {len(ds.docs)} docs)", flush=True)
-    return {"bundle": str(bundle.path), "parity_max_abs_diff": diff}
+        export_side(q_mod, tmp / "query.onnx", max(lr.cfg.max_doc_len, lr.cfg.max_query_len))
+        faiss.write_index(index, str(tmp / "index.faiss"))
+        (tmp / "docs.jsonl").write_text(doc_store(ds.docs))
+        metrics = {"split": "test", "headline": "ndcg@10",
+                   "values": {**{k: test[k] for k in ("ndcg@10", "recall@10", "mrr@10", "recall@100")},
+                              "queries": len(ds.queries("test")[0]), "documents": len(ds.docs)}}
+        bundle = save_bundle(
+            name, version or lr.version, task="text-retrieval", graphs={"query": tmp / "query.onnx"},
+            preprocess=text_preprocess("input_ids", lr.cfg.max_query_len, truncate=True, min_length=2),
+            postprocess={"type": "knn", "graph": "query", "output": "sentence_embedding", "index": "index.faiss",
+                         "documents": "docs.jsonl", "metric": "inner_product", "default_k": 10, "max_k": 100,
+                         "int8_tables": bool(int8), "index_type": "SQ8" if sq8 else "Flat",
+                         "dims": int(emb.shape[1])},
+            reference=torch_reference(q_mod, "query", {"input_ids": ref_ids}, ["sentence_embedding"]),
+            metrics=metrics,
+            provenance=provenance("p06_contrastive", lr.path, "debian-packages", lr.cfg.split_seed, lr.cfg.seed,
+                                  vars(lr.cfg)),
+            drift_inputs=drift_sample(val_queries, n_drift),
+            files={"tokenizer.json": lr.path / "tokenizer.json", "index.faiss": tmp / "index.faiss",
+                   "docs.jsonl": tmp / "docs.jsonl"}, overwrite=overwrite)
+    size = bundle_size(bundle.path)
+    print(f"bundle: {bundle.path} ({size / 1e6:.0f} MB; test nDCG@10 {test['ndcg@10']:.4f} "
+          f"R@10 {test['recall@10']:.4f} on the exported graph and index)", flush=True)
+    return {"bundle": str(bundle.path), "size_bytes": size, "test": test}

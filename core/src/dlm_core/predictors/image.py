@@ -39,7 +39,7 @@ def decode_image(item, height: int, width: int) -> np.ndarray:
     else:
         try:
             arr = np.asarray(item, dtype=np.float32)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise BadInput("image must be a 2-D array of numbers (pixel values 0..255) or a base64 PNG")
         if arr.ndim == 3 and arr.shape[-1] in (3, 4):
             arr = arr[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)

@@ -140,7 +140,8 @@ class TextRetriever(TextPredictor):
     def run(self, rows) -> BatchOutput:
         ids = self.pad([r[0] for r in rows])
         emb = self.run_graph(self.post["graph"], {self.pre["graph_input"]: ids})[self.post["output"]]
-        kmax = max(r[2] for r in rows)
+        k_def = self.post["default_k"]
+        kmax = max(max(r[2] for r in rows), k_def)
         scores, idx = self.index.search(np.ascontiguousarray(emb, dtype=np.float32), kmax)
         results = []
         for (_, _, k), s_row, i_row in zip(rows, scores, idx):
@@ -148,7 +149,6 @@ class TextRetriever(TextPredictor):
                     for r, (s, i) in enumerate(zip(s_row[:k], i_row[:k])) if i >= 0]
             results.append({"prediction": hits[0]["id"] if hits else None,
                             "confidence": hits[0]["score"] if hits else None, "results": hits})
-        k_def = min(self.post["default_k"], kmax)
         tensors = {"ids": np.array([[self.documents[i]["id"] if i >= 0 else "" for i in row[:k_def]]
                                     for row in idx], object),
                    "scores": scores[:, :k_def].astype(np.float32), "embedding": emb.astype(np.float32)}

@@ -141,3 +141,21 @@ def export_main(argv=None) -> int:
     run_export(args.run, args.dims, not args.float_tables, not args.flat_index, args.version, args.name,
                args.overwrite)
     return 0
+
+
+@cli_entry
+def classifier_main(argv=None) -> int:
+    p = ArgumentParser(prog="run_section_classifier",
+                       description="Train a linear head on the encoder's document embeddings to predict a package's "
+                                   "Debian section from its description (choices on val), score it on test beside "
+                                   "TF-IDF + logistic regression, and export it as a dlm-bundle/1 (package-section).")
+    p.add_argument("run", help="a run or an ensemble (run_contrastive_ensemble) folder")
+    p.add_argument("--name", default="package-section", help="bundle name (default: package-section)")
+    p.add_argument("--version", help="bundle version (default: the encoder version)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the head's training (default: 0)")
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+    from .classifier import train_and_export
+
+    train_and_export(args.run, args.version, args.overwrite, args.name, args.seed)
+    return 0

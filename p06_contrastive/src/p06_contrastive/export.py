@@ -85,12 +85,12 @@ def side_module(encoder: nn.Module, query: bool, int8: bool, projection: np.ndar
     return SideEncoder(encoder, query).eval()
 
 
-def export_side(module: nn.Module, path, max_len: int) -> Path:
+def export_side(module: nn.Module, path, max_len: int, output_names=("sentence_embedding",)) -> Path:
     from dlm_core.export import onnx_export
 
     example = torch.randint(1, 100, (2, min(16, max_len)))
     batch, length = torch.export.Dim("batch", min=1), torch.export.Dim("length", min=2, max=max_len)
-    return onnx_export(module, (example,), path, ["input_ids"], ["sentence_embedding"], ({0: batch, 1: length},))
+    return onnx_export(module, (example,), path, ["input_ids"], list(output_names), ({0: batch, 1: length},))
 
 
 @torch.no_grad()

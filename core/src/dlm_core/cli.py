@@ -1,4 +1,4 @@
-"""The `dlm` console script: doctor, data list/fetch, runs list, bundle verify, demo.
+"""The `dlm` console script: doctor, data list/fetch, runs list, bundle verify/list, demo.
 
 Heavy imports (torch) happen inside the commands that need them, so `dlm --help` is instant.
 """
@@ -87,6 +87,7 @@ def cmd_runs_list(args) -> int:
 
 
 def cmd_bundle_verify(args) -> int:
+    """Schema, checksums, then the self-check: ONNX Runtime replays reference.npz within the tolerance."""
     from .bundle import find_bundles, verify_bundle
 
     paths = args.paths or find_bundles()
@@ -95,9 +96,42 @@ def cmd_bundle_verify(args) -> int:
     bad = 0
     for p in paths:
         problems = verify_bundle(p)
-        print(f"{p}: {'ok' if not problems else 'FAILED: ' + '; '.join(problems)}")
+        if not problems:
+            try:
+                from .predictors import load_predictor
+
+                diff = load_predictor(p).self_check()
+            except DlmError as err:
+                problems = [str(err)]
+        print(f"{p}: {'ok (self-check max |ORT - torch| %.1e)' % diff if not problems else 'FAILED: ' + '; '.join(problems)}")
         bad += bool(problems)
     return 1 if bad else 0
+
+
+def cmd_bundle_list(args) -> int:
+    from .bundle import bundle_size, find_bundles
+    from .io import read_json
+
+    rows = []
+    for p in find_bundles(args.root):
+        try:
+            m = read_json(p / "manifest.json")
+            metric = m.get("metrics", {})
+            value = metric.get("values", {}).get(metric.get("headline"))
+            headline = f"{metric['split']} {metric['headline']} {value:.4g}" if isinstance(value, (int, float)) \
+                else "-"
+            rows.append((m.get("name", p.parent.name), m.get("version", p.name), m.get("task", "?"),
+                         f"{bundle_size(p) / 1e6:.1f} MB", headline, m.get("schema", "none")))
+        except (OSError, ValueError, KeyError, TypeError):
+            rows.append((p.parent.name, p.name, "?", f"{bundle_size(p) / 1e6:.1f} MB", "unreadable manifest", "?"))
+    if not rows:
+        print("no bundles under " + str(args.root or "artifacts/"))
+        return 0
+    head = ("name", "version", "task", "size", "held-out metric", "schema")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
 
 
 def cmd_demo(args) -> int:
@@ -130,9 +164,13 @@ def build_parser() -> ArgumentParser:
     rl.add_argument("--root", default=None, help="runs folder (default: $DLM_RUNS or runs)")
     rl.set_defaults(func=cmd_runs_list)
 
-    bundle = sub.add_parser("bundle", help="model bundles: verify")
+    bundle = sub.add_parser("bundle", help="model bundles: verify, list")
     bsub = bundle.add_subparsers(dest="bundle_command", required=True, parser_class=ArgumentParser)
-    bv = bsub.add_parser("verify", help="check every file's sha256 against manifest.json")
+    bl = bsub.add_parser("list", help="name, version, task, size and held-out metric of every bundle")
+    bl.add_argument("--root", default=None, help="artifacts folder (default: $DLM_ARTIFACTS or artifacts/)")
+    bl.set_defaults(func=cmd_bundle_list)
+    bv = bsub.add_parser("verify", help="check the dlm-bundle/1 schema, every file's sha256, and run the self-check "
+                         "(ONNX Runtime vs the exported torch outputs)")
     bv.add_argument("paths", nargs="*", help="bundle folders (default: all under artifacts/)")
     bv.set_defaults(func=cmd_bundle_verify)
 

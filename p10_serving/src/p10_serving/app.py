@@ -240,8 +240,6 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
         for i, item in enumerate(items):
             try:
                 rows.append(p.prepare(item))
-            except OverflowError:  # a JSON integer beyond float range (dlm_core does not catch it yet)
-                err = BadInput("a number is too large")
             except BadInput as e:
                 err = e
             else:

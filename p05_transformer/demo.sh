@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # p05 demo: the default transformer trained 4 epochs on the real EN->ES Bible pairs (quick preset, ~3 min on one core),
-# scored on 200 test pairs beside the baselines, exported to ONNX, then used from the command line.
+# scored on 200 test pairs beside the baselines, exported as a bundle (translator-en-es-demo), then used from the
+# command line, with torch and with the bundle alone (ONNX Runtime).
 set -euo pipefail
 RUN="${DLM_RUNS:-runs}/p05_transformer/demo-quick"
 rm -rf "$RUN"
-DLM_THREADS="${DLM_THREADS:-1}" run_transformer_train --preset quick --run-dir "$RUN"
+DLM_THREADS="${DLM_THREADS:-1}" run_transformer_train --preset quick --no-export --run-dir "$RUN"
+run_transformer_export "$RUN" --name translator-en-es-demo --version quick --overwrite
 run_transformer_translate --run "$RUN" "In the beginning God created the heavens and the earth." "God is love." \
     --beam 2 --attention "$RUN/attention_demo.png"
+run_transformer_translate --bundle "${DLM_ARTIFACTS:-artifacts}/translator-en-es-demo/quick" "God is love."

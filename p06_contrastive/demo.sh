@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # p06 quick demo: train two small contrastive encoders (seeds 0 and 1) on 4,000 real Debian package
 # descriptions, join them into one ensemble encoder, index it with FAISS HNSW, search by meaning, and compare
-# with BM25 / TF-IDF on the held-out queries of that subset.
+# with BM25 / TF-IDF on the held-out queries of that subset; export the search and the section classifier as
+# bundles (package-search-demo, package-section-demo) for p10_serving.
 set -euo pipefail
 ROOT="${DLM_RUNS:-runs}/p06_contrastive"
 RUN="$ROOT/demo-quick"
@@ -14,3 +15,5 @@ run_semantic_search "solar energy" -k 5 --index "$RUN-ensemble/index-hnsw"
 run_semantic_search "play chess against the computer" -k 5 --index "$RUN-ensemble/index-hnsw"
 run_retrieval_evaluate "$RUN" --no-faiss --tsne-points 0
 run_retrieval_evaluate "$RUN-ensemble" --no-faiss --tsne-points 0
+run_contrastive_export "$RUN-ensemble" --name package-search-demo --version quick --overwrite
+run_section_classifier "$RUN-ensemble" --name package-section-demo --version quick --overwrite

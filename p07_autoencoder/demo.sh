@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # p07 quick demo (run from the repo root): a one-class Fashion-MNIST detector (normal = sneakers) trained on
-# 1,500 normal images for 3 epochs, then the detector CLI on its run and on a few raw images.
+# 1,500 normal images for 3 epochs, then the detector CLI on its run and on a few raw images, and its bundle
+# (fashion-anomaly-demo) for p10_serving.
 set -euo pipefail
 export DLM_NO_PROGRESS=1
 log=$(mktemp)
@@ -16,4 +17,5 @@ np.save(f"{sys.argv[1]}/demo_inputs.npy", x)
 PY
 echo "== 5 sneakers then 5 bags:"
 run_anomaly_detector "$run" --input "$run/demo_inputs.npy"
+run_anomaly_export "$run" --name fashion-anomaly-demo --version quick --overwrite
 rm -f "$log"

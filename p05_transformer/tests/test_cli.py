@@ -101,3 +101,18 @@ def test_evaluate_cli_scores_the_test_split(tiny_run):
     assert res["config"]["length_alpha"] == 2 and res["config"]["no_repeat_ngram"] == 3
     _, val, test = D.load_pairs(TransformerConfig())
     assert [e["en"] for e in res["examples"]] == [en for en, _ in val[:5]] != [en for en, _ in test[:5]]
+
+
+def test_export_cli_and_translate_from_the_bundle(tiny_run, tmp_path):
+    run, res = tiny_run
+    env = {"DLM_ARTIFACTS": str(tmp_path)}
+    out = _cli("export_main", str(run), "--name", "tr", "--version", "v1", env_extra=env)
+    assert out.returncode == 0, out.stderr
+    again = _cli("export_main", str(run), "--name", "tr", "--version", "v1", env_extra=env)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    from_bundle = _cli("translate_main", "God is love.", "--bundle", str(tmp_path / "tr" / "v1"))
+    from_run = _cli("translate_main", "God is love.", "--run", str(run), "--beam", str(TINY["beam"]))
+    assert from_bundle.returncode == 0, from_bundle.stderr
+    assert from_bundle.stdout == from_run.stdout
+    bad = _cli("translate_main", "word " * 60, "--bundle", str(tmp_path / "tr" / "v1"))
+    assert bad.returncode == 2 and "at most 40" in bad.stderr

@@ -46,6 +46,8 @@ def translate_main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="run_transformer_translate", description="Translate English sentences to Spanish")
     p.add_argument("text", nargs="+", help="English sentence(s); each argument is translated separately")
     p.add_argument("--run", default=None, help="trained run folder (default: the latest under runs/p05_transformer)")
+    p.add_argument("--bundle", default=None, help="translate with an exported bundle instead (ONNX Runtime, no torch: "
+                   "dlm_core.predictors.Translator, with the bundle's own decoding settings)")
     p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
     add_decoding_args(p)
     p.add_argument("--attention", default=None, metavar="OUT.png", help="save cross-attention heatmaps (1st text)")
@@ -53,6 +55,20 @@ def translate_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.beam < 1:
         raise DlmError("--beam must be >= 1")
+    if args.bundle:
+        if args.run or args.attention:
+            raise DlmError("--bundle translates with the bundle alone; drop --run/--attention")
+        from dlm_core.predictors import BadInput, load_predictor
+
+        pred = load_predictor(args.bundle)
+        pred.self_check()
+        try:
+            rows = [pred.prepare(t) for t in args.text]
+        except BadInput as err:
+            raise DlmError(f"{err}") from None
+        for text, out in zip(args.text, pred.run(rows).results):
+            print(f'input: "{text}"  output: "{out["translation"]}"')
+        return 0
 
     from dlm_core.device import select_device
 
@@ -66,6 +82,22 @@ def translate_main(argv: list[str] | None = None) -> int:
         print(f'input: "{text}"  output: "{out}"')
     if args.attention:
         print(f"attention: {attention_figure(model, tok, args.text[0], args.attention, cfg.max_len)}")
+    return 0
+
+
+@cli_entry
+def export_main(argv: list[str] | None = None) -> int:
+    p = ArgumentParser(prog="run_transformer_export", description="Export a trained run as a dlm-bundle/1 "
+                       "(artifacts/<name>/<version>/: encoder + decoder-step ONNX graphs, tokenizer, the run's decoding "
+                       "settings); refused unless ONNX Runtime decodes exactly as torch")
+    p.add_argument("run", help="trained run folder, e.g. runs/p05_transformer/<run>/")
+    p.add_argument("--name", default="translator-en-es", help="bundle name (default: translator-en-es)")
+    p.add_argument("--version", default=None, help="bundle version (default: the run folder's name)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle of that version")
+    args = p.parse_args(argv)
+    from .export import export_bundle
+
+    print(f"bundle: {export_bundle(args.run, args.version, args.overwrite, args.name)}")
     return 0
 
 

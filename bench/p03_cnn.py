@@ -43,10 +43,10 @@ def main() -> int:
     from dlm_core.bundle import latest_bundle, load_bundle
     from dlm_core.device import set_cpu_threads
     from dlm_core.errors import DlmError
-    from p03_cnn.config import CNNConfig
-    from p03_cnn.data import augment_batch, build_augment
     from dlm_core.export import onnx_export
     from dlm_core.predictors import ort_session
+    from p03_cnn.config import CNNConfig
+    from p03_cnn.data import augment_batch, build_augment
     from p03_cnn.export import ServingGraph
     from p03_cnn.model import build_model
     from p03_cnn.train import make_optimizer

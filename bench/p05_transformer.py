@@ -35,11 +35,11 @@ def main() -> None:
     torch.set_num_threads(1)
     from dlm_core.data import load_dataset
     from dlm_core.errors import DlmError
+    from dlm_core.predictors import ort_session
     from p05_transformer import data as D
     from p05_transformer.config import TransformerConfig
     from p05_transformer.decode import CachedStepper, UncachedStepper
     from p05_transformer.evaluate import latest_run, load_trained
-    from dlm_core.predictors import ort_session
     from p05_transformer.export import export_onnx
     from p05_transformer.model import BOS
     from p05_transformer.train import build_model

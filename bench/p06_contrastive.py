@@ -35,8 +35,8 @@ def main() -> int:
     from p06_contrastive.data import encode, load_corpus
     from p06_contrastive.evaluate import corpus_embeddings, load_run, query_embeddings
     from p06_contrastive.export import export_side
-    from p06_contrastive.model import SideEncoder
     from p06_contrastive.index import benchmark
+    from p06_contrastive.model import SideEncoder
 
     run = Path(args.run) if args.run else newest_run()
     if run is None:

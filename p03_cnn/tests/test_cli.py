@@ -1,11 +1,9 @@
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 BIN = os.path.dirname(sys.executable)
 

@@ -103,7 +103,8 @@ def cmd_bundle_verify(args) -> int:
                 diff = load_predictor(p).self_check()
             except DlmError as err:
                 problems = [str(err)]
-        print(f"{p}: {'ok (self-check max |ORT - torch| %.1e)' % diff if not problems else 'FAILED: ' + '; '.join(problems)}")
+        verdict = f"ok (self-check max |ORT - torch| {diff:.1e})" if not problems else "FAILED: " + "; ".join(problems)
+        print(f"{p}: {verdict}")
         bad += bool(problems)
     return 1 if bad else 0
 

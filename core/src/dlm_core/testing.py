@@ -83,7 +83,8 @@ def toy_image_bundle(root, task: str = "image-classification", name: str | None 
         else:
             with torch.no_grad():
                 errs = net(torch.from_numpy(((val[:, None] / 255.0 - 0.5) / 0.5).astype(np.float32)))[0].numpy()
-            post = {"type": "threshold", "graph": "model", "output": "error", "threshold": float(np.quantile(errs, 0.99)),
+            post = {"type": "threshold", "graph": "model", "output": "error",
+                    "threshold": float(np.quantile(errs, 0.99)),
                     "higher_is_anomalous": True, "labels": ["normal", "anomaly"], "embedding_output": "code"}
             metrics = {"split": "test", "headline": "roc_auc", "values": {"roc_auc": 0.5}}
         b = save_bundle(name or f"toy-{task}", version, task=task, graphs={"model": onnx}, preprocess=pre,
@@ -138,14 +139,16 @@ def toy_text_bundle(root, task: str = "text-classification", name: str | None = 
         net = Bag(tok.get_vocab_size(), 4).eval()
         ids = torch.tensor([[2, 3, 4, 0], [5, 6, 7, 8], [9, 0, 0, 0]])
         _export(net, ids, tmp / "m.onnx", "input_ids", ["logits", "sentence_embedding"] if task == "text-classification"
-                else ["sentence_embedding"], {0: torch.export.Dim("batch"), 1: torch.export.Dim("length", min=2, max=64)})
+                else ["sentence_embedding"],
+                {0: torch.export.Dim("batch"), 1: torch.export.Dim("length", min=2, max=64)})
         with torch.no_grad():
             o = net(ids)
         pre = {"type": "text", "graph_input": "input_ids", "tokenizer": "tokenizer.json", "max_tokens": 64,
                "pad_id": 0, "add_special_tokens": False, "truncate": True, "min_length": 2}
         files = {"tokenizer.json": tmp / "tokenizer.json"}
         if task == "text-classification":
-            ref = {"model.in.input_ids": ids.numpy(), "model.out.logits": o[0].numpy(), "model.out.sentence_embedding": o[1].numpy()}
+            ref = {"model.in.input_ids": ids.numpy(), "model.out.logits": o[0].numpy(),
+                   "model.out.sentence_embedding": o[1].numpy()}
             post = {"type": "softmax_topk", "graph": "model", "output": "logits", "labels": ["admin", "devel", "games",
                     "libs"], "top_k": 2, "embedding_output": "sentence_embedding"}
             metrics = {"split": "test", "headline": "accuracy", "values": {"accuracy": 0.25}}

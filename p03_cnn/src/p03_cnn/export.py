@@ -7,7 +7,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -70,7 +69,8 @@ def export_run(run_path, name: str = "fashion-cnn", version: str | None = None, 
             postprocess={"type": "softmax_topk", "graph": "model", "output": "logits", "labels": list(classes),
                          "top_k": 3, "embedding_output": "embedding"},
             reference=reference, reference_tolerance=PARITY_TOL,
-            metrics={"split": "test", "headline": "accuracy", "values": {k: v for k, v in values.items() if v is not None}},
+            metrics={"split": "test", "headline": "accuracy",
+                     "values": {k: v for k, v in values.items() if v is not None}},
             provenance=provenance("p03_cnn", run_path, cfg.dataset, cfg.seed, cfg.seed, vars(cfg)),
             drift_inputs=list(ds.val.x[:n_drift]),
             files={"weights.pt": tmp / "weights.pt", "parity.png": tmp / "parity.png"}, overwrite=overwrite)

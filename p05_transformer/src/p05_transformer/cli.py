@@ -88,7 +88,8 @@ def translate_main(argv: list[str] | None = None) -> int:
 @cli_entry
 def export_main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="run_transformer_export", description="Export a trained run as a dlm-bundle/1 "
-                       "(artifacts/<name>/<version>/: encoder + decoder-step ONNX graphs, tokenizer, the run's decoding "
+                       "(artifacts/<name>/<version>/: encoder + decoder-step ONNX graphs, tokenizer, the run's "
+                       "decoding "
                        "settings); refused unless ONNX Runtime decodes exactly as torch")
     p.add_argument("run", help="trained run folder, e.g. runs/p05_transformer/<run>/")
     p.add_argument("--name", default="translator-en-es", help="bundle name (default: translator-en-es)")

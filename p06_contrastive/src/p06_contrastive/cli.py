@@ -119,11 +119,13 @@ def ensemble_main(argv=None) -> int:
 @cli_entry
 def export_main(argv=None) -> int:
     p = ArgumentParser(prog="run_contrastive_export",
-                       description="The query encoder as one ONNX graph (int8 token tables for bag encoders) + tokenizer "
+                       description="The query encoder as one ONNX graph (int8 token tables for bag encoders) + "
+                                   "tokenizer "
                                    "+ FAISS index + document store as a dlm-bundle/1 in artifacts/<name>/<version>/; "
                                    "--options prints each serving option's nDCG@10 on val instead (to choose one).")
     p.add_argument("run", help="a run or an ensemble (run_contrastive_ensemble) folder")
-    p.add_argument("--dims", type=int, default=0, help="project embeddings onto this many top directions (0 = keep all)")
+    p.add_argument("--dims", type=int, default=0,
+                   help="project embeddings onto this many top directions (0 = keep all)")
     p.add_argument("--float-tables", action="store_true", help="keep float32 token tables (default: int8 per row)")
     p.add_argument("--flat-index", action="store_true", help="float32 Flat index (default: 8-bit scalar quantised)")
     p.add_argument("--name", default="package-search", help="bundle name (default: package-search)")

@@ -15,7 +15,8 @@ def _f(default, help_text):
 class Config:
     # data
     split_seed: int = _f(0, "seed of the source-package split of debian-packages (keep fixed across runs)")
-    max_corpus: int = _f(0, "use a random subset of this many documents, drawn with --split-seed (0 = the full corpus; tests)")
+    max_corpus: int = _f(0, "use a random subset of this many documents, drawn with --split-seed "
+                            "(0 = the full corpus; tests)")
     max_train_pairs: int = _f(0, "cap on training (synopsis, description) pairs per epoch (0 = all)")
     # tokenizer
     vocab_size: int = _f(48000, "BPE vocabulary trained on the training split (large: rare names stay whole)")

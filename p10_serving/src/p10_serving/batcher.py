@@ -27,8 +27,6 @@ import math
 import time
 from collections.abc import Callable
 
-import numpy as np
-
 from dlm_core.predictors import BatchOutput
 
 
@@ -58,18 +56,7 @@ class Request:
 
 def merge(parts: list[BatchOutput]) -> BatchOutput:
     """One caller's slices (several when its request was split) back into one output."""
-    if len(parts) == 1:
-        return parts[0]
-    try:
-        return BatchOutput.concat(parts)
-    except ValueError:  # a tensor's width differs between batches (retrieval: k of the batch): keep the rest
-        out = BatchOutput.concat([dataclasses.replace(p, tensors={}) for p in parts])
-        for k in parts[0].tensors:
-            try:
-                out.tensors[k] = np.concatenate([p.tensors[k] for p in parts])
-            except ValueError:
-                pass
-        return out
+    return BatchOutput.concat(parts)
 
 
 class InlineExecutor(concurrent.futures.Executor):

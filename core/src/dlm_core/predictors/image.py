@@ -26,13 +26,14 @@ def decode_image(item, height: int, width: int) -> np.ndarray:
         try:
             item = base64.b64decode(item.split(",", 1)[-1] if item.startswith("data:") else item, validate=True)
         except (binascii.Error, ValueError):
-            raise BadInput("image text is not valid base64 (send a base64 PNG/JPEG, or a 2-D array of pixels)")
+            raise BadInput("image text is not valid base64 (send a base64 PNG/JPEG, or a 2-D array of "
+                           "pixels)") from None
     if isinstance(item, (bytes, bytearray)):
         try:
             img = Image.open(io.BytesIO(item))
             img.load()
         except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise BadInput(f"image does not decode ({err.__class__.__name__}); send a PNG or JPEG")
+            raise BadInput(f"image does not decode ({err.__class__.__name__}); send a PNG or JPEG") from None
         if max(img.size) > MAX_SIDE:
             raise BadInput(f"image is {img.size[0]}x{img.size[1]}; at most {MAX_SIDE} px a side")
         arr = np.asarray(img.convert("L"), dtype=np.float32)
@@ -40,7 +41,7 @@ def decode_image(item, height: int, width: int) -> np.ndarray:
         try:
             arr = np.asarray(item, dtype=np.float32)
         except (TypeError, ValueError, OverflowError):
-            raise BadInput("image must be a 2-D array of numbers (pixel values 0..255) or a base64 PNG")
+            raise BadInput("image must be a 2-D array of numbers (pixel values 0..255) or a base64 PNG") from None
         if arr.ndim == 3 and arr.shape[-1] in (3, 4):
             arr = arr[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
         elif arr.ndim == 3 and arr.shape[0] == 1:

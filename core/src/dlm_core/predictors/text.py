@@ -18,7 +18,7 @@ def as_text(item) -> str:
         try:
             item = item.decode("utf-8")
         except UnicodeDecodeError:
-            raise BadInput("text is not valid UTF-8")
+            raise BadInput("text is not valid UTF-8") from None
     if not isinstance(item, str):
         raise BadInput(f"text must be a string, got {type(item).__name__}")
     if not item.strip():

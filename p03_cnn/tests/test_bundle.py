@@ -13,11 +13,11 @@ def bundle(tiny_run, tmp_path_factory):
 
     path, _ = tiny_run
     root = tmp_path_factory.mktemp("artifacts")
-    out = export_run(path, name="fashion-cnn", version="test", n_reference=16, n_drift=500)
+    with pytest.MonkeyPatch.context() as mp:  # module scope: the per-test DLM_ARTIFACTS is not set yet
+        mp.setenv("DLM_ARTIFACTS", str(root))
+        out = export_run(path, name="fashion-cnn", version="test", n_reference=16, n_drift=500)
     assert out["parity_max_abs_diff"] <= 1e-4
-    dest = root / "fashion-cnn" / "test"
-    shutil.move(out["bundle"], dest)
-    return path, dest
+    return path, root / "fashion-cnn" / "test"
 
 
 def test_manifest_follows_the_contract(bundle):

@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -9,10 +8,11 @@ import pytest
 def bundle(tiny_run, tmp_path_factory):
     from p06_contrastive.export import run_export
 
-    out = run_export(tiny_run[0], dims=16, version="t1", n_drift=500)
-    dest = tmp_path_factory.mktemp("p06-artifacts") / "package-search" / "t1"
-    shutil.move(out["bundle"], dest)
-    return tiny_run[0], dest, out
+    root = tmp_path_factory.mktemp("p06-artifacts")
+    with pytest.MonkeyPatch.context() as mp:  # module scope: the per-test DLM_ARTIFACTS is not set yet
+        mp.setenv("DLM_ARTIFACTS", str(root))
+        out = run_export(tiny_run[0], dims=16, version="t1", n_drift=500)
+    return tiny_run[0], root / "package-search" / "t1", out
 
 
 def test_bundle_follows_the_contract_and_searches_like_torch(bundle):

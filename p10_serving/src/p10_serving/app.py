@@ -6,6 +6,7 @@
     GET  /v1/models[/{name}]             what is loaded (and an example input)
     GET  /v2, /v2/health/live|ready, /v2/models/{m}[/versions/{v}][/ready]
     POST /v2/models/{m}[/versions/{v}]/infer     tensors in, tensors out, id echoed
+    GET  /v1/models/{name}/drift[?dump=1] the drift monitor's report (every test, threshold, verdict)
     GET  /metrics                        Prometheus text format
     GET  /docs                           OpenAPI, with an example body per model
 
@@ -16,6 +17,7 @@ content type 415, queue full 503 (+ Retry-After), timeout 504.
 """
 
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -33,6 +35,7 @@ from dlm_core.predictors import BadInput, Predictor
 
 from . import __version__, v2
 from .batcher import Batcher, QueueFull, RequestTimeout, ShuttingDown
+from .drift import DriftMonitor
 from .metrics import Metrics
 from .registry import ModelNotFound, Registry
 
@@ -49,6 +52,10 @@ class ServeConfig:
     batching: bool = True           # False: one request per execution, no waiting
     max_body_bytes: int = 4 << 20   # 413 above
     max_request_rows: int = 256     # rows in one request (413 above)
+    drift_window: int = 500         # live rows per model the drift monitor compares with the reference
+    drift_min_rows: int = 200       # no drift verdict below this many rows in the window
+    drift_every: int = 50           # drift statistics are recomputed at most once per this many new rows
+    drift_dir: str | None = None    # folder for ?dump=1 (None: dumps refused)
 
 
 class TooLarge(Exception):
@@ -152,13 +159,20 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
     registry = Registry(predictors)
     metrics = Metrics()
     batchers: dict[tuple[str, str], Batcher] = {}
+    monitors: dict[tuple[str, str], DriftMonitor] = {}
+    for p in registry:  # models without a drift reference (the no-op model) have no monitor
+        m = DriftMonitor.for_predictor(p, window=config.drift_window, min_rows=config.drift_min_rows,
+                                       every=config.drift_every) if hasattr(p, "bundle") else None
+        if m is not None:
+            monitors[p.name, p.version] = m
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         for p in registry:
             b = Batcher(p.run, max_batch_size=config.max_batch_size, max_delay_ms=config.max_delay_ms,
                         queue_size=config.queue_size, timeout_ms=config.timeout_ms, batching=config.batching,
-                        metrics=metrics.model(p.name, p.version, p.task, p.sha256), name=f"{p.name}:{p.version}")
+                        metrics=metrics.model(p.name, p.version, p.task, p.sha256), name=f"{p.name}:{p.version}",
+                        on_output=monitors[p.name, p.version].update if (p.name, p.version) in monitors else None)
             b.start()
             batchers[p.name, p.version] = b
         yield
@@ -170,6 +184,7 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
                   description="The dlm bundles behind a dynamic batcher: a simple JSON API (v1), the KServe v2 "
                               "Open Inference Protocol REST surface, and Prometheus metrics at /metrics.")
     app.state.registry, app.state.metrics, app.state.batchers, app.state.config = registry, metrics, batchers, config
+    app.state.monitors = monitors
     app.add_middleware(Guard, metrics=metrics, known=set(registry.models), max_body_bytes=config.max_body_bytes)
 
     # -- errors: always {"error": "..."}
@@ -354,9 +369,31 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
             response["id"] = body.id
         return JSONResponse(response)
 
+    # -- drift: statistics are computed in a worker thread, never on the event loop
+    async def drift_report(m: DriftMonitor) -> dict:
+        report = await asyncio.to_thread(m.report)
+        metrics.drift(report)
+        return report
+
+    @app.get("/v1/models/{name}/drift", tags=["v1"], summary="Drift of the live window against the bundle's "
+             "validation reference: every test, its threshold and verdict (?dump=1 also saves both windows)")
+    async def v1_drift(request: Request, name: str, version: str | None = None, dump: bool = False):
+        p = lookup(request, name, version)
+        m = monitors.get((p.name, p.version))
+        if m is None:
+            raise ModelNotFound(f"model {p.name!r} has no drift reference")
+        report = dict(await drift_report(m))
+        if dump:
+            if not config.drift_dir:
+                raise BadInput("dumps are off; start the server with --drift-dir FOLDER")
+            report["dump"] = str(await asyncio.to_thread(m.dump, config.drift_dir))
+        return report
+
     # -- metrics
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (text format)")
     async def prometheus():
+        for m in monitors.values():  # cached unless `drift_every` rows arrived since the last computation
+            await drift_report(m)
         data, ctype = metrics.render()
         return Response(data, media_type=ctype)
 

@@ -23,11 +23,14 @@ import asyncio
 import collections
 import concurrent.futures
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable
 
 from dlm_core.predictors import BatchOutput
+
+log = logging.getLogger("p10_serving")
 
 
 class QueueFull(Exception):
@@ -75,13 +78,14 @@ class Batcher:
     def __init__(self, run: Callable[[list], BatchOutput], *, max_batch_size: int = 32, max_delay_ms: float = 5.0,
                  queue_size: int = 256, timeout_ms: float = 10_000, batching: bool = True,
                  clock: Callable[[], float] = time.monotonic, executor: concurrent.futures.Executor | None = None,
-                 metrics=None, name: str = "model"):
+                 metrics=None, name: str = "model", on_output: Callable[[BatchOutput], None] | None = None):
         if max_batch_size < 1 or queue_size < 1 or max_delay_ms < 0 or timeout_ms <= 0:
             raise ValueError("max_batch_size and queue_size must be >= 1, max_delay_ms >= 0, timeout_ms > 0")
         self.run, self.name = run, name
         self.max_batch_size, self.max_delay = max_batch_size, max_delay_ms / 1000
         self.queue_size, self.timeout = queue_size, timeout_ms / 1000
         self.batching, self.clock, self.metrics = batching, clock, metrics
+        self.on_output = on_output  # sees every executed batch (the drift monitor's append)
         self.executor = executor or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"model-{name}")
         self.waiting: collections.deque[Request] = collections.deque()
         self.queued_rows = 0      # rows waiting, not yet in a batch
@@ -166,6 +170,11 @@ class Batcher:
             return
         if self.metrics:
             self.metrics.executed(len(rows), self.clock() - started)
+        if self.on_output:
+            try:
+                self.on_output(out)
+            except Exception:  # noqa: BLE001 - monitoring must never fail a request
+                log.exception("on_output failed for %s", self.name)
         offset = 0
         for req, start, stop in batch:
             req.parts.append(out.slice(offset, offset + stop - start))

@@ -33,6 +33,14 @@ def serve_parser() -> ArgumentParser:
     p.add_argument("--no-batching", action="store_true", help="run each request alone, as soon as the model is free")
     p.add_argument("--max-body-bytes", type=int, default=4 << 20, help="request body limit, then 413 (default: 4 MiB)")
     p.add_argument("--max-request-rows", type=int, default=256, help="rows in one request, then 413 (default: 256)")
+    p.add_argument("--drift-window", type=int, default=500,
+                   help="live rows per model the drift monitor compares with the bundle's reference (default: 500)")
+    p.add_argument("--drift-min-rows", type=int, default=200,
+                   help="no drift verdict while the window holds fewer rows (default: 200)")
+    p.add_argument("--drift-every", type=int, default=50,
+                   help="recompute drift statistics at most once per this many new rows (default: 50)")
+    p.add_argument("--drift-dir", default=None,
+                   help="folder where GET /v1/models/NAME/drift?dump=1 writes the windows (default: dumps off)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="uvicorn's log level (default: warning)")
     return p
@@ -46,6 +54,8 @@ def serve_main(argv: list[str] | None = None) -> int:
     for flag in ("max_batch_size", "queue_size", "max_body_bytes", "max_request_rows", "port"):
         if getattr(args, flag) < (0 if flag == "port" else 1):
             raise DlmError(f"--{flag.replace('_', '-')} must be positive")
+    if not 1 <= args.drift_min_rows <= args.drift_window or args.drift_every < 1:
+        raise DlmError("need 1 <= --drift-min-rows <= --drift-window and --drift-every >= 1")
     if args.max_delay_ms < 0 or args.timeout_ms <= 0 or args.threads < 0:
         raise DlmError("--max-delay-ms and --threads must be >= 0, --timeout-ms > 0")
 
@@ -64,7 +74,9 @@ def serve_main(argv: list[str] | None = None) -> int:
 
     config = ServeConfig(max_batch_size=args.max_batch_size, max_delay_ms=args.max_delay_ms,
                          queue_size=args.queue_size, timeout_ms=args.timeout_ms, batching=not args.no_batching,
-                         max_body_bytes=args.max_body_bytes, max_request_rows=args.max_request_rows)
+                         max_body_bytes=args.max_body_bytes, max_request_rows=args.max_request_rows,
+                         drift_window=args.drift_window, drift_min_rows=args.drift_min_rows,
+                         drift_every=args.drift_every, drift_dir=args.drift_dir)
     app = create_app(predictors, config)
     for p in predictors:
         print(f"  {p.name} {p.version} ({p.task}) from {p.path}", flush=True)

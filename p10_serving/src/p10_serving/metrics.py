@@ -11,14 +11,22 @@ share counters.
     dlm_inference_executions_total{...}      executions     }
     dlm_queue_depth_rows{model,version}      rows waiting now
     dlm_model_info{model,version,task,sha256} 1 per loaded model
+    dlm_drift_statistic{model,version,signal,statistic,feature}          a drift test's value (p-value or PSI)
+    dlm_drift_threshold{model,version,signal,statistic,feature,level}    its warn / alert threshold
+    dlm_drift_effect{model,version,signal,statistic,feature,effect}      its effect size (Wasserstein SDs, ...)
+    dlm_drift_verdict{model,version,signal}  -1 no verdict yet, 0 ok, 1 warn, 2 alert (signal="overall" too)
+    dlm_drift_window_rows{model,version}, dlm_drift_rows_seen{model,version}
 """
 
 from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from .drift import LEVELS
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+EFFECTS = ("wasserstein_sd", "ks_d", "js_distance", "rate", "mmd2", "cosine_distance")
 
 
 class ModelMetrics:
@@ -56,12 +64,41 @@ class Metrics:
         self.executions = Counter("dlm_inference_executions", "Batch executions", ["model", "version"], registry=r)
         self.queue_depth = Gauge("dlm_queue_depth_rows", "Rows waiting in the batcher's queue", ["model", "version"],
                                  registry=r)
+        drift = ["model", "version", "signal", "statistic", "feature"]
+        self.drift_stat = Gauge("dlm_drift_statistic", "Drift test value (a p-value, Holm-adjusted, or a PSI)",
+                                drift, registry=r)
+        self.drift_threshold = Gauge("dlm_drift_threshold", "Drift test threshold", drift + ["level"], registry=r)
+        self.drift_effect = Gauge("dlm_drift_effect", "Drift effect size behind a test's gate", drift + ["effect"],
+                                  registry=r)
+        self.drift_verdict = Gauge("dlm_drift_verdict", "Drift verdict: -1 none yet, 0 ok, 1 warn, 2 alert",
+                                   ["model", "version", "signal"], registry=r)
+        self.drift_window = Gauge("dlm_drift_window_rows", "Rows in the drift window", ["model", "version"],
+                                  registry=r)
+        self.drift_seen = Gauge("dlm_drift_rows_seen", "Rows the drift monitor has seen", ["model", "version"],
+                                registry=r)
         self.info = Gauge("dlm_model_info", "A loaded model (value 1)", ["model", "version", "task", "sha256"],
                           registry=r)
 
     def model(self, name: str, version: str, task: str, sha256: str) -> ModelMetrics:
         self.info.labels(name, version, task, sha256).set(1)
         return ModelMetrics(self, name, version)
+
+    def drift(self, report: dict) -> None:
+        """Set the drift gauges from a DriftMonitor report."""
+        m, v = report["model"], report["version"]
+        self.drift_window.labels(m, v).set(report["window_rows"])
+        self.drift_seen.labels(m, v).set(report["rows_seen"])
+        verdicts = {**report["signals"], "overall": report["verdict"]}
+        for signal, verdict in verdicts.items():
+            self.drift_verdict.labels(m, v, signal).set(-1 if verdict is None else LEVELS[verdict])
+        for t in report["tests"]:
+            labels = (m, v, t["signal"], t["statistic"], t["feature"] or "")
+            self.drift_stat.labels(*labels).set(t["value"])
+            self.drift_threshold.labels(*labels, "warn").set(t["warn"])
+            self.drift_threshold.labels(*labels, "alert").set(t["alert"])
+            for effect in EFFECTS:
+                if effect in t:
+                    self.drift_effect.labels(*labels, effect).set(t[effect])
 
     def response(self, model: str, code: int, seconds: float) -> None:
         self.requests.labels(model, str(code)).inc()

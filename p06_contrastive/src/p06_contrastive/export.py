@@ -173,10 +173,11 @@ def doc_store(docs: list[dict], max_chars: int = 400) -> str:
 
 
 def drift_sample(val_queries: list[str], n: int) -> list[str]:
-    """n validation queries; a small corpus subset (tiny/quick presets) repeats its few, and says so."""
+    """Up to n validation queries; a small corpus subset (tiny/quick presets) repeats its few up to the
+    contract's minimum, and says so."""
     from dlm_core.bundle import MIN_DRIFT_ROWS
 
-    n = max(n, MIN_DRIFT_ROWS)
+    n = max(min(n, len(val_queries)), MIN_DRIFT_ROWS)
     if len(val_queries) >= n:
         return val_queries[:n]
     print(f"note: only {len(val_queries)} validation queries; the drift reference repeats them to {n} rows",

@@ -1,7 +1,8 @@
 """p10_serving bench: what the service costs and what dynamic batching buys, side by side in one run.
 
 1. ONNX Runtime vs torch eager, batch 1 and 64, for every bundle whose torch model can be rebuilt here (a
-   bundle with weights.pt from a project listed in TORCH_LOADERS; others are reported as skipped);
+   bundle whose torch model can be rebuilt (TORCH_LOADERS: from the bundle's weights, or for p06 from the run
+   named in its provenance); others are reported as skipped);
 2. saturation throughput of run_serve on the fashion-cnn bundle, batched vs --no-batching: an open-loop ramp
    of offered rates; saturation = the best 2xx/s achieved with >= 99% success (goal: batched >= 3x);
 3. p50/p99 of the batched server at half the unbatched saturation (goal: p99 <= 25 ms on 2 cores, 0 errors);
@@ -44,10 +45,65 @@ def torch_p03(bundle):
     model = build_model(cfg["arch"], len(bundle.manifest["postprocess"]["labels"]), cfg["width"], cfg["blocks"],
                         cfg.get("dropout", 0.0))
     model.load_state_dict(torch.load(bundle.file("weights.pt"), weights_only=True))
-    return ServingGraph(model).eval()
+    return ServingGraph(model).eval(), "model"
 
 
-TORCH_LOADERS = {"p03_cnn": torch_p03}  # provenance.project -> bundle -> torch module over the same graph inputs
+def torch_p05(bundle):
+    """translator: the encoder graph (source ids -> cross-attention keys/values) from model.pt."""
+    import torch
+
+    from p05_transformer.config import TransformerConfig
+    from p05_transformer.export import EncoderGraph
+    from p05_transformer.train import build_model
+
+    cfg = TransformerConfig(**{k: v for k, v in bundle.manifest["provenance"]["config"].items()
+                               if k in TransformerConfig.__dataclass_fields__})
+    state = torch.load(bundle.file("model.pt"), weights_only=True)
+    model = build_model(cfg, state["embed.weight"].shape[0])
+    model.load_state_dict(state)
+    return EncoderGraph(model.eval()).eval(), "encoder"
+
+
+def torch_p06(bundle):
+    """package-search / package-section: the float32 torch encoder of the run that made the bundle (ORT runs the
+    int8-table graph: the comparison includes that quantisation); the section head from head.pt."""
+    import torch
+
+    from p06_contrastive.classifier import SectionClassifier
+    from p06_contrastive.evaluate import load_run
+    from p06_contrastive.model import SideEncoder
+
+    run = Path(bundle.manifest["provenance"]["run_dir"])
+    if not run.is_dir():
+        raise FileNotFoundError(f"the bundle's run {run} is not on this machine")
+    lr = load_run(run)
+    if bundle.manifest["task"] == "text-retrieval":
+        if bundle.manifest["postprocess"].get("dims", lr.encoder.out_dim) != lr.encoder.out_dim:
+            raise ValueError("a projected index: the float encoder has another output width")
+        return SideEncoder(lr.encoder, query=True).eval(), "query"
+    head = torch.nn.Linear(lr.encoder.out_dim, len(bundle.manifest["postprocess"]["labels"]))
+    head.load_state_dict(torch.load(bundle.file("head.pt"), weights_only=True))
+    return SectionClassifier(SideEncoder(lr.encoder, query=False), head).eval(), "model"
+
+
+def torch_p07(bundle):
+    """fashion-anomaly: p07's autoencoder from weights.pt, wrapped like its export (image -> error, code)."""
+    import torch
+
+    from p07_autoencoder.config import AEConfig
+    from p07_autoencoder.export import ServingGraph
+    from p07_autoencoder.model import build_model
+
+    cfg = AEConfig(**{k: v for k, v in bundle.manifest["provenance"]["config"].items()
+                      if k in AEConfig.__dataclass_fields__})
+    ae = build_model("image", [1, 28, 28], cfg.bottleneck, cfg.width)
+    ae.load_state_dict(torch.load(bundle.file("weights.pt"), weights_only=True))
+    return ServingGraph(ae.eval(), cfg.error_blur).eval(), "model"
+
+
+# provenance.project -> bundle -> (torch module over the same inputs as the graph, the graph's role)
+TORCH_LOADERS = {"p03_cnn": torch_p03, "p05_transformer": torch_p05, "p06_contrastive": torch_p06,
+                 "p07_autoencoder": torch_p07}
 
 
 def engines(p, role: str, input_name: str, module, x) -> dict:
@@ -78,16 +134,14 @@ def ort_vs_torch(paths: list[Path], threads: int, rounds: int) -> dict:
             out[str(path)] = {"skipped": f"bundle did not load: {err}"}
             continue
         project = p.manifest["provenance"]["project"]
-        if project not in TORCH_LOADERS or "weights.pt" not in p.manifest["files"]:
-            out[p.name] = {"skipped": f"no torch model to rebuild (project {project}, weights.pt "
-                                      f"{'present' if 'weights.pt' in p.manifest['files'] else 'absent'})"}
+        if project not in TORCH_LOADERS:
+            out[p.name] = {"skipped": f"no torch loader for project {project}"}
             continue
         try:
-            module = TORCH_LOADERS[project](p.bundle)
+            module, role = TORCH_LOADERS[project](p.bundle)
         except Exception as err:  # noqa: BLE001 - a bench reports what it can measure
             out[p.name] = {"skipped": f"torch model did not load: {err.__class__.__name__}: {err}"}
             continue
-        role = p.post["graph"]
         spec = p.manifest["graphs"][role]["inputs"][0]
         ref = p.bundle.npz(p.manifest["reference"]["file"])[f"{role}.in.{spec['name']}"]
         row = {}

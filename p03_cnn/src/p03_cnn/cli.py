@@ -67,12 +67,12 @@ def predict_main(argv=None) -> int:
 
     from .data import SIZE, load_image
 
-    loaded = [load_image(path, args.invert) for path in args.images]  # every file checked before any output
     if (Path(args.run_dir) / "manifest.json").is_file():
         from dlm_core.predictors import load_predictor
 
         pred = load_predictor(args.run_dir)
         pred.self_check()
+        loaded = [load_image(path, args.invert) for path in args.images]  # every file checked before any output
         probs_rows = [[(t["label"], t["probability"]) for t in r["top_k"]]
                       for r in pred.predict([a[0] for a, _ in loaded])]
     else:
@@ -83,6 +83,7 @@ def predict_main(argv=None) -> int:
 
         model, cfg, state = load_run_model(args.run_dir)
         classes = state.get("classes") or FASHION_CLASSES
+        loaded = [load_image(path, args.invert) for path in args.images]
         probs = softmax(predict_logits(model, normalize(np.concatenate([a for a, _ in loaded]))))
         probs_rows = [[(classes[i], pr[i]) for i in np.argsort(-pr)] for pr in probs]
     for path, (_, size), row in zip(args.images, loaded, probs_rows):

@@ -125,6 +125,7 @@ def train_and_export(run_path, version: str | None = None, overwrite: bool = Fal
         tmp = Path(tmp)
         export_side(model, tmp / "model.onnx", lr.cfg.max_doc_len, ("logits", "embedding"))
         write_json(tmp / "choice.json", {**result, "grid": choice["grid"]})
+        torch.save(head.state_dict(), tmp / "head.pt")  # the linear head alone, for torch-vs-ORT benches
         values = {"accuracy": result["model"]["accuracy"], "macro_f1": result["model"]["macro_f1"],
                   "tfidf_logreg_accuracy": result["tfidf_logreg"]["accuracy"],
                   "tfidf_logreg_macro_f1": result["tfidf_logreg"]["macro_f1"],
@@ -140,7 +141,8 @@ def train_and_export(run_path, version: str | None = None, overwrite: bool = Fal
                                   {**vars(lr.cfg), "head_weight_decay": choice["weight_decay"],
                                    "head_epochs": choice["epochs"]}),
             drift_inputs=texts["val"][:1000] if len(texts["val"]) >= 500 else (texts["val"] * 500)[:500],
-            files={"tokenizer.json": lr.path / "tokenizer.json", "choice.json": tmp / "choice.json"},
+            files={"tokenizer.json": lr.path / "tokenizer.json", "choice.json": tmp / "choice.json",
+                   "head.pt": tmp / "head.pt"},
             overwrite=overwrite)
     print(f"bundle: {bundle.path}", flush=True)
     return {"bundle": str(bundle.path), **result}

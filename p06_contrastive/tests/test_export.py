@@ -67,6 +67,10 @@ def test_int8_tables_stay_close_to_the_float_encoder(tiny_run):
         int8 = side_module(lr.encoder, query=True, int8=True)(ids).numpy()
         doc = side_module(lr.encoder, query=False, int8=True)(ids).numpy()
     assert (exact * int8).sum(1).min() > 0.999  # cosine of each query with its int8 version
+    from p06_contrastive.export import bag_embeddings, bag_members
+
+    fast = bag_embeddings(bag_members(lr.encoder), ids.numpy(), query=True, int8=True, batch_size=16)
+    assert np.abs(fast - int8).max() < 1e-5  # the corpus path (embedding_bag) == the exported module
     assert np.abs(doc - int8).max() > 1e-3  # the asymmetric encoder's query side really is another graph
 
 

@@ -96,7 +96,7 @@ def train_and_export(run_path, version: str | None = None, overwrite: bool = Fal
 
     from .data import encode, load_corpus
     from .evaluate import load_run
-    from .export import embed_with, export_side, side_module
+    from .export import export_side, side_module, text_embeddings
 
     lr = load_run(run_path)
     ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)
@@ -106,7 +106,7 @@ def train_and_export(run_path, version: str | None = None, overwrite: bool = Fal
     texts = {s: [ds.docs[i]["text"] for i in idx] for s, idx in split.items()}
     y = {s: np.array([code[ds.docs[i]["section"]] for i in idx]) for s, idx in split.items()}
     doc_side = side_module(lr.encoder, query=False, int8=True)
-    emb = {s: embed_with(doc_side, encode(lr.tokenizer, texts[s], lr.cfg.max_doc_len)) for s in split}
+    emb = {s: text_embeddings(lr, texts[s], int8=True) for s in split}
     print(f"section classifier: {len(labels)} sections, {len(y['train'])} train / {len(y['val'])} val / "
           f"{len(y['test'])} test packages, embeddings {emb['train'].shape[1]}-d", flush=True)
     head, choice = fit_head(emb["train"], y["train"], emb["val"], y["val"], len(labels), seed, epochs=epochs)

@@ -119,13 +119,47 @@ def build_flat_index(emb: np.ndarray, sq8: bool):
     return index
 
 
-def compact_encoders(lr, dims: int, int8: bool, docs: list[dict]):
-    """(query module, document embeddings) for one serving option."""
+def dequantized(m: BagEncoder) -> torch.Tensor:
+    q, scale = quantize_rows(m.tok.weight.detach())
+    return q.float() * scale[:, None]
+
+
+@torch.no_grad()
+def bag_embeddings(members: list[BagEncoder], ids: np.ndarray, query: bool, int8: bool,
+                   batch_size: int = 1024) -> np.ndarray:
+    """What CompactBagEncoder (int8) or the float encoder computes, through embedding_bag (no (B, T, dim)
+    tensor): the same numbers, several times faster for 54k documents."""
+    from .data import trim
+
+    tables = [dequantized(m) if int8 else m.tok.weight.detach() for m in members]
+    out = []
+    for s in range(0, len(ids), batch_size):
+        chunk = torch.from_numpy(trim(ids[s:s + batch_size]))
+        parts = [F.normalize(F.embedding_bag(chunk, t, per_sample_weights=m.weights(chunk, query), mode="sum",
+                                             padding_idx=0), dim=-1, eps=1e-6) for m, t in zip(members, tables)]
+        out.append((torch.cat(parts, -1) / math.sqrt(len(members))).numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def text_embeddings(lr, texts: list[str], int8: bool, query: bool = False) -> np.ndarray:
+    """Texts embedded as documents (or queries) exactly as the exported graph of that side would."""
     from .data import encode
 
-    doc_ids = encode(lr.tokenizer, [d["text"] for d in docs], lr.cfg.max_doc_len)
-    doc_side = side_module(lr.encoder, query=False, int8=int8)
-    emb = embed_with(doc_side, doc_ids)
+    ids = encode(lr.tokenizer, texts, lr.cfg.max_query_len if query else lr.cfg.max_doc_len)
+    members = bag_members(lr.encoder)
+    if members is not None:
+        return bag_embeddings(members, ids, query=query, int8=int8)
+    return embed_with(side_module(lr.encoder, query=query, int8=int8), ids)
+
+
+def document_embeddings(lr, docs: list[dict], int8: bool) -> np.ndarray:
+    return text_embeddings(lr, [d["text"] for d in docs], int8)
+
+
+def compact_encoders(lr, dims: int, int8: bool, docs: list[dict], doc_emb: np.ndarray | None = None):
+    """(query module, document embeddings) for one serving option; doc_emb: the unprojected document
+    embeddings of that table precision, when already computed."""
+    emb = document_embeddings(lr, docs, int8) if doc_emb is None else doc_emb
     projection = top_directions(emb, dims) if dims else None
     if projection is not None:
         emb = emb @ projection
@@ -151,9 +185,11 @@ def compact_options(run_path, split: str = "val",
 
     lr = load_run(run_path)
     ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)
-    rows = []
+    rows, doc_emb = [], {}
     for dims, int8, sq8 in options:
-        q_mod, emb = compact_encoders(lr, dims, int8, ds.docs)
+        if int8 not in doc_emb:  # one pass over the corpus per table precision
+            doc_emb[int8] = document_embeddings(lr, ds.docs, int8)
+        q_mod, emb = compact_encoders(lr, dims, int8, ds.docs, doc_emb[int8])
         index = build_flat_index(emb, sq8)
         m = score_option(q_mod, index, lr, ds, split)
         table_mb = sum(b.numel() * b.element_size() for b in q_mod.buffers()) / 1e6 if int8 else \

@@ -112,7 +112,7 @@ def test_image_run_export_bundle_parity(tmp_path, capsys):
     assert drift["features"].shape[0] == b.manifest["drift"]["rows"] >= 500
     # the torch-free predictor on 100 held-out raw images: torch's errors, the same verdicts, any batch size
     pred = load_predictor(b.path)
-    assert pred.self_check() <= 1e-5
+    assert pred.self_check() <= 1e-4
     raw = load_dataset("fashion-mnist", seed=0).test.x[:100]
     cfg, _, ae = load_trained(run_dir)
     with torch.no_grad():

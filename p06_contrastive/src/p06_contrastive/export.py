@@ -107,16 +107,21 @@ def top_directions(emb: np.ndarray, dims: int) -> np.ndarray:
     return vecs[:, ::-1][:, :dims].astype(np.float32)
 
 
-def build_flat_index(emb: np.ndarray, sq8: bool):
+def build_flat_index(emb: np.ndarray, kind: str):
+    """An exhaustive inner-product index over every document: kind is a FAISS factory string, "Flat" (float32),
+    "SQ8" / "SQ4" (8 or 4 bits per dimension), "PQ<m>" (m sub-vectors of 8 bits)."""
     import faiss
 
-    if sq8:
-        index = faiss.IndexScalarQuantizer(emb.shape[1], faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.index_factory(emb.shape[1], kind, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
         index.train(emb)
-    else:
-        index = faiss.IndexFlatIP(emb.shape[1])
     index.add(emb)
     return index
+
+
+def index_megabytes(n: int, dim: int, kind: str) -> float:
+    per = {"Flat": 4 * dim, "SQ8": dim, "SQ4": dim / 2}.get(kind) or int(kind.removeprefix("PQ"))
+    return round(n * per / 1e6, 1)
 
 
 def dequantized(m: BagEncoder) -> torch.Tensor:
@@ -177,26 +182,26 @@ def score_option(query_module, index, lr, ds, split: str) -> dict:
 
 
 def compact_options(run_path, split: str = "val",
-                    options=((0, False, False), (0, True, False), (0, True, True), (1024, True, True),
-                             (768, True, True), (512, True, True))) -> list[dict]:
-    """nDCG@10 and index size of each serving option (dims, int8 tables, SQ8 index) on `split`."""
+                    options=((0, False, "Flat"), (0, True, "SQ8"), (0, True, "SQ4"), (0, True, "PQ1152"),
+                             (0, True, "PQ576"), (1024, True, "SQ8"))) -> list[dict]:
+    """nDCG@10 and index size of each serving option (dims, int8 tables, index kind) on `split`."""
     from .data import load_corpus
     from .evaluate import load_run
 
     lr = load_run(run_path)
     ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)
     rows, doc_emb = [], {}
-    for dims, int8, sq8 in options:
+    for dims, int8, kind in options:
         if int8 not in doc_emb:  # one pass over the corpus per table precision
             doc_emb[int8] = document_embeddings(lr, ds.docs, int8)
         q_mod, emb = compact_encoders(lr, dims, int8, ds.docs, doc_emb[int8])
-        index = build_flat_index(emb, sq8)
+        index = build_flat_index(emb, kind)
         m = score_option(q_mod, index, lr, ds, split)
         table_mb = sum(b.numel() * b.element_size() for b in q_mod.buffers()) / 1e6 if int8 else \
             sum(p.numel() * 4 for p in lr.encoder.parameters()) / 1e6
-        row = {"dims": dims or emb.shape[1], "int8_tables": int8, "sq8_index": sq8, "split": split,
+        row = {"dims": dims or emb.shape[1], "int8_tables": int8, "index": kind, "split": split,
                "ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"], "graph_mb": round(table_mb, 1),
-               "index_mb": round(emb.shape[0] * emb.shape[1] * (1 if sq8 else 4) / 1e6, 1)}
+               "index_mb": index_megabytes(*emb.shape, kind)}
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -221,7 +226,7 @@ def drift_sample(val_queries: list[str], n: int) -> list[str]:
     return (val_queries * math.ceil(n / len(val_queries)))[:n]
 
 
-def run_export(run_path, dims: int = 0, int8: bool = True, sq8: bool = True, version: str | None = None,
+def run_export(run_path, dims: int = 0, int8: bool = True, index_kind: str = "SQ8", version: str | None = None,
                name: str = BUNDLE_NAME, overwrite: bool = False, n_drift: int = 1000) -> dict:
     """The run (one encoder or an ensemble) as a package-search bundle; its test metrics are measured on
     the exported graph and index themselves, so the README's number is the served model's."""
@@ -234,7 +239,7 @@ def run_export(run_path, dims: int = 0, int8: bool = True, sq8: bool = True, ver
     lr = load_run(run_path)
     ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)
     q_mod, emb = compact_encoders(lr, dims, int8, ds.docs)
-    index = build_flat_index(emb, sq8)
+    index = build_flat_index(emb, index_kind)
     test = score_option(q_mod, index, lr, ds, "test")
     val_queries, _ = ds.queries("val")
     ref_ids = encode(lr.tokenizer, val_queries[:16], lr.cfg.max_query_len)
@@ -253,7 +258,7 @@ def run_export(run_path, dims: int = 0, int8: bool = True, sq8: bool = True, ver
             preprocess=text_preprocess("input_ids", lr.cfg.max_query_len, truncate=True, min_length=2),
             postprocess={"type": "knn", "graph": "query", "output": "sentence_embedding", "index": "index.faiss",
                          "documents": "docs.jsonl", "metric": "inner_product", "default_k": 10, "max_k": 100,
-                         "int8_tables": bool(int8), "index_type": "SQ8" if sq8 else "Flat",
+                         "int8_tables": bool(int8), "index_type": index_kind,
                          "dims": int(emb.shape[1])},
             reference=torch_reference(q_mod, "query", {"input_ids": ref_ids}, ["sentence_embedding"]),
             metrics=metrics,

@@ -29,7 +29,7 @@ def test_bundle_follows_the_contract_and_searches_like_torch(bundle):
     b = load_bundle(path)
     m = b.manifest
     assert m["task"] == "text-retrieval" and list(m["graphs"]) == ["query"]
-    assert m["graphs"]["query"]["outputs"][0]["shape"] == [-1, 16] and m["postprocess"]["index_type"] == "SQ8"
+    assert m["graphs"]["query"]["outputs"][0]["shape"] == [-1, 16] and m["postprocess"]["index_type"] == "SQ4"
     assert m["metrics"]["values"]["ndcg@10"] == out["test"]["ndcg@10"]
     lr = load_run(run)
     ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)

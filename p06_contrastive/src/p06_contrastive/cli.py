@@ -127,8 +127,11 @@ def export_main(argv=None) -> int:
     p.add_argument("--dims", type=int, default=0,
                    help="project embeddings onto this many top directions (0 = keep all)")
     p.add_argument("--float-tables", action="store_true", help="keep float32 token tables (default: int8 per row)")
-    p.add_argument("--index-type", default="SQ8", help="FAISS exhaustive index: Flat (float32), SQ8, SQ4 (bits per "
-                   "dimension) or PQ<m> (m bytes per document) (default: SQ8)")
+    p.add_argument("--index-type", default="SQ4", help="FAISS exhaustive index: Flat (float32), SQ8, SQ4 (bits per "
+                   "dimension) or PQ<m> (m bytes per document) (default: SQ4, chosen on val)")
+    p.add_argument("--description-chars", type=int, default=0,
+                   help="keep this many characters of each description in the document store (default: 0, "
+                        "id + section + synopsis only: the bundle stays under 200 MB)")
     p.add_argument("--name", default="package-search", help="bundle name (default: package-search)")
     p.add_argument("--version", help="bundle version (default: the encoder version)")
     p.add_argument("--overwrite", action="store_true")
@@ -144,7 +147,8 @@ def export_main(argv=None) -> int:
     if not (args.index_type in ("Flat", "SQ8", "SQ4") or (args.index_type.startswith("PQ")
                                                           and args.index_type[2:].isdigit())):
         raise DlmError(f"--index-type {args.index_type!r}: use Flat, SQ8, SQ4 or PQ<m>")
-    run_export(args.run, args.dims, not args.float_tables, args.index_type, args.version, args.name, args.overwrite)
+    run_export(args.run, args.dims, not args.float_tables, args.index_type, args.version, args.name, args.overwrite,
+               description_chars=args.description_chars)
     return 0
 
 

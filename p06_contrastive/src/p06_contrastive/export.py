@@ -207,10 +207,13 @@ def compact_options(run_path, split: str = "val",
     return rows
 
 
-def doc_store(docs: list[dict], max_chars: int = 400) -> str:
-    """One JSON line per document, in index order: id, section, synopsis and the description's start."""
-    return "".join(json.dumps({"id": d["id"], "section": d.get("section", ""), "synopsis": d.get("synopsis", ""),
-                               "description": d["text"][:max_chars]}) + "\n" for d in docs)
+def doc_store(docs: list[dict], description_chars: int = 0) -> str:
+    """One JSON line per document, in index order: id, section, synopsis (and the description's start)."""
+    rows = [{"id": d["id"], "section": d.get("section", ""), "synopsis": d.get("synopsis", "")} for d in docs]
+    if description_chars:
+        for r, d in zip(rows, docs):
+            r["description"] = d["text"][:description_chars]
+    return "".join(json.dumps(r) + "\n" for r in rows)
 
 
 def drift_sample(val_queries: list[str], n: int) -> list[str]:
@@ -226,8 +229,9 @@ def drift_sample(val_queries: list[str], n: int) -> list[str]:
     return (val_queries * math.ceil(n / len(val_queries)))[:n]
 
 
-def run_export(run_path, dims: int = 0, int8: bool = True, index_kind: str = "SQ8", version: str | None = None,
-               name: str = BUNDLE_NAME, overwrite: bool = False, n_drift: int = 1000) -> dict:
+def run_export(run_path, dims: int = 0, int8: bool = True, index_kind: str = "SQ4", version: str | None = None,
+               name: str = BUNDLE_NAME, overwrite: bool = False, n_drift: int = 1000,
+               description_chars: int = 0) -> dict:
     """The run (one encoder or an ensemble) as a package-search bundle; its test metrics are measured on
     the exported graph and index themselves, so the README's number is the served model's."""
     from dlm_core.bundle import bundle_size, provenance, save_bundle
@@ -249,7 +253,7 @@ def run_export(run_path, dims: int = 0, int8: bool = True, index_kind: str = "SQ
         tmp = Path(tmp)
         export_side(q_mod, tmp / "query.onnx", max(lr.cfg.max_doc_len, lr.cfg.max_query_len))
         faiss.write_index(index, str(tmp / "index.faiss"))
-        (tmp / "docs.jsonl").write_text(doc_store(ds.docs))
+        (tmp / "docs.jsonl").write_text(doc_store(ds.docs, description_chars))
         metrics = {"split": "test", "headline": "ndcg@10",
                    "values": {**{k: test[k] for k in ("ndcg@10", "recall@10", "mrr@10", "recall@100")},
                               "queries": len(ds.queries("test")[0]), "documents": len(ds.docs)}}

@@ -177,6 +177,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
+def softmax_topk(logits: np.ndarray, labels: list[str], k: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Probabilities, the top-k class ids per row, and each row's {prediction, confidence, top_k} answer."""
+    probs = softmax(logits.astype(np.float64))
+    top = np.argsort(-probs, 1, kind="stable")[:, :min(k, probs.shape[1])]
+    results = [{"prediction": labels[t[0]], "confidence": float(p[t[0]]),
+                "top_k": [{"label": labels[j], "probability": float(p[j])} for j in t]} for p, t in zip(probs, top)]
+    return probs, top, results
+
+
 def expect_single_input(inputs: dict[str, np.ndarray], name: str) -> np.ndarray:
     if set(inputs) != {name}:
         raise BadInput(f"this model takes one input named {name!r}, got {sorted(inputs)}")

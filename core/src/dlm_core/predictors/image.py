@@ -13,7 +13,7 @@ import io
 
 import numpy as np
 
-from .base import BadInput, BatchOutput, Predictor, expect_single_input, softmax, v2_spec
+from .base import BadInput, BatchOutput, Predictor, expect_single_input, softmax_topk, v2_spec
 
 MAX_SIDE = 4096
 
@@ -125,12 +125,7 @@ class ImageClassifier(ImagePredictor):
 
     def run(self, rows: list[np.ndarray]) -> BatchOutput:
         out, feats = self._forward(rows)
-        probs = softmax(out[self.post["output"]].astype(np.float64))
-        labels, k = self.post["labels"], min(self.post["top_k"], probs.shape[1])
-        top = np.argsort(-probs, 1, kind="stable")[:, :k]
-        results = [{"prediction": labels[t[0]], "confidence": float(p[t[0]]),
-                    "top_k": [{"label": labels[j], "probability": float(p[j])} for j in t]}
-                   for p, t in zip(probs, top)]
+        probs, top, results = softmax_topk(out[self.post["output"]], self.post["labels"], self.post["top_k"])
         emb = out.get(self.post["embedding_output"]) if self.post["embedding_output"] else None
         return BatchOutput(results, out, feats, top[:, 0].astype(np.float32), emb)
 

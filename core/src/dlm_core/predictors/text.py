@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from ..errors import DlmError
-from .base import BadInput, BatchOutput, Predictor, expect_single_input, softmax, v2_spec
+from .base import BadInput, BatchOutput, Predictor, expect_single_input, softmax_topk, v2_spec
 
 MAX_CHARS = 20_000
 
@@ -78,12 +78,7 @@ class TextClassifier(TextPredictor):
     def run(self, rows) -> BatchOutput:
         ids = self.pad([r[0] for r in rows])
         out = self.run_graph(self.post["graph"], {self.pre["graph_input"]: ids})
-        probs = softmax(out[self.post["output"]].astype(np.float64))
-        labels, k = self.post["labels"], min(self.post["top_k"], probs.shape[1])
-        top = np.argsort(-probs, 1, kind="stable")[:, :k]
-        results = [{"prediction": labels[t[0]], "confidence": float(p[t[0]]),
-                    "top_k": [{"label": labels[j], "probability": float(p[j])} for j in t]}
-                   for p, t in zip(probs, top)]
+        probs, top, results = softmax_topk(out[self.post["output"]], self.post["labels"], self.post["top_k"])
         tensors = {"label": np.array([r["prediction"] for r in results], object),
                    "confidence": np.array([r["confidence"] for r in results], np.float32),
                    "probabilities": probs.astype(np.float32)}

@@ -15,6 +15,7 @@ Serving loads only bundles whose schema, checksums and self-check pass (dlm_core
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -84,7 +85,7 @@ class Bundle:
     def task(self) -> str:
         return self.manifest["task"]
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
         """The manifest's own sha256: it pins every other file's checksum, so it identifies the bundle."""
         return sha256_file(self.path / MANIFEST)
@@ -325,7 +326,7 @@ def save_bundle(name: str, version: str, *, task: str, graphs: dict[str, str | o
             raise DlmError(f"bundle {name}/{version} does not follow {SCHEMA}: {'; '.join(problems)}")
         from .predictors import load_predictor
 
-        staged = load_predictor(staging)
+        staged = load_predictor(staging, verify=False)  # just sealed and validated above: no second hashing
         staged.self_check()  # refuses above the tolerance
         if check is not None:
             check(staged)

@@ -24,17 +24,6 @@ def _export(module, example, path: Path, input_name: str, output_names: list[str
                       output_names=output_names, dynamic_shapes=(dynamic,), external_data=False, verbose=False)
 
 
-def _reference(module, role: str, x, names: list[str]) -> dict[str, np.ndarray]:
-    import torch
-
-    with torch.no_grad():
-        outs = module(x)
-    outs = outs if isinstance(outs, tuple) else (outs,)
-    ref = {f"{role}.in.{name}": x.numpy() for name in ["input"]}
-    ref.update({f"{role}.out.{n}": o.numpy() for n, o in zip(names, outs)})
-    return ref
-
-
 def _image_net(kind: str):
     import torch
     from torch import nn

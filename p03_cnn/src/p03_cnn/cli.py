@@ -110,6 +110,36 @@ def export_main(argv=None) -> int:
 
 
 @cli_entry
+def retrain_main(argv=None) -> int:
+    p = ArgumentParser(prog="run_cnn_retrain", description="Retrain the serving CNN from a retraining event "
+                       "(dlm-retrain-event/1, written by run_serve): warm start from the serving run, train split + "
+                       "the labelled feedback, export a bundle next to the serving one, write the event's result "
+                       "file for the server to gate and swap")
+    p.add_argument("event", help="the event file (RETRAIN_DIR/events/<id>.json)")
+    p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (default: 2)")
+    p.add_argument("--lr-scale", type=float, default=0.3, help="the run's peak learning rate x this (default: 0.3)")
+    p.add_argument("--feedback-share", type=float, default=0.25,
+                   help="the feedback's share of each epoch, by repetition (default: 0.25)")
+    p.add_argument("--runs-root", default=None, help="where the new run goes (default: next to the serving run)")
+    args = p.parse_args(argv)
+    if args.epochs < 1 or args.lr_scale <= 0 or not 0 < args.feedback_share < 1:
+        raise DlmError("need --epochs >= 1, --lr-scale > 0 and 0 < --feedback-share < 1")
+    from dlm_core.retrain import read_event, write_result
+
+    from .retrain import retrain
+
+    event = read_event(args.event)
+    try:
+        out = retrain(args.event, args.epochs, args.lr_scale, args.feedback_share, args.runs_root)
+    except Exception as err:  # the server waits for a result file: it must hear about every failure
+        write_result(event, error=str(err) if isinstance(err, DlmError) else f"{type(err).__name__}: {err}")
+        raise
+    write_result(event, **out)
+    print(f"bundle: {out['bundle']} (test_acc {out['test_acc']}, {out['seconds']} s)", flush=True)
+    return 0
+
+
+@cli_entry
 def ablation_main(argv=None) -> int:
     p = ArgumentParser(prog="run_cnn_ablation", description="Augmentation on vs off, same budget, several seeds: "
                        "mean and spread of test accuracy and the train/val gap curves")

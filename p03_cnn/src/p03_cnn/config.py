@@ -33,6 +33,11 @@ class CNNConfig:
     baseline: bool = dataclasses.field(default=True, metadata={"help": "fit the logistic-regression baseline"})
     baseline_iters: int = dataclasses.field(default=100, metadata={"help": "lbfgs iterations of the baseline"})
     channels_last: bool = dataclasses.field(default=True, metadata={"help": "NHWC memory format (faster on CPU)"})
+    init_from: str = dataclasses.field(default="", metadata={
+        "help": "start from this run's best weights (fine-tuning, as retraining does); same architecture"})
+    extra_data: str = dataclasses.field(default="", metadata={
+        "help": ".npz of extra labelled images (x: N x 28 x 28, 0..255; y: class indices) for the train split"})
+    extra_repeat: int = dataclasses.field(default=1, metadata={"help": "times each extra image appears per epoch"})
     seed: int = 0
     device: str = "auto"
     epoch_delay: float = dataclasses.field(default=0.0, metadata={"help": "sleep per epoch (tests of kill/resume)"})
@@ -54,6 +59,7 @@ class CNNConfig:
         check(self.patience >= 0, "--patience must be >= 0 (0 = no early stopping)")
         check(self.train_subset >= 0 and self.eval_subset >= 0, "--train-subset/--eval-subset must be >= 0")
         check(self.baseline_iters >= 1, "--baseline-iters must be >= 1")
+        check(self.extra_repeat >= 1, "--extra-repeat must be >= 1")
 
 
 # The default is the full run (the <=15 min on 2 idle cores goal); quick is the demo; tiny is for tests.

@@ -41,6 +41,28 @@ def load_data(name: str, seed: int = 0, train_subset: int = 0, eval_subset: int 
     return ds
 
 
+def load_extra(path, num_classes: int) -> Split:
+    """Extra labelled images (`--extra-data`, e.g. the feedback a server collected): an .npz with x (N, 28, 28)
+    pixel values 0..255 and y (N,) class indices. Checked here so a bad file fails before training starts."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise DlmError(f"--extra-data {path} does not exist; pass an .npz with arrays x and y")
+    with np.load(path) as f:
+        if "x" not in f or "y" not in f:
+            raise DlmError(f"--extra-data {path} needs arrays 'x' and 'y', has {sorted(f.files)}")
+        x, y = np.asarray(f["x"]), np.asarray(f["y"])
+    if x.ndim != 3 or x.shape[1:] != (SIZE, SIZE) or len(x) != len(y) or not len(x):
+        raise DlmError(f"--extra-data {path}: x has shape {list(x.shape)} and y {list(y.shape)}; "
+                       f"need x (N, {SIZE}, {SIZE}) and y (N,), N >= 1")
+    if not np.isfinite(x).all() or x.min() < 0 or x.max() > 255:
+        raise DlmError(f"--extra-data {path}: pixel values must lie in 0..255")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= num_classes:
+        raise DlmError(f"--extra-data {path}: labels must be class indices 0..{num_classes - 1}")
+    return Split(np.rint(x).astype(np.uint8), y.astype(np.int64))
+
+
 def build_augment(padding: int = 2, erasing_p: float = 0.25):
     """Random crop with padding, horizontal flip, random erasing, on one normalized (1, 28, 28) tensor.
 

@@ -35,7 +35,9 @@ class ServingGraph(nn.Module):
 
 
 def export_run(run_path, name: str = "fashion-cnn", version: str | None = None, overwrite: bool = False,
-               n_reference: int = 32, n_drift: int = 1000) -> dict:
+               n_reference: int = 32, n_drift: int = 1000, drift_inputs=None, root=None) -> dict:
+    """drift_inputs: raw images for drift_reference.npz (default: the first `n_drift` validation images; a
+    retrained model passes the traffic it was adapted to). root: the artifacts folder (default: $DLM_ARTIFACTS)."""
     model, cfg, state = load_run_model(run_path, "cpu")
     model = model.to(memory_format=torch.contiguous_format)
     run_path = Path(run_path)
@@ -72,7 +74,8 @@ def export_run(run_path, name: str = "fashion-cnn", version: str | None = None, 
             metrics={"split": "test", "headline": "accuracy",
                      "values": {k: v for k, v in values.items() if v is not None}},
             provenance=provenance("p03_cnn", run_path, cfg.dataset, cfg.seed, cfg.seed, vars(cfg)),
-            drift_inputs=list(ds.val.x[:n_drift]),
-            files={"weights.pt": tmp / "weights.pt", "parity.png": tmp / "parity.png"}, overwrite=overwrite)
+            drift_inputs=list(ds.val.x[:n_drift]) if drift_inputs is None else list(drift_inputs),
+            files={"weights.pt": tmp / "weights.pt", "parity.png": tmp / "parity.png"}, overwrite=overwrite,
+            root=root)
     load_bundle(bundle.path)
     return {"bundle": str(bundle.path), "parity_max_abs_diff": max_diff, "test_acc": res["test_acc"]}

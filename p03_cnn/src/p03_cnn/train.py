@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from dlm_core.errors import DlmError
+
 from .config import CNNConfig
 
 PROJECT = "p03_cnn"
@@ -92,7 +94,7 @@ def train(cfg: CNNConfig, run_dir=None, resume: bool = False, final_eval: bool =
     from dlm_core.runs import RunDir, print_metrics, progress
     from dlm_core.seed import data_rng, seed_everything
 
-    from .data import augment_batch, build_augment, load_data, normalize
+    from .data import augment_batch, build_augment, load_data, load_extra, normalize
     from .model import build_model, count_params
 
     t_start = time.perf_counter()
@@ -105,6 +107,10 @@ def train(cfg: CNNConfig, run_dir=None, resume: bool = False, final_eval: bool =
     # a fixed slice of the training images, seen without augmentation: the train side of the train/val gap
     probe = data_rng(cfg.seed, 7).permutation(len(x_train))[:len(x_val)]
     x_probe, y_probe = x_train[probe], y_train[probe]
+    if cfg.extra_data:  # extra labelled images (a server's feedback) join the training split, repeated
+        extra = load_extra(cfg.extra_data, ds.num_classes)
+        x_train = torch.cat([x_train] + [torch.from_numpy(normalize(extra.x))] * cfg.extra_repeat)
+        y_train = torch.cat([y_train] + [torch.from_numpy(extra.y)] * cfg.extra_repeat)
 
     run = (RunDir.create(PROJECT, cfg, enabled=dist.is_main) if run_dir is None
            else RunDir.at(run_dir, cfg, enabled=dist.is_main))
@@ -113,6 +119,14 @@ def train(cfg: CNNConfig, run_dir=None, resume: bool = False, final_eval: bool =
     model = build_model(cfg.arch, ds.num_classes, cfg.width, cfg.blocks, cfg.dropout).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if cfg.init_from and not resume:  # fine-tuning: start from another run's best weights
+        from .evaluate import load_run_model
+
+        base, base_cfg, _ = load_run_model(cfg.init_from)
+        if (base_cfg.arch, base_cfg.width, base_cfg.blocks) != (cfg.arch, cfg.width, cfg.blocks):
+            raise DlmError(f"--init-from {cfg.init_from} is a {base_cfg.arch} width {base_cfg.width} blocks "
+                           f"{base_cfg.blocks}; this run is {cfg.arch} width {cfg.width} blocks {cfg.blocks}")
+        model.load_state_dict(base.state_dict())
     opt = make_optimizer(cfg, model)
     augment = build_augment(cfg.crop_padding, cfg.erasing_p) if cfg.augment else None
 

@@ -36,6 +36,7 @@ from dlm_core.predictors import BadInput, Predictor
 from . import __version__, v2
 from .batcher import Batcher, QueueFull, RequestTimeout, ShuttingDown
 from .drift import DriftMonitor
+from .lifecycle import Conflict, Lifecycle, RetrainPolicy
 from .metrics import Metrics
 from .registry import ModelNotFound, Registry
 
@@ -56,6 +57,7 @@ class ServeConfig:
     drift_min_rows: int = 200       # no drift verdict below this many rows in the window
     drift_every: int = 50           # drift statistics are recomputed at most once per this many new rows
     drift_dir: str | None = None    # folder for ?dump=1 (None: dumps refused)
+    retrain: RetrainPolicy = dataclasses.field(default_factory=RetrainPolicy)  # feedback, retraining, swaps
 
 
 class TooLarge(Exception):
@@ -72,6 +74,13 @@ class PredictRequest(BaseModel):
 
 class DefaultPredictRequest(PredictRequest):
     model: str | None = None
+
+
+class FeedbackRequest(PredictRequest):
+    """One input and its true class (`input`, `label`) or several (`instances`, `labels`)."""
+
+    label: str | int | None = None
+    labels: list[str | int] | None = None
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -160,22 +169,41 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
     metrics = Metrics()
     batchers: dict[tuple[str, str], Batcher] = {}
     monitors: dict[tuple[str, str], DriftMonitor] = {}
-    for p in registry:  # models without a drift reference (the no-op model) have no monitor
+
+    def add_monitor(p: Predictor) -> None:  # models without a drift reference (the no-op model) have none
         m = DriftMonitor.for_predictor(p, window=config.drift_window, min_rows=config.drift_min_rows,
                                        every=config.drift_every) if hasattr(p, "bundle") else None
         if m is not None:
             monitors[p.name, p.version] = m
 
+    for p in registry:
+        add_monitor(p)
+
+    def start_batcher(p: Predictor) -> None:
+        b = Batcher(p.run, max_batch_size=config.max_batch_size, max_delay_ms=config.max_delay_ms,
+                    queue_size=config.queue_size, timeout_ms=config.timeout_ms, batching=config.batching,
+                    metrics=metrics.model(p.name, p.version, p.task, p.sha256), name=f"{p.name}:{p.version}",
+                    on_output=monitors[p.name, p.version].update if (p.name, p.version) in monitors else None)
+        b.start()
+        batchers[p.name, p.version] = b
+
+    async def add_model(p: Predictor) -> None:
+        """A new version (a retrained model): monitor and batcher running before it can get a request."""
+        add_monitor(p)
+        start_batcher(p)
+        registry.add(p)
+
+    life = Lifecycle(registry, monitors, config.retrain, metrics, add_model)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         for p in registry:
-            b = Batcher(p.run, max_batch_size=config.max_batch_size, max_delay_ms=config.max_delay_ms,
-                        queue_size=config.queue_size, timeout_ms=config.timeout_ms, batching=config.batching,
-                        metrics=metrics.model(p.name, p.version, p.task, p.sha256), name=f"{p.name}:{p.version}",
-                        on_output=monitors[p.name, p.version].update if (p.name, p.version) in monitors else None)
-            b.start()
-            batchers[p.name, p.version] = b
+            start_batcher(p)
+        watcher = asyncio.get_running_loop().create_task(life.watch(), name="lifecycle")
         yield
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        await life.stop()
         for b in batchers.values():
             await b.stop()
         batchers.clear()
@@ -184,7 +212,7 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
                   description="The dlm bundles behind a dynamic batcher: a simple JSON API (v1), the KServe v2 "
                               "Open Inference Protocol REST surface, and Prometheus metrics at /metrics.")
     app.state.registry, app.state.metrics, app.state.batchers, app.state.config = registry, metrics, batchers, config
-    app.state.monitors = monitors
+    app.state.monitors, app.state.lifecycle = monitors, life
     app.add_middleware(Guard, metrics=metrics, known=set(registry.models), max_body_bytes=config.max_body_bytes)
 
     # -- errors: always {"error": "..."}
@@ -199,6 +227,10 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
     @app.exception_handler(TooLarge)
     async def too_large(request: Request, exc: TooLarge):
         return error(413, str(exc))
+
+    @app.exception_handler(Conflict)
+    async def conflict(request: Request, exc: Conflict):
+        return error(409, str(exc))
 
     @app.exception_handler(QueueFull)
     async def queue_full(request: Request, exc: QueueFull):
@@ -389,11 +421,58 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
             report["dump"] = str(await asyncio.to_thread(m.dump, config.drift_dir))
         return report
 
+    # -- the lifecycle: feedback, retraining, rollback (lifecycle.py)
+    feedback_examples = {p.name: {"summary": f"{p.name}: the input and its true class",
+                                  "value": {"input": p.example_input(), "label": p.post["labels"][0]}}
+                         for p in (registry.get(n) for n in sorted(registry.models))
+                         if p.task in ("image-classification", "text-classification")}
+
+    @app.post("/v1/models/{name}/feedback", tags=["lifecycle"],
+              summary='Labelled feedback: {"input", "label"} or {"instances", "labels"} (class names or indices); '
+                      "counts toward the live accuracy and becomes training data for a retrain")
+    async def v1_feedback(request: Request, name: str,
+                          body: Annotated[FeedbackRequest, Body(openapi_examples=feedback_examples)]):
+        p = lookup(request, name)
+        if (body.input is None) == (body.instances is None):
+            raise BadInput('send either "input" and "label", or "instances" and "labels"')
+        items = [body.input] if body.instances is None else body.instances
+        labels = [body.label] if body.instances is None else body.labels
+        if labels is None or labels == [None] or len(labels) != len(items):
+            raise BadInput(f"{len(items)} input(s) need as many labels, got "
+                           f"{0 if labels is None or labels == [None] else len(labels)}")
+        if not items:
+            raise BadInput("the request holds no rows")
+        if len(items) > config.max_request_rows:
+            raise TooLarge(f"{len(items)} instances in one request; at most {config.max_request_rows}")
+        return await life.add_feedback(p, items, labels)
+
+    @app.get("/v1/models/{name}/lifecycle", tags=["lifecycle"],
+             summary="The serving version, live accuracy, the retraining episode, cooldown and rollback target")
+    async def v1_lifecycle(request: Request, name: str):
+        return life.status(lookup(request, name).name)
+
+    @app.post("/v1/models/{name}/retrain", tags=["lifecycle"],
+              summary="Start a retrain now (reason: manual) on the labelled feedback received so far")
+    async def v1_retrain(request: Request, name: str):
+        p = lookup(request, name)
+        return await life.start_retrain(p, "manual", None)
+
+    @app.post("/v1/models/{name}/rollback", tags=["lifecycle"],
+              summary="Serve the previous version again (the one before the last swap or rollback)")
+    async def v1_rollback(request: Request, name: str):
+        return await life.rollback(lookup(request, name).name)
+
+    @app.get("/v1/events", tags=["lifecycle"], summary="Lifecycle events: drift alerts, retrains, gates, swaps, "
+             "rollbacks (since=UNIX time to get the newer ones)")
+    async def v1_events(since: float = 0.0):
+        return {"events": [e for e in life.events if e["time"] > since]}
+
     # -- metrics
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (text format)")
     async def prometheus():
-        for m in monitors.values():  # cached unless `drift_every` rows arrived since the last computation
+        for m in list(monitors.values()):  # cached unless `drift_every` rows arrived since the last computation
             await drift_report(m)
+        metrics.defaults(registry)
         data, ctype = metrics.render()
         return Response(data, media_type=ctype)
 

@@ -41,9 +41,48 @@ def serve_parser() -> ArgumentParser:
                    help="recompute drift statistics at most once per this many new rows (default: 50)")
     p.add_argument("--drift-dir", default=None,
                    help="folder where GET /v1/models/NAME/drift?dump=1 writes the windows (default: dumps off)")
+    r = p.add_argument_group("retraining (README: retraining criteria)")
+    r.add_argument("--retrain-dir", default=None, help="hand-off folder for retraining events and results "
+                   "(default: retraining off; feedback and live accuracy still work)")
+    r.add_argument("--retrain-command", default=None, metavar="CMD", help="run `CMD EVENT` here when a retrain "
+                   "starts, e.g. run_cnn_retrain (default: none, a run_retrain_worker watches --retrain-dir)")
+    r.add_argument("--retrain-drift-windows", type=int, default=2,
+                   help="consecutive non-overlapping drift-alert windows that open an episode (default: 2)")
+    r.add_argument("--retrain-accuracy-drop", type=float, default=0.05,
+                   help="live accuracy this far below the held-out accuracy opens an episode (default: 0.05)")
+    r.add_argument("--retrain-accuracy-window", type=int, default=200,
+                   help="labelled rows the live accuracy is computed over (default: 200)")
+    r.add_argument("--retrain-min-feedback", type=int, default=640,
+                   help="labelled rows since the episode began before a retrain starts (default: 640)")
+    r.add_argument("--retrain-cooldown", type=float, default=60.0,
+                   help="seconds without a new retrain after a swap, rejection or failure (default: 60)")
+    r.add_argument("--retrain-timeout", type=float, default=1800.0, help="seconds a retrain may take (default: 1800)")
+    r.add_argument("--gate-margin", type=float, default=0.01,
+                   help="accuracy a candidate may lose on the fixed test set (default: 0.01)")
+    r.add_argument("--gate-alpha", type=float, default=0.05,
+                   help="McNemar's level for 'better on the held-out feedback' (default: 0.05)")
+    r.add_argument("--gate-test-rows", type=int, default=2000, help="test rows the gate uses, 0 = all (default: 2000)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="uvicorn's log level (default: warning)")
     return p
+
+
+def retrain_policy(args):
+    from .lifecycle import RetrainPolicy
+
+    if args.retrain_command and not args.retrain_dir:
+        raise DlmError("--retrain-command needs --retrain-dir (where events and results go)")
+    if args.retrain_drift_windows < 1 or args.retrain_accuracy_window < 1 or args.retrain_min_feedback < 2:
+        raise DlmError("need --retrain-drift-windows >= 1, --retrain-accuracy-window >= 1, --retrain-min-feedback >= 2")
+    if not 0 <= args.retrain_accuracy_drop < 1 or args.retrain_cooldown < 0 or args.retrain_timeout <= 0:
+        raise DlmError("need 0 <= --retrain-accuracy-drop < 1, --retrain-cooldown >= 0, --retrain-timeout > 0")
+    if not 0 < args.gate_alpha < 1 or args.gate_margin < 0 or args.gate_test_rows < 0:
+        raise DlmError("need 0 < --gate-alpha < 1, --gate-margin >= 0, --gate-test-rows >= 0")
+    return RetrainPolicy(dir=args.retrain_dir, command=args.retrain_command, drift_windows=args.retrain_drift_windows,
+                         accuracy_drop=args.retrain_accuracy_drop, accuracy_window=args.retrain_accuracy_window,
+                         min_feedback=args.retrain_min_feedback, cooldown_s=args.retrain_cooldown,
+                         timeout_s=args.retrain_timeout, gate_margin=args.gate_margin, gate_alpha=args.gate_alpha,
+                         gate_test_rows=args.gate_test_rows)
 
 
 @cli_entry
@@ -59,6 +98,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     if args.max_delay_ms < 0 or args.timeout_ms <= 0 or args.threads < 0:
         raise DlmError("--max-delay-ms and --threads must be >= 0, --timeout-ms > 0")
 
+    policy = retrain_policy(args)
     from dlm_core.bundle import artifacts_root
 
     from .registry import NoOp, all_bundles, load_models
@@ -76,7 +116,7 @@ def serve_main(argv: list[str] | None = None) -> int:
                          queue_size=args.queue_size, timeout_ms=args.timeout_ms, batching=not args.no_batching,
                          max_body_bytes=args.max_body_bytes, max_request_rows=args.max_request_rows,
                          drift_window=args.drift_window, drift_min_rows=args.drift_min_rows,
-                         drift_every=args.drift_every, drift_dir=args.drift_dir)
+                         drift_every=args.drift_every, drift_dir=args.drift_dir, retrain=policy)
     app = create_app(predictors, config)
     for p in predictors:
         print(f"  {p.name} {p.version} ({p.task}) from {p.path}", flush=True)
@@ -87,6 +127,41 @@ def serve_main(argv: list[str] | None = None) -> int:
     # every batcher (waiting requests get 503) and joins its worker thread
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10)
     return 0
+
+
+@cli_entry
+def worker_main(argv: list[str] | None = None) -> int:
+    p = ArgumentParser(prog="run_retrain_worker", description="Watch a retraining hand-off folder (run_serve "
+                       "--retrain-dir) and run the retrainer on every event without a result, oldest first: the "
+                       "retraining worker of docker/compose.yml, when the server runs no hook itself.")
+    p.add_argument("dir", help="the hand-off folder (events/, feedback/, results/, logs/)")
+    p.add_argument("--command", default="run_cnn_retrain", help="retrainer, run as `CMD EVENT` (default: "
+                   "run_cnn_retrain)")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between looks at the folder (default: 2)")
+    p.add_argument("--once", action="store_true", help="handle the pending events, then exit")
+    args = p.parse_args(argv)
+    import shlex
+    import subprocess
+    import time
+
+    from dlm_core.retrain import folders, pending, read_event, write_result
+
+    dirs = folders(args.dir)
+    print(f"watching {dirs['events']} (retrainer: {args.command}); Ctrl-C stops", flush=True)
+    while True:
+        for path in pending(args.dir):
+            event = read_event(path)
+            print(f"retraining for event {event['id']} ({event['model']}, {event['reason']})", flush=True)
+            with open(dirs["logs"] / f"{event['id']}.log", "ab") as log:
+                cmd = [*shlex.split(args.command), str(path)]
+                rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+            if not (dirs["results"] / path.name).exists():  # the retrainer died before it could say so
+                write_result(event, error=f"{args.command} exited with code {rc} and wrote no result; see "
+                                          f"{dirs['logs'] / (event['id'] + '.log')}")
+            print(f"event {event['id']}: exit code {rc}", flush=True)
+        if args.once:
+            return 0
+        time.sleep(args.poll)
 
 
 def loadtest_parser() -> ArgumentParser:

@@ -16,6 +16,11 @@ share counters.
     dlm_drift_effect{model,version,signal,statistic,feature,effect}      its effect size (Wasserstein SDs, ...)
     dlm_drift_verdict{model,version,signal}  -1 no verdict yet, 0 ok, 1 warn, 2 alert (signal="overall" too)
     dlm_drift_window_rows{model,version}, dlm_drift_rows_seen{model,version}
+    dlm_default_version{model,version}       1 for the version new requests go to, 0 for the others
+    dlm_feedback_rows_total{model}           labelled rows received (POST .../feedback)
+    dlm_live_accuracy{model,version}         accuracy on the last labelled rows answered by that version
+    dlm_lifecycle_events_total{model,kind}   drift_alert, episode, retrain_started, retrain_failed,
+                                             gate_rejected, swap, rollback
 """
 
 from __future__ import annotations
@@ -76,6 +81,13 @@ class Metrics:
                                   registry=r)
         self.drift_seen = Gauge("dlm_drift_rows_seen", "Rows the drift monitor has seen", ["model", "version"],
                                 registry=r)
+        self.default_version = Gauge("dlm_default_version", "1 for the version serving new requests",
+                                     ["model", "version"], registry=r)
+        self.feedback_rows = Counter("dlm_feedback_rows", "Labelled feedback rows", ["model"], registry=r)
+        self.live_accuracy = Gauge("dlm_live_accuracy", "Accuracy on recent labelled feedback", ["model", "version"],
+                                   registry=r)
+        self.lifecycle_events = Counter("dlm_lifecycle_events", "Model lifecycle events", ["model", "kind"],
+                                        registry=r)
         self.info = Gauge("dlm_model_info", "A loaded model (value 1)", ["model", "version", "task", "sha256"],
                           registry=r)
 
@@ -99,6 +111,18 @@ class Metrics:
             for effect in EFFECTS:
                 if effect in t:
                     self.drift_effect.labels(*labels, effect).set(t[effect])
+
+    def defaults(self, registry) -> None:
+        for p in registry:
+            self.default_version.labels(p.name, p.version).set(int(registry.default[p.name] == p.version))
+
+    def feedback(self, model: str, version: str, rows: int, accuracy: float | None) -> None:
+        self.feedback_rows.labels(model).inc(rows)
+        if accuracy is not None:
+            self.live_accuracy.labels(model, version).set(accuracy)
+
+    def lifecycle(self, model: str, kind: str) -> None:
+        self.lifecycle_events.labels(model, kind).inc()
 
     def response(self, model: str, code: int, seconds: float) -> None:
         self.requests.labels(model, str(code)).inc()

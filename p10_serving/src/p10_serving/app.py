@@ -25,7 +25,9 @@ import re
 import time
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Body, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
@@ -83,6 +85,15 @@ class FeedbackRequest(PredictRequest):
     labels: list[str | int] | None = None
 
 
+class FastJSONResponse(JSONResponse):
+    """JSON rendered by orjson (numpy values included). The model routes return it directly, which also skips
+    FastAPI's jsonable_encoder walk over the answer: together the costliest steps of a response here."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=jsonable_encoder,
+                            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status, headers=headers)
 
@@ -123,10 +134,16 @@ class Guard:
         try:
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 headers = dict(scope["headers"])
+                if b"inference-header-content-length" in headers:
+                    return await error(415, "binary tensor data (the KServe/Triton binary extension) is not "
+                                            "supported; send the tensors as JSON (tritonclient: binary_data=False)")(
+                        scope, receive, send_status)
                 ctype = headers.get(b"content-type", b"").decode("latin-1")
                 if ctype and not JSON_TYPE.match(ctype):
                     return await error(415, f"content type {ctype!r} is not supported; send application/json")(
                         scope, receive, send_status)
+                if not ctype:  # KServe clients (tritonclient) send JSON without a content type: read it as JSON
+                    scope["headers"] = [*scope["headers"], (b"content-type", b"application/json")]
                 length = headers.get(b"content-length", b"0")
                 if not length.isdigit() or int(length) > self.limit:
                     return await error(413, f"body over the limit of {self.limit} bytes")(scope, receive, send_status)
@@ -276,7 +293,7 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
         request.state.model = p.name
         return p
 
-    async def predict_v1(request: Request, p: Predictor, body: PredictRequest) -> dict:
+    async def predict_v1(request: Request, p: Predictor, body: PredictRequest) -> FastJSONResponse:
         start = time.perf_counter()
         if (body.input is None) == (body.instances is None):
             raise BadInput('send either "input" (one item) or "instances" (a list of items)')
@@ -296,8 +313,8 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
         info = {"model": p.name, "version": p.version,
                 "latency_ms": round((time.perf_counter() - start) * 1000, 3)}
         if body.instances is None:
-            return {**out.results[0], **info}
-        return {"predictions": out.results, **info}
+            return FastJSONResponse({**out.results[0], **info})
+        return FastJSONResponse({"predictions": out.results, **info})
 
     # -- v1
     v1_examples = {p.name: {"summary": f"{p.name} ({p.task})", "value": {"input": p.example_input()}}
@@ -399,7 +416,7 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
                     "outputs": [v2.encode(n, out.tensors[n], specs[n]["datatype"]) for n in wanted]}
         if body.id is not None:
             response["id"] = body.id
-        return JSONResponse(response)
+        return FastJSONResponse(response)
 
     # -- drift: statistics are computed in a worker thread, never on the event loop
     async def drift_report(m: DriftMonitor) -> dict:

@@ -47,6 +47,8 @@ def flatten(data) -> list:
     """Nested lists -> one flat list (iterative: a deeply nested body cannot blow the stack)."""
     if not isinstance(data, list):
         return [data]
+    if list not in set(map(type, data)):  # already flat (the protocol's usual form): no Python loop
+        return data
     out, stack = [], [iter(data)]
     while stack:
         for x in stack[-1]:
@@ -59,6 +61,11 @@ def flatten(data) -> list:
     return out
 
 
+# the JSON types each datatype accepts (exact types: a JSON true is not a number here)
+JSON_TYPES = {"BYTES": {str}, "BOOL": {bool}, **{k: {int, float} for k in DTYPES if k.startswith("FP")},
+              **{k: {int} for k in DTYPES if k not in ("BYTES", "BOOL") and not k.startswith("FP")}}
+
+
 def decode(t: RequestInput) -> np.ndarray:
     """One request tensor -> a numpy array of its shape and datatype."""
     where = f"input {t.name!r}"
@@ -69,21 +76,15 @@ def decode(t: RequestInput) -> np.ndarray:
     flat = flatten(t.data)
     if len(flat) != math.prod(t.shape):
         raise BadInput(f"{where}: shape {t.shape} holds {math.prod(t.shape)} elements but data has {len(flat)}")
-    if t.datatype == "BYTES":
-        if not all(isinstance(x, str) for x in flat):
+    if not set(map(type, flat)) <= JSON_TYPES[t.datatype]:  # one C-level pass over the elements
+        if t.datatype == "BYTES":
             raise BadInput(f"{where}: BYTES data must be strings")
+        kind = "booleans" if t.datatype == "BOOL" else "numbers" if t.datatype.startswith("FP") else "integers"
+        raise BadInput(f"{where}: data does not match datatype {t.datatype} (JSON {kind} expected)")
+    if t.datatype == "BYTES":
         arr = np.empty(len(flat), object)
         arr[:] = flat
         return arr.reshape(t.shape)
-    if t.datatype == "BOOL":
-        ok = all(isinstance(x, bool) for x in flat)
-    elif t.datatype.startswith("FP"):
-        ok = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in flat)
-    else:
-        ok = all(isinstance(x, int) and not isinstance(x, bool) for x in flat)
-    if not ok:
-        kind = "booleans" if t.datatype == "BOOL" else "numbers" if t.datatype.startswith("FP") else "integers"
-        raise BadInput(f"{where}: data does not match datatype {t.datatype} (JSON {kind} expected)")
     try:
         with np.errstate(over="raise"):
             return np.asarray(flat, DTYPES[t.datatype]).reshape(t.shape)

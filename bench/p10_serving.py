@@ -8,9 +8,15 @@
 3. p50/p99 of the batched server at half the unbatched saturation (goal: p99 <= 25 ms on 2 cores, 0 errors);
 4. the server's own overhead: the built-in no-op model's p50/p99 (run_serve --noop --no-batching).
 
-The load generator is run_loadtest's own (open loop, latency from the scheduled send time), in this process;
-each server is a run_serve subprocess on 127.0.0.1. Without a fashion-cnn bundle a toy one stands in (and the
-result says so). JSON to bench/results/p10_serving.json, plots beside it.
+Beside them, the evidence of where the time goes: the model's own ceiling (ONNX Runtime's ms per row at batch
+1 and 32: the most batching can buy here), the CPU each load step cost the server, the load generator and the
+rest of the machine (another session may share it), and a cross-check of run_loadtest against `wrk` (closed
+loop, C, its own process) on the same servers when wrk is installed.
+
+The load generator is run_loadtest's own (open loop, latency from the scheduled send time, raw asyncio HTTP/1.1)
+in its own process, so it does not share the bench's interpreter; each server is a run_serve subprocess on
+127.0.0.1. Without a fashion-cnn bundle a toy one stands in (and the result says so). JSON to
+bench/results/p10_serving.json, plots beside it.
 
     .venv/bin/python -P bench/p10_serving.py [--bundle artifacts/fashion-cnn/<v>] [--step-seconds 3]
 """
@@ -18,8 +24,12 @@ result says so). JSON to bench/results/p10_serving.json, plots beside it.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import concurrent.futures
+import json
+import multiprocessing
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -187,34 +197,125 @@ class Server:
             self.proc.wait()
 
 
-def load(url: str, body: dict, rate: float, seconds: float, warmup: float = 1.0) -> dict:
-    from p10_serving.loadtest import run_load
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    return asyncio.run(run_load(url, body, rate, seconds, warmup, max_requests=200_000, timeout=10.0,
-                                max_connections=512))
+
+def machine_busy() -> float:
+    """Busy (not idle, not I/O wait) CPU seconds of the whole machine so far, all cores (/proc/stat)."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class Loader:
+    """run_loadtest's generator in a process of its own (spawned once), and what each run cost in CPU: the
+    server's ms per request, the generator's, and the cores the rest of the machine used meanwhile."""
+
+    def __init__(self):
+        self.pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+
+    def __call__(self, server: Server, path: str, body: dict, rate: float, seconds: float,
+                 warmup: float = 1.0) -> dict:
+        from p10_serving.loadtest import run
+
+        cpu0, busy0, t0 = cpu_seconds(server.proc.pid), machine_busy(), time.perf_counter()
+        r = self.pool.submit(run, server.url + path, body, rate, seconds, warmup, 200_000, 10.0, 512).result()
+        cpu1, busy1, wall = cpu_seconds(server.proc.pid), machine_busy(), time.perf_counter() - t0
+        sent = r["requests"] + r["warmup_requests"]
+        r["cpu"] = {"server_ms_per_request": (cpu1 - cpu0) / sent * 1000,
+                    "client_ms_per_request": r["client_cpu_s"] / sent * 1000,
+                    "server_cores": (cpu1 - cpu0) / wall, "client_cores": r["client_cpu_s"] / wall,
+                    "machine_busy_cores": (busy1 - busy0) / wall,
+                    "other_cores": (busy1 - busy0 - (cpu1 - cpu0) - r["client_cpu_s"]) / wall}
+        return r
+
+    def close(self) -> None:
+        self.pool.shutdown()
 
 
 def brief(r: dict) -> dict:
     lat = r["latency_ms"]
     return {"offered_rate": round(r["offered_rate"], 1), "throughput": round(r["throughput"], 1),
             "success_ratio": round(r["success_ratio"], 4), "status_codes": r["status_codes"],
-            "p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"], "max_ms": lat["max"]}
+            "p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"], "max_ms": lat["max"],
+            **{k: round(v, 3) for k, v in r.get("cpu", {}).items()}, "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
-def saturation(url: str, body: dict, seconds: float, start_rate: float = 25.0, max_rate: float = 6400.0) -> dict:
-    """Double the offered rate until the server cannot keep up; the best 2xx/s with >= 99% success."""
-    steps, best, rate = [], 0.0, start_rate
-    while rate <= max_rate:
-        r = brief(load(url, body, rate, seconds))
+def saturation(load: Loader, server: Server, path: str, body: dict, seconds: float, start_rate: float = 50.0,
+               max_rate: float = 6400.0, refine: int = 2) -> dict:
+    """Double the offered rate until the server cannot keep up, then `refine` geometric bisections between the
+    last rate it kept up with and the first it did not; saturation = the best 2xx/s with >= 99% success."""
+    steps = []
+
+    def step(rate: float) -> bool:
+        r = brief(load(server, path, body, rate, seconds))
         steps.append(r)
         print(f"    offered {rate:7.0f}/s -> {r['throughput']:7.1f}/s ok {r['success_ratio']:.3f} "
-              f"p99 {r['p99_ms']:.1f} ms", flush=True)
-        if r["success_ratio"] >= 0.99:
-            best = max(best, r["throughput"])
-        if r["success_ratio"] < 0.99 or r["throughput"] < 0.8 * r["offered_rate"]:
-            break
-        rate *= 2
-    return {"saturation_rps": best, "steps": steps}
+              f"p99 {r['p99_ms']:.1f} ms  server {r['server_ms_per_request']:.2f} ms CPU/req  client "
+              f"{r['client_ms_per_request']:.2f}  other {r['other_cores']:.2f} cores", flush=True)
+        return r["success_ratio"] >= 0.99 and r["throughput"] >= 0.95 * r["offered_rate"]
+
+    good, rate = None, start_rate
+    while rate <= max_rate and step(rate):
+        good, rate = rate, rate * 2
+    bad = rate
+    for _ in range(refine if good else 0):
+        mid = (good * bad) ** 0.5
+        if step(mid):
+            good = mid
+        else:
+            bad = mid
+    best = max((s["throughput"] for s in steps if s["success_ratio"] >= 0.99), default=0.0)
+    return {"saturation_rps": best, "kept_up_to_rps": good or 0.0,
+            "steps": sorted(steps, key=lambda s: s["offered_rate"])}
+
+
+def wrk(url: str, body: dict, seconds: float, connections: int) -> dict | None:
+    """wrk (closed loop: each connection sends its next request when the last is answered) POSTing `body`;
+    None when wrk is not installed."""
+    if not shutil.which("wrk"):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "body.json").write_text(json.dumps(body, separators=(",", ":")))
+        script = Path(tmp) / "post.lua"
+        script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                          f'local f = io.open("{tmp}/body.json")\nwrk.body = f:read("*a")\nf:close()\n')
+        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script),
+                              url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    unit = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+    lines = re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    lat = {f"p{q}_ms": float(v) * unit[u] for q, v, u in lines}
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
+    return {"connections": connections, "seconds": seconds, "requests_per_s": rps,
+            "non_2xx": int(non2xx[1]) if non2xx else 0, "socket_errors": "Socket errors" in out, **lat,
+            "load_avg_1m": round(os.getloadavg()[0], 2)}
+
+
+def model_ceiling(bundle: Path, threads: int, rounds: int) -> dict:
+    """ONNX Runtime alone on the served graph: ms per row at batch 1 and at 32, and their ratio, the most
+    that batching can raise the model's own throughput on this CPU."""
+    from dlm_core.benchmark import interleaved_medians
+    from dlm_core.predictors import load_predictor
+
+    p = load_predictor(bundle, threads=threads)
+    row = p.prepare([[(i * 7 + j * 3) % 256 for j in range(28)] for i in range(28)])
+    med = interleaved_medians({"b1": lambda: p.run([row]), "b32": lambda: p.run([row] * 32)}, rounds=rounds)
+    b1, b32 = med["b1"] * 1000, med["b32"] * 1000 / 32
+    return {"ms_per_row_b1": b1, "ms_per_row_b32": b32, "rows_per_s_b1": 1000 / b1, "rows_per_s_b32": 1000 / b32,
+            "batching_gain": b1 / b32, "note": "predictor.run (ORT + post-processing), one process, no HTTP"}
+
+
+def mean_batch_size(url: str) -> float | None:
+    """Rows per execution over the server's life, from its own /metrics."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    total = lambda metric: sum(float(v) for v in re.findall(rf"^{metric}{{[^}}]*}} ([\d.e+]+)$", text, re.M))
+    executions = total("dlm_inference_executions_total")
+    return total("dlm_inference_rows_total") / executions if executions else None
 
 
 def plot_saturation(curves: dict, path: Path) -> None:
@@ -240,6 +341,8 @@ def main() -> int:
     ap.add_argument("--step-seconds", type=float, default=3.0, help="measured seconds per offered rate")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime / torch threads (default: 1)")
     ap.add_argument("--rounds", type=int, default=20, help="timing rounds for ORT vs torch at batch 1")
+    ap.add_argument("--wrk-connections", type=int, default=16, help="wrk's connections in the cross-check")
+    ap.add_argument("--skip-torch", action="store_true", help="skip ONNX Runtime vs torch (server figures only)")
     args = ap.parse_args()
 
     from dlm_core.bundle import artifacts_root, find_bundles, latest_bundle
@@ -259,48 +362,62 @@ def main() -> int:
     served = sorted({latest_bundle(p.parent.name) for p in find_bundles(artifacts_root())} | {Path(bundle)})
 
     print("== ONNX Runtime vs torch eager", flush=True)
-    engines = ort_vs_torch(served, args.threads, args.rounds)
+    engines = {"skipped": "--skip-torch"} if args.skip_torch else ort_vs_torch(served, args.threads, args.rounds)
     print(engines, flush=True)
 
     name = read_json(Path(bundle) / "manifest.json")["name"]
-    body = {"input": [[(i * 7 + j * 3) % 256 for j in range(28)] for i in range(28)]}
-    common = [str(bundle), "--threads", str(args.threads), "--queue-size", "1024"]
-    curves = {}
-    print("== saturation, unbatched", flush=True)
-    server = Server([*common, "--no-batching"])
-    try:
-        curves["unbatched"] = saturation(f"{server.url}/v1/models/{name}/predict", body,
-                                         args.step_seconds)
-    finally:
-        server.stop()
-    half = max(curves["unbatched"]["saturation_rps"] / 2, 1.0)
-    print("== saturation, batched (max 32 rows, 5 ms)", flush=True)
-    server = Server([*common, "--max-batch-size", "32", "--max-delay-ms", "5"])
-    try:
-        url = f"{server.url}/v1/models/{name}/predict"
-        print(f"== batched at half the unbatched saturation: {half:.0f}/s", flush=True)
-        at_half = load(url, body, half, 2 * args.step_seconds)
-        plot(at_half, out_dir / "p10_serving_latency.png", title=f"batched run_serve at {half:.0f} req/s offered")
-        curves["batched"] = saturation(url, body, args.step_seconds)
-    finally:
-        server.stop()
-    plot_saturation(curves, out_dir / "p10_serving_saturation.png")
+    print("== the model alone: ms per row at batch 1 and 32", flush=True)
+    ceiling = model_ceiling(Path(bundle), args.threads, args.rounds)
+    print(ceiling, flush=True)
 
-    print("== server overhead: the no-op model, unbatched, 200/s", flush=True)
-    server = Server(["--noop", "--no-batching"])
+    body = {"input": [[(i * 7 + j * 3) % 256 for j in range(28)] for i in range(28)]}
+    path = f"/v1/models/{name}/predict"
+    common = [str(bundle), "--threads", str(args.threads), "--queue-size", "1024"]
+    load, curves, cross = Loader(), {}, {}
     try:
-        noop = brief(load(f"{server.url}/v1/models/noop/predict", {"input": 0}, 200, 2 * args.step_seconds))
+        print("== saturation, unbatched", flush=True)
+        server = Server([*common, "--no-batching"])
+        try:
+            curves["unbatched"] = saturation(load, server, path, body, args.step_seconds)
+            cross["unbatched"] = wrk(server.url + path, body, args.step_seconds, args.wrk_connections)
+        finally:
+            server.stop()
+        half = max(curves["unbatched"]["saturation_rps"] / 2, 1.0)
+        print("== saturation, batched (max 32 rows, 5 ms)", flush=True)
+        server = Server([*common, "--max-batch-size", "32", "--max-delay-ms", "5"])
+        try:
+            print(f"== batched at half the unbatched saturation: {half:.0f}/s", flush=True)
+            at_half = load(server, path, body, half, 2 * args.step_seconds)
+            plot(at_half, out_dir / "p10_serving_latency.png", title=f"batched run_serve at {half:.0f} req/s offered")
+            curves["batched"] = saturation(load, server, path, body, args.step_seconds)
+            cross["batched"] = wrk(server.url + path, body, args.step_seconds, args.wrk_connections)
+            batch_sizes = mean_batch_size(server.url)
+        finally:
+            server.stop()
+        plot_saturation(curves, out_dir / "p10_serving_saturation.png")
+
+        print("== server overhead: the no-op model, unbatched, 200/s then saturation", flush=True)
+        server = Server(["--noop", "--no-batching"])
+        try:
+            noop = brief(load(server, "/v1/models/noop/predict", {"input": 0}, 200, 2 * args.step_seconds))
+            noop_sat = saturation(load, server, "/v1/models/noop/predict", {"input": 0}, args.step_seconds)
+            cross["noop"] = wrk(server.url + "/v1/models/noop/predict", {"input": 0}, args.step_seconds,
+                                args.wrk_connections)
+        finally:
+            server.stop()
     finally:
-        server.stop()
+        load.close()
     tmp.cleanup()
+    print(f"== wrk cross-check: {cross}", flush=True)
 
     half_brief = brief(at_half)
     ratio = curves["batched"]["saturation_rps"] / max(curves["unbatched"]["saturation_rps"], 1e-9)
     result = {
         "bench": "p10_serving: run_serve on the fashion-cnn bundle, batched (max 32 rows / 5 ms) vs --no-batching; "
-                 "open-loop load from the scheduled send time, on the same machine as the server",
+                 "open-loop load from the scheduled send time (run_loadtest in its own process), same machine",
         "machine": {**machine(), "note": f"{os.cpu_count()} cores shared by the server, the load generator and "
-                                         "any background jobs"},
+                                         "any background jobs (other_cores per step: what the rest used)",
+                    "load_avg_1m_2m_15m_at_end": [round(x, 2) for x in os.getloadavg()]},
         "model_source": f"{source}: {bundle}",
         "ours": {"batched_saturation_rps": curves["batched"]["saturation_rps"],
                  "p50_ms_at_half_unbatched_saturation": half_brief["p50_ms"],
@@ -313,10 +430,14 @@ def main() -> int:
                 "saturation with 0 errors",
         "goal_met": {"batching_3x": ratio >= 3, "p99_25ms": (half_brief["p99_ms"] or 1e9) <= 25,
                      "zero_errors": half_brief["success_ratio"] == 1.0},
+        "model_ceiling": ceiling,
+        "mean_batch_size_batched_server": batch_sizes,
         "at_half": half_brief,
         "noop_overhead": noop,
+        "noop_saturation_rps": noop_sat["saturation_rps"],
+        "wrk_cross_check": cross,
         "ort_vs_torch": engines,
-        "saturation_steps": {k: v["steps"] for k, v in curves.items()},
+        "saturation_steps": {**{k: v["steps"] for k, v in curves.items()}, "noop": noop_sat["steps"]},
         "threads": args.threads,
         "gpu": "not measured (no GPU on this machine)",
         "wall_s": round(time.perf_counter() - t0, 1),

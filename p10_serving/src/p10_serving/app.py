@@ -20,6 +20,7 @@ content type 415, queue full 503 (+ Retry-After), timeout 504.
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import re
 import time
@@ -30,6 +31,7 @@ from fastapi import Body, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
@@ -92,6 +94,32 @@ class FastJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, default=jsonable_encoder,
                             option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
+class FastJSONRequest(Request):
+    """A request whose JSON body is parsed by orjson (5x faster than json on a 28x28 image); whatever orjson
+    refuses goes to json.loads, so what is accepted and every error message stay those of the json module."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = orjson.loads(body)
+            except orjson.JSONDecodeError:  # NaN, integers over 64 bits, lone surrogates, or not JSON at all
+                self._json = json.loads(body)
+        return self._json
+
+
+class FastJSONRoute(APIRoute):
+    """FastAPI's route, handing its body parsing a FastJSONRequest."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(FastJSONRequest(request.scope, request.receive))
+
+        return route
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -228,6 +256,7 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
     app = FastAPI(title="dlm serving", version=__version__, lifespan=lifespan,
                   description="The dlm bundles behind a dynamic batcher: a simple JSON API (v1), the KServe v2 "
                               "Open Inference Protocol REST surface, and Prometheus metrics at /metrics.")
+    app.router.route_class = FastJSONRoute  # every route below parses JSON bodies with orjson
     app.state.registry, app.state.metrics, app.state.batchers, app.state.config = registry, metrics, batchers, config
     app.state.monitors, app.state.lifecycle = monitors, life
     app.add_middleware(Guard, metrics=metrics, known=set(registry.models), max_body_bytes=config.max_body_bytes)

@@ -24,7 +24,7 @@ def _export(module, example, path: Path, input_name: str, output_names: list[str
                       output_names=output_names, dynamic_shapes=(dynamic,), external_data=False, verbose=False)
 
 
-def _image_net(kind: str):
+def _image_net(kind: str, seed: int = 0):
     import torch
     from torch import nn
 
@@ -43,16 +43,17 @@ def _image_net(kind: str):
             err = ((torch.sigmoid(self.decode(z)).view(-1, 1, 28, 28) - x) ** 2).mean((1, 2, 3))
             return err, z
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return Net()
 
 
 def toy_image_bundle(root, task: str = "image-classification", name: str | None = None, version: str = "1",
-                     seed: int = 0) -> Path:
-    """A 28x28 grey classifier (logits + 16-d embedding) or anomaly detector (error + code)."""
+                     seed: int = 0, weights_seed: int = 0) -> Path:
+    """A 28x28 grey classifier (logits + 16-d embedding) or anomaly detector (error + code); `weights_seed`
+    gives another (random) model, `seed` other validation inputs."""
     import torch
 
-    net = _image_net(task)
+    net = _image_net(task, weights_seed)
     rng = np.random.default_rng(seed)
     val = rng.integers(0, 256, (500, 28, 28)).astype(np.uint8)
     x = torch.from_numpy(((rng.integers(0, 256, (8, 1, 28, 28)) / 255.0 - 0.5) / 0.5).astype(np.float32))

@@ -83,8 +83,8 @@ class DefaultPredictRequest(PredictRequest):
 class FeedbackRequest(PredictRequest):
     """One input and its true class (`input`, `label`) or several (`instances`, `labels`)."""
 
-    label: str | int | None = None
-    labels: list[str | int] | None = None
+    label: Any = None             # a class name or index, checked by the lifecycle (pydantic would turn true into 1)
+    labels: list[Any] | None = None
 
 
 class FastJSONResponse(JSONResponse):

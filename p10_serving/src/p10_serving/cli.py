@@ -52,6 +52,8 @@ def serve_parser() -> ArgumentParser:
                    help="live accuracy this far below the held-out accuracy opens an episode (default: 0.05)")
     r.add_argument("--retrain-accuracy-window", type=int, default=200,
                    help="labelled rows the live accuracy is computed over (default: 200)")
+    r.add_argument("--retrain-accuracy-windows", type=int, default=2,
+                   help="consecutive low-accuracy windows that open an episode (default: 2)")
     r.add_argument("--retrain-min-feedback", type=int, default=640,
                    help="labelled rows since the episode began before a retrain starts (default: 640)")
     r.add_argument("--retrain-cooldown", type=float, default=60.0,
@@ -72,14 +74,17 @@ def retrain_policy(args):
 
     if args.retrain_command and not args.retrain_dir:
         raise DlmError("--retrain-command needs --retrain-dir (where events and results go)")
-    if args.retrain_drift_windows < 1 or args.retrain_accuracy_window < 1 or args.retrain_min_feedback < 2:
-        raise DlmError("need --retrain-drift-windows >= 1, --retrain-accuracy-window >= 1, --retrain-min-feedback >= 2")
+    if min(args.retrain_drift_windows, args.retrain_accuracy_window, args.retrain_accuracy_windows) < 1 \
+            or args.retrain_min_feedback < 2:
+        raise DlmError("need --retrain-drift-windows, --retrain-accuracy-window and --retrain-accuracy-windows >= 1, "
+                       "--retrain-min-feedback >= 2")
     if not 0 <= args.retrain_accuracy_drop < 1 or args.retrain_cooldown < 0 or args.retrain_timeout <= 0:
         raise DlmError("need 0 <= --retrain-accuracy-drop < 1, --retrain-cooldown >= 0, --retrain-timeout > 0")
     if not 0 < args.gate_alpha < 1 or args.gate_margin < 0 or args.gate_test_rows < 0:
         raise DlmError("need 0 < --gate-alpha < 1, --gate-margin >= 0, --gate-test-rows >= 0")
     return RetrainPolicy(dir=args.retrain_dir, command=args.retrain_command, drift_windows=args.retrain_drift_windows,
                          accuracy_drop=args.retrain_accuracy_drop, accuracy_window=args.retrain_accuracy_window,
+                         accuracy_windows=args.retrain_accuracy_windows,
                          min_feedback=args.retrain_min_feedback, cooldown_s=args.retrain_cooldown,
                          timeout_s=args.retrain_timeout, gate_margin=args.gate_margin, gate_alpha=args.gate_alpha,
                          gate_test_rows=args.gate_test_rows)

@@ -6,9 +6,12 @@ Retraining criteria (checked every `poll_s` for each classifier; see the README 
     drift      the drift monitor's verdict is "alert" on `drift_windows` CONSECUTIVE, NON-OVERLAPPING windows
                (each window `--drift-window` fresh rows). One alert window is not enough: each window may
                false-alarm in up to ~5% of cases (calibrated), two in a row in ~0.25%.
-    accuracy   the live accuracy on labelled feedback (`POST /v1/models/{name}/feedback`), over the last
-               `accuracy_window` rows answered by the serving version, is more than `accuracy_drop` below the
-               bundle's held-out accuracy.
+    accuracy   the live accuracy on labelled feedback (`POST /v1/models/{name}/feedback`) is more than
+               `accuracy_drop` below the accuracy expected of the serving version on `accuracy_windows`
+               consecutive windows of `accuracy_window` fresh labelled rows. Expected: the bundle's held-out
+               accuracy; for a version swapped in because the traffic shifted, its accuracy on the gate's
+               held-out feedback if lower (a model retrained for rotated images is judged against what it
+               reached on them, not against the clean test set, or it would be retrained forever).
 
 Either opens an episode; a retrain starts once `min_feedback` labelled rows have arrived since the episode
 began (the new model needs examples of the new traffic), not while a retrain runs, and not within `cooldown_s`
@@ -64,6 +67,7 @@ class RetrainPolicy:
     drift_windows: int = 2          # consecutive non-overlapping alert windows
     accuracy_drop: float = 0.05     # live accuracy this far below the bundle's held-out accuracy
     accuracy_window: int = 200      # labelled rows the live accuracy is computed over
+    accuracy_windows: int = 2       # consecutive low-accuracy windows
     min_feedback: int = 640         # labelled rows since the episode began before a retrain starts
     max_feedback: int = 4000        # the most recent rows of those go to the event
     gate_share: float = 0.2         # of them, held out for the gate (every 1/share-th row)
@@ -80,6 +84,8 @@ class RetrainPolicy:
 class ModelState:
     window_mark: int = 0            # the drift monitor's rows_seen when the last window was judged
     alert_windows: int = 0          # consecutive alert windows
+    accuracy_mark: int = 0          # labelled rows of the serving version when its accuracy was last judged
+    low_windows: int = 0            # consecutive low-accuracy windows
     onset: int | None = None        # feedback count when the current episode began
     reason: str | None = None
     running: str | None = None      # the event id being retrained
@@ -95,11 +101,13 @@ class FeedbackStore:
     def __init__(self, size: int):
         self.rows: collections.deque = collections.deque(maxlen=size)
         self.count = 0
+        self.per_version: collections.Counter = collections.Counter()
 
     def add(self, xs: list, labels: list[int], correct: list[bool], version: str) -> None:
         for x, y, c in zip(xs, labels, correct):
             self.rows.append((x, y, c, version, self.count))
             self.count += 1
+        self.per_version[version] += len(labels)
 
     def accuracy(self, version: str, window: int) -> tuple[float | None, int]:
         """Accuracy over the last `window` rows answered by `version` (None until there are that many)."""
@@ -130,6 +138,7 @@ class Lifecycle:
         self.procs: set[asyncio.subprocess.Process] = set()
         self.dirs = folders(policy.dir) if policy.dir else None
         self.test_sets: dict[tuple, tuple] = {}
+        self.expected: dict[tuple[str, str], float] = {}  # accuracy expected of a swapped-in version
 
     # ------------------------------------------------------------------------------------------ events
     def event(self, kind: str, model: str, **fields) -> dict:
@@ -203,14 +212,18 @@ class Lifecycle:
                                statistics=alerting(report))
             else:
                 st.alert_windows = 0
+        store, expected = self.feedback[name], self.expected_accuracy(p)
+        if expected is not None and store.per_version[p.version] - st.accuracy_mark >= pol.accuracy_window:
+            st.accuracy_mark = store.per_version[p.version]  # a window of fresh labelled rows: judge it
+            acc, _ = store.accuracy(p.version, pol.accuracy_window)
+            st.low_windows = st.low_windows + 1 if acc < expected - pol.accuracy_drop else 0
         reason = stats = None
         if st.alert_windows >= pol.drift_windows:
             reason, stats = "drift", {"windows": st.alert_windows, "tests": alerting(st.last_report)}
-        acc, n = self.feedback[name].accuracy(p.version, pol.accuracy_window)
-        held_out = p.headline_metric[1] if p.headline_metric[0] == "accuracy" else None
-        if reason is None and acc is not None and held_out is not None and acc < held_out - pol.accuracy_drop:
-            reason, stats = "accuracy", {"live_accuracy": acc, "rows": n, "held_out_accuracy": held_out,
-                                         "drop": pol.accuracy_drop}
+        elif st.low_windows >= pol.accuracy_windows:
+            acc, n = store.accuracy(p.version, pol.accuracy_window)
+            reason, stats = "accuracy", {"live_accuracy": acc, "rows": n, "windows": st.low_windows,
+                                         "expected_accuracy": expected, "drop": pol.accuracy_drop}
         if reason is None:
             st.onset, st.reason = None, None
             return
@@ -221,6 +234,11 @@ class Lifecycle:
             return
         if self.feedback[name].count - st.onset >= pol.min_feedback:
             await self.start_retrain(p, reason, stats, st.onset)
+
+    def expected_accuracy(self, p: Predictor) -> float | None:
+        head, value = p.headline_metric
+        held_out = float(value) if head == "accuracy" else None
+        return self.expected.get((p.name, p.version), held_out)
 
     # ------------------------------------------------------------------------------------------ the hook
     async def start_retrain(self, p: Predictor, reason: str, stats: dict | None, start: int = 0) -> dict:
@@ -279,7 +297,7 @@ class Lifecycle:
                 self.event("gate_rejected", old.name, id=eid, version=old.version, candidate=candidate.version,
                            gate=checks, seconds=round(time.time() - t0, 1))
             else:
-                await self.swap(old, candidate, eid=eid, gate=checks, seconds=round(time.time() - t0, 1))
+                await self.swap(old, candidate, id=eid, gate=checks, seconds=round(time.time() - t0, 1))
         except asyncio.CancelledError:
             raise
         except Exception as err:  # noqa: BLE001 - any failure is an event, never a crash of the server
@@ -335,10 +353,11 @@ class Lifecycle:
     # ------------------------------------------------------------------------------------------ swap
     async def swap(self, old: Predictor, new: Predictor, **fields) -> None:
         await self.add_model(new)      # its batcher and drift monitor run before any request can reach it
+        gate, held_out = fields.get("gate") or {}, self.expected_accuracy(new)
+        if held_out is not None and gate.get("new_feedback_accuracy") is not None:
+            self.expected[new.name, new.version] = min(held_out, gate["new_feedback_accuracy"])
         self.registry.set_default(old.name, new.version)  # one assignment: the next lookup gets the new version
-        st = self.state[old.name]
-        st.previous, st.alert_windows, st.onset, st.reason = old.version, 0, None, None
-        st.window_mark = 0
+        self.reset(old.name, previous=old.version)
         self.event("swap", old.name, old_version=old.version, version=new.version, sha256=new.sha256, **fields)
 
     async def rollback(self, name: str) -> dict:
@@ -347,18 +366,25 @@ class Lifecycle:
             raise Conflict(f"{name} has no previous version to roll back to")
         current = self.registry.default[name]
         self.registry.set_default(name, st.previous)
-        st.previous, st.alert_windows, st.onset, st.reason = current, 0, None, None
-        mon = self.monitors.get((name, self.registry.default[name]))
-        st.window_mark = mon.rows_seen if mon else 0
+        self.reset(name, previous=current)
         st.cooldown_until = time.time() + self.policy.cooldown_s
         e = self.event("rollback", name, old_version=current, version=self.registry.default[name])
         return {"model": name, "version": e["version"], "previous": current}
+
+    def reset(self, name: str, previous: str) -> None:
+        """A new serving version: its criteria start from its own fresh windows."""
+        st, version = self.state[name], self.registry.default[name]
+        mon = self.monitors.get((name, version))
+        st.previous, st.alert_windows, st.low_windows, st.onset, st.reason = previous, 0, 0, None, None
+        st.window_mark = mon.rows_seen if mon else 0
+        st.accuracy_mark = self.feedback[name].per_version[version]
 
     def status(self, name: str) -> dict:
         p, st = self.registry.get(name), self.state[name]
         acc, n = self.feedback[name].accuracy(p.version, self.policy.accuracy_window)
         return {"model": name, "version": p.version, "versions": sorted(self.registry.models[name]),
-                "previous": st.previous, "alert_windows": st.alert_windows, "episode_reason": st.reason,
+                "previous": st.previous, "alert_windows": st.alert_windows, "low_accuracy_windows": st.low_windows,
+                "expected_accuracy": self.expected_accuracy(p), "episode_reason": st.reason,
                 "feedback_since_onset": None if st.onset is None else self.feedback[name].count - st.onset,
                 "retraining": st.running, "cooldown_s": max(0.0, round(st.cooldown_until - time.time(), 1)),
                 "live_accuracy": acc, "live_accuracy_rows": n, "held_out": dict([p.headline_metric]),

@@ -30,7 +30,7 @@ import orjson
 from fastapi import Body, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
@@ -39,12 +39,14 @@ from dlm_core.predictors import BadInput, Predictor
 
 from . import __version__, v2
 from .batcher import Batcher, QueueFull, RequestTimeout, ShuttingDown
+from .dashboard import STATIC, Timeline
 from .drift import DriftMonitor
 from .lifecycle import Conflict, Lifecycle, RetrainPolicy
 from .metrics import Metrics
 from .registry import ModelNotFound, Registry
 
 log = logging.getLogger("p10_serving")
+STATIC_FILES = {"dashboard.html", "uPlot.iife.min.js", "uPlot.min.css"}
 SERVER_NAME = "dlm-serving"
 
 
@@ -239,15 +241,20 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
         registry.add(p)
 
     life = Lifecycle(registry, monitors, config.retrain, metrics, add_model)
+    timeline = Timeline(registry, batchers, monitors, life)
+    metrics.listeners.append(timeline.response)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         for p in registry:
             start_batcher(p)
-        watcher = asyncio.get_running_loop().create_task(life.watch(), name="lifecycle")
+        loop = asyncio.get_running_loop()
+        background = [loop.create_task(life.watch(), name="lifecycle"),
+                      loop.create_task(timeline.run(), name="timeline")]
         yield
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await life.stop()
         for b in batchers.values():
             await b.stop()
@@ -512,6 +519,23 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
              "rollbacks (since=UNIX time to get the newer ones)")
     async def v1_events(since: float = 0.0):
         return {"events": [e for e in life.events if e["time"] > since]}
+
+    # -- the live dashboard (dashboard.py, static/dashboard.html)
+    @app.get("/dashboard", tags=["ops"], summary="Live dashboard: rates, latency, batch size, drift, accuracy, events")
+    async def dashboard():
+        return FileResponse(STATIC / "dashboard.html", media_type="text/html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str):
+        path = STATIC / name
+        if name not in STATIC_FILES or not path.is_file():
+            raise ModelNotFound(f"no static file {name!r}")
+        return FileResponse(path)
+
+    @app.get("/v1/dashboard/data", tags=["ops"], summary="The dashboard's series (one point per model per second) "
+             "and lifecycle events, newer than `since` (UNIX time)")
+    async def dashboard_data(since: float = 0.0):
+        return timeline.data(since)
 
     # -- metrics
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (text format)")

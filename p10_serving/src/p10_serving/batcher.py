@@ -91,6 +91,7 @@ class Batcher:
         self.queued_rows = 0      # rows waiting, not yet in a batch
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
+        self.rows_done = self.executions_done = 0  # what ran (the dashboard's mean batch size)
 
     # ------------------------------------------------------------------------------------------ callers
     async def submit(self, rows: list) -> BatchOutput:
@@ -168,6 +169,8 @@ class Batcher:
                 if not req.future.done():
                     req.future.set_exception(err)
             return
+        self.rows_done += len(rows)
+        self.executions_done += 1
         if self.metrics:
             self.metrics.executed(len(rows), self.clock() - started)
         if self.on_output:

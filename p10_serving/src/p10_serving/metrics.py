@@ -55,6 +55,7 @@ class ModelMetrics:
 class Metrics:
     def __init__(self):
         r = self.registry = CollectorRegistry()
+        self.listeners: list = []
         self.request = Histogram("dlm_request_duration_seconds", "Request duration, arrival to response",
                                  ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.queue_wait = Histogram("dlm_queue_wait_seconds", "Wait in the batcher's queue before the first row "
@@ -127,6 +128,8 @@ class Metrics:
     def response(self, model: str, code: int, seconds: float) -> None:
         self.requests.labels(model, str(code)).inc()
         self.request.labels(model).observe(seconds)
+        for listener in self.listeners:  # the dashboard's timeline
+            listener(model, code, seconds)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

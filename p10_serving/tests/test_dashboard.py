@@ -1,0 +1,79 @@
+"""The dashboard in a real browser: headless Chromium loads /dashboard from a live run_serve under load, runs
+the page's JavaScript (uPlot, vendored) against /v1/dashboard/data, and the page's own state says how many
+points each chart drew. Chromium comes from Debian (`make test` installs it); where it is missing, the test is
+skipped and says so."""
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--hide-scrollbars",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium(url: str, profile: Path, *extra: str) -> str:
+    cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=6000", *extra, url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=90).stdout
+
+
+@pytest.fixture
+def live_server(bundles, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).parent / "run_serve"
+    proc = subprocess.Popen([str(exe), str(bundles["img"]), str(bundles["anom"]), "--port", str(port),
+                             "--drift-window", "60", "--drift-min-rows", "40", "--drift-every", "20"],
+                            stdout=open(tmp_path / "serve.log", "wb"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError((tmp_path / "serve.log").read_text())
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make test installs Debian's chromium)")
+def test_dashboard_charts_receive_data_in_a_real_browser(live_server, tmp_path):
+    rng = np.random.default_rng(0)
+    with httpx.Client(base_url=live_server, timeout=10) as c:
+        t0 = time.time()
+        while time.time() - t0 < 3.5:  # a few seconds of traffic: predictions, feedback, and some 4xx
+            imgs = rng.integers(0, 256, (8, 28, 28)).tolist()
+            assert c.post("/v1/models/img/predict", json={"instances": imgs}).status_code == 200
+            assert c.post("/v1/models/anom/predict", json={"instances": imgs}).status_code == 200
+            assert c.post("/v1/models/img/feedback", json={"instances": imgs, "labels": [1] * 8}).status_code == 200
+            assert c.post("/v1/models/img/predict", json={"input": "not an image"}).status_code == 400
+        data = c.get("/v1/dashboard/data").json()
+    assert data["models"]["img"][-1]["errors"] >= 0 and any(p["errors"] > 0 for p in data["models"]["img"])
+    html = chromium(f"{live_server}/dashboard", tmp_path / "profile", "--dump-dom")
+    m = re.search(r'<pre id="dash-state"[^>]*>(.*?)</pre>', html, re.S)
+    assert m, html[:2000]
+    state = json.loads(m.group(1))
+    assert state["refreshes"] >= 1
+    for model in ("img", "anom"):
+        assert state["points"][model] >= 3
+        charts = state["charts"][model]
+        assert charts["traffic"] > 0 and charts["latency"] > 0 and charts["batch"] > 0 and charts["drift"] > 0, charts
+    assert state["charts"]["img"]["accuracy"] > 0  # the classifier's live accuracy from the feedback
+    shot = tmp_path / "dashboard.png"
+    chromium(f"{live_server}/dashboard", tmp_path / "profile2", "--window-size=1600,900", f"--screenshot={shot}")
+    assert shot.stat().st_size > 10_000

@@ -138,7 +138,7 @@ def test_serve_image_builds_runs_and_answers(tmp_path):
         return subprocess.run(podman + ["image", "inspect", "-f", fmt, "localhost/dlm-serve"], capture_output=True,
                               text=True, env=env, check=True).stdout.strip()
 
-    assert inspect("{{.Config.User}}") == "10001"
+    assert inspect("{{.Config.User}}").split(":")[0] == "10001"
     size_mb = int(inspect("{{.Size}}")) / 1e6
     print(f"localhost/dlm-serve: {size_mb:.0f} MB")
     assert size_mb < 1000
@@ -179,3 +179,12 @@ def test_serve_image_builds_runs_and_answers(tmp_path):
             assert b"dlm_request_duration_seconds" in r.read()
     finally:
         subprocess.run(podman + ["rm", "-f", "-t", "2", name], capture_output=True, env=env)
+
+
+def test_serve_requirements_pin_what_core_and_p10_declare_without_torch():
+    proc = subprocess.run([sys.executable, str(DOCKER / "serve_requirements.py"), str(ROOT)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    names = {line.split("==")[0] for line in proc.stdout.split()}
+    assert {"onnxruntime", "fastapi", "uvicorn", "tokenizers", "faiss-cpu", "prometheus-client"} <= names
+    assert not names & {"torch", "torchvision"}

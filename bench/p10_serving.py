@@ -397,7 +397,7 @@ def main() -> int:
         plot_saturation(curves, out_dir / "p10_serving_saturation.png")
 
         print("== server overhead: the no-op model, unbatched, 200/s then saturation", flush=True)
-        server = Server(["--noop", "--no-batching"])
+        server = Server(["--noop", "--no-batching", "--queue-size", "1024"])
         try:
             noop = brief(load(server, "/v1/models/noop/predict", {"input": 0}, 200, 2 * args.step_seconds))
             noop_sat = saturation(load, server, "/v1/models/noop/predict", {"input": 0}, args.step_seconds)

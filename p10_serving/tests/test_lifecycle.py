@@ -112,8 +112,9 @@ def test_accuracy_drop_retrains_gates_swaps_and_rolls_back(life_bundles, images,
         assert "episode" not in [e["kind"] for e in c.get("/v1/events").json()["events"]]
         send_feedback(c, xs[20:40], ys[20:40])
         episode = wait_for(c, "episode")
-        assert episode["reason"] == "accuracy" and episode["statistics"]["live_accuracy"] == 0.0
-        assert episode["statistics"]["windows"] == 2 and episode["statistics"]["expected_accuracy"] == 0.1
+        stats = episode["statistics"]["accuracy"]
+        assert episode["reason"] == "accuracy" and stats["live_accuracy"] == 0.0
+        assert stats["windows"] == 2 and stats["expected_accuracy"] == 0.1
         send_feedback(c, xs[40:], ys[40:])
         started = wait_for(c, "retrain_started")
         swap = wait_for(c, "swap")
@@ -184,6 +185,6 @@ def test_drift_criterion_needs_consecutive_alert_windows_and_stays_quiet_without
         dark = (same[:300] // 4).astype(np.uint8)  # a darker camera: every window after this alerts
         send_stream(c, dark)
         episode = wait_for(c, "episode", 10)
-        assert episode["reason"] == "drift" and episode["statistics"]["windows"] == 2
+        assert episode["reason"] == "drift" and episode["statistics"]["drift"]["windows"] == 2
         alert = wait_for(c, "drift_alert", 1)
         assert alert["statistics"] and alert["rows_seen"] >= 900

@@ -217,13 +217,14 @@ class Lifecycle:
             st.accuracy_mark = store.per_version[p.version]  # a window of fresh labelled rows: judge it
             acc, _ = store.accuracy(p.version, pol.accuracy_window)
             st.low_windows = st.low_windows + 1 if acc < expected - pol.accuracy_drop else 0
-        reason = stats = None
+        stats = {}  # every criterion met now (the reason says which: drift, accuracy or drift+accuracy)
         if st.alert_windows >= pol.drift_windows:
-            reason, stats = "drift", {"windows": st.alert_windows, "tests": alerting(st.last_report)}
-        elif st.low_windows >= pol.accuracy_windows:
+            stats["drift"] = {"windows": st.alert_windows, "tests": alerting(st.last_report)}
+        if st.low_windows >= pol.accuracy_windows:
             acc, n = store.accuracy(p.version, pol.accuracy_window)
-            reason, stats = "accuracy", {"live_accuracy": acc, "rows": n, "windows": st.low_windows,
-                                         "expected_accuracy": expected, "drop": pol.accuracy_drop}
+            stats["accuracy"] = {"live_accuracy": acc, "rows": n, "windows": st.low_windows,
+                                 "expected_accuracy": expected, "drop": pol.accuracy_drop}
+        reason = "+".join(stats) or None
         if reason is None:
             st.onset, st.reason = None, None
             return

@@ -1,0 +1,455 @@
+"""run_fullstack: the whole system in one command, every stage a real process.
+
+    train (run_cnn_train --preset quick|default)  ->  export (run_cnn_export, a dlm-bundle/1)
+    ->  serve (run_serve with the drift monitor, feedback and the retraining hook run_cnn_retrain)
+    ->  replay a seeded stream of held-out images (validation rows the drift reference never saw) at a fixed
+        rate; after `--shift-after` rows the images shift (rotation, brightness or contrast); true labels come
+        back `--label-delay` rows late as feedback
+    ->  drift alert / accuracy drop  ->  retrain  ->  gate  ->  swap  ->  the live accuracy recovers.
+
+It writes OUT/report.md with drift.png, accuracy.png and latency.png (the alert, the retrain and the swap
+marked), OUT/fullstack.json with every number, and exits 1 if a stage fails: training or export fails, the
+server does not get ready, no swap within the budget, or the accuracy does not recover. With `--no-shift` it is
+the control: the same stream with no shift must end with no retrain at all (exit 1 if one starts).
+Everything lands under OUT (its own artifacts/ and runs), never in the user's artifacts/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dlm_core.errors import DlmError, cli_entry
+from dlm_core.io import read_json, write_json, write_text
+
+from .calibration import TRANSFORMS
+
+MODEL = "fashion-cnn"
+MARKERS = {"drift_alert": ("tab:orange", "drift alert"), "episode": ("tab:red", "criterion met"),
+           "retrain_started": ("tab:purple", "retrain started"), "swap": ("tab:green", "swap"),
+           "gate_rejected": ("black", "gate rejected"), "retrain_failed": ("black", "retrain failed"),
+           "rollback": ("tab:brown", "rollback")}
+
+
+class StageFailed(DlmError):
+    pass
+
+
+def parse_shift(spec: str) -> tuple[str, float]:
+    kind, _, size = spec.partition(":")
+    if kind not in TRANSFORMS or not size:
+        raise DlmError(f"--shift {spec!r}: use KIND:SIZE with KIND one of {sorted(TRANSFORMS)}, e.g. rotation:25")
+    try:
+        return kind, float(size)
+    except ValueError:
+        raise DlmError(f"--shift {spec!r}: the size must be a number") from None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stage(name: str, cmd: list[str], log: Path, env: dict | None = None) -> float:
+    """Run one stage as a process (output to its log); its seconds, or StageFailed naming the log."""
+    t0 = time.perf_counter()
+    print(f"[{name}] {shlex.join(cmd)}  (log: {log})", flush=True)
+    with open(log, "ab") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+    if rc != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+        raise StageFailed(f"stage {name} failed (exit {rc}): {' | '.join(tail)}; see {log}")
+    return time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------------------------------- the stream
+def stream_rows(seed: int, n: int, skip: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """`n` held-out images in a seeded order: validation rows after the first `skip` (those are the bundle's
+    drift reference), cycled if more are needed."""
+    from dlm_core.data import load_dataset
+
+    val = load_dataset("fashion-mnist", seed=0).val
+    pool = np.arange(skip, len(val.y))
+    order = np.concatenate([np.random.default_rng([seed, k]).permutation(pool) for k in range(-(-n // len(pool)))])
+    return val.x[order[:n]], val.y[order[:n]]
+
+
+async def replay(base: str, x: np.ndarray, y: np.ndarray, *, shift: tuple[str, float] | None, shift_after: int,
+                 rate: float, label_delay: int, post_swap_rows: int, classes: list[str], timeout: float,
+                 deadline: float, poll: callable) -> dict:
+    """Send row i at t0 + i / rate (open loop), each as one v1 predict request; row i's label goes back as
+    feedback once row i + label_delay has been sent. Stops `post_swap_rows` rows after a swap is seen (or at
+    the end of the rows, or at `deadline`)."""
+    import httpx
+
+    kind, size = shift if shift else (None, 0.0)
+    rows, swap_row, lock = [], None, asyncio.Lock()
+    pending_labels: list[tuple[list, str]] = []
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as client:
+        t0, t0_wall = time.perf_counter(), time.time()
+
+        async def one(i: int, img: np.ndarray, shifted: bool):
+            # latency from the actual send (this is a replay, not a load test: on a loaded machine the replay
+            # itself can fall behind its schedule, and that lag is the client's, not the server's)
+            sent = time.perf_counter()
+            body = {"input": np.rint(img).astype(np.uint8).tolist()}
+            rec = {"i": i, "t": sent - t0, "lag_s": sent - (t0 + i / rate), "shifted": shifted, "label": int(y[i])}
+            try:
+                r = await client.post(f"/v1/models/{MODEL}/predict", json=body)
+                rec["latency_ms"] = (time.perf_counter() - sent) * 1000
+                rec["status"] = r.status_code
+                if r.status_code == 200:
+                    out = r.json()
+                    rec.update(prediction=out["prediction"], version=out["version"],
+                               correct=out["prediction"] == classes[int(y[i])])
+            except httpx.HTTPError as err:
+                rec.update(latency_ms=(time.perf_counter() - sent) * 1000, status=type(err).__name__)
+            rows.append(rec)
+
+        async def send_labels(batch):
+            r = await client.post(f"/v1/models/{MODEL}/feedback",
+                                  json={"instances": [b[0] for b in batch], "labels": [b[1] for b in batch]})
+            if r.status_code != 200:
+                print(f"feedback refused ({r.status_code}): {r.text[:200]}", flush=True)
+
+        tasks = set()
+        next_poll = 0.0
+        for i in range(len(y)):
+            now = time.perf_counter()
+            if now > deadline or (swap_row is not None and i >= swap_row + post_swap_rows):
+                break
+            await asyncio.sleep(max(0.0, t0 + i / rate - now))
+            shifted = kind is not None and i >= shift_after
+            img = TRANSFORMS[kind](x[i:i + 1], size)[0] if shifted else x[i]
+            task = asyncio.create_task(one(i, img, shifted))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            pending_labels.append((np.rint(img).astype(np.uint8).tolist(), classes[int(y[i])]))
+            if len(pending_labels) >= label_delay + 25:  # labels of rows sent `label_delay` rows ago
+                batch, pending_labels = pending_labels[:25], pending_labels[25:]
+                task = asyncio.create_task(send_labels(batch))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if time.perf_counter() - t0 >= next_poll:
+                next_poll += 1.0
+                events = await poll(client, time.perf_counter() - t0)
+                if swap_row is None and any(e["kind"] == "swap" for e in events):
+                    swap_row = i
+                    print(f"swap seen at row {i}; {post_swap_rows} more rows", flush=True)
+        async with lock:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await poll(client, time.perf_counter() - t0)
+    return {"rows": sorted(rows, key=lambda r: r["i"]), "swap_row": swap_row, "seconds": time.perf_counter() - t0,
+            "t0_wall": t0_wall}
+
+
+def screenshot(url: str, path: Path) -> str | None:
+    """The live dashboard as a PNG, by headless Chromium (None, said, when Chromium is not installed)."""
+    import shutil
+    import tempfile
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        print("no chromium: no dashboard screenshot (apt-get install chromium)", flush=True)
+        return None
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        "--hide-scrollbars", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+                        "--window-size=1700,820", f"--screenshot={path}", url], capture_output=True, timeout=120)
+    return str(path) if path.exists() else None
+
+
+# ------------------------------------------------------------------------------------------- the report
+def segments(rows: list[dict], swap_time: float | None, new_version: str | None) -> dict:
+    """Accuracy before the shift, on the shifted stream before the swap, and of the swapped-in version after it."""
+    ok = [r for r in rows if r.get("status") == 200]
+
+    def acc(sel):
+        sel = list(sel)
+        return {"accuracy": float(np.mean([r["correct"] for r in sel])) if sel else None, "rows": len(sel)}
+
+    out = {"before_shift": acc(r for r in ok if not r["shifted"])}
+    if swap_time is None:
+        out["shifted"] = acc(r for r in ok if r["shifted"])
+    else:
+        out["shifted_before_swap"] = acc(r for r in ok if r["shifted"] and r["t"] < swap_time)
+        out["after_swap"] = acc(r for r in ok if r["t"] >= swap_time and r.get("version") == new_version)
+    return out
+
+
+def plot(out: Path, rows: list[dict], drift: list[dict], events: list[dict], t_start: float,
+         shift_t: float | None, held_out: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def marks(ax):
+        if shift_t is not None:
+            ax.axvline(shift_t, color="grey", ls="--", lw=1, label="shift starts")
+        seen = set()
+        for e in events:
+            color, label = MARKERS.get(e["kind"], ("grey", e["kind"]))
+            ax.axvline(e["time"] - t_start, color=color, lw=1.5, label=None if label in seen else label)
+            seen.add(label)
+
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    for sig, style in (("features", "-"), ("prediction", "-."), ("embedding", ":")):
+        pts = [(d["t"], d["p"][sig]) for d in drift if d["p"].get(sig) is not None]
+        if pts:
+            t, p = zip(*pts)
+            ax.plot(t, np.maximum(p, 1e-6), style, label=f"{sig}: min p (Holm)")
+    ax.axhline(0.005, color="red", lw=0.8, label="alert level 0.005")
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds since the stream started")
+    ax.set_ylabel("p-value (window)")
+    marks(ax)
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    ax.set_title("drift of the live window against the serving bundle's reference")
+    fig.tight_layout()
+    fig.savefig(out / "drift.png", dpi=110)
+    plt.close(fig)
+
+    ok = [r for r in rows if r.get("status") == 200]
+    t = np.array([r["t"] for r in ok])
+    c = np.array([r["correct"] for r in ok], float)
+    k = 200
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    if len(c) >= k:
+        ax.plot(t[k - 1:], np.convolve(c, np.ones(k) / k, "valid"), label=f"live accuracy (last {k} rows)")
+    ax.axhline(held_out, color="k", lw=0.8, ls=":", label=f"held-out test accuracy {held_out:.3f}")
+    marks(ax)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("seconds since the stream started")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title("accuracy of the served answers (true labels known to the client)")
+    fig.tight_layout()
+    fig.savefig(out / "accuracy.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    lat = np.array([r["latency_ms"] for r in ok])
+    ax.plot(t, lat, ".", ms=2, alpha=0.4, label="request latency")
+    if len(lat) >= 100:
+        p99 = [np.percentile(lat[max(0, i - 100):i + 1], 99) for i in range(len(lat))]
+        ax.plot(t, p99, lw=1, label="p99 of the last 100")
+    marks(ax)
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds since the stream started")
+    ax.set_ylabel("ms (from scheduled send)")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("latency while it all happens")
+    fig.tight_layout()
+    fig.savefig(out / "latency.png", dpi=110)
+    plt.close(fig)
+
+
+def report_md(res: dict) -> str:
+    seg = res["accuracy"]
+    lines = [f"# run_fullstack ({res['preset']} preset, seed {res['seed']})", "",
+             f"Verdict: **{res['verdict']}**" + (f": {res['failure']}" if res.get("failure") else ""), "",
+             f"Stream: {res['rows_sent']} rows at {res['rate']:g} req/s, "
+             + (f"shift `{res['shift']}` from row {res['shift_after']}" if res["shift"] else "no shift")
+             + f", labels {res['label_delay']} rows late. Machine: {res['machine']}.", "",
+             "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in res["stages"].items()]
+    lines += ["", "| segment | rows | accuracy |", "|---|---|---|"]
+    for k, v in seg.items():
+        a = "-" if v["accuracy"] is None else f"{v['accuracy']:.3f}"
+        lines.append(f"| {k.replace('_', ' ')} | {v['rows']} | {a} |")
+    lines += ["", f"Held-out test accuracy of the first bundle: {res['held_out_accuracy']:.4f}. "
+              f"Latency p50 / p99: {res['latency_ms']['p50']:.1f} / {res['latency_ms']['p99']:.1f} ms; "
+              f"non-2xx responses: {res['errors']}.", "", "## Events", ""]
+    for e in res["events"]:
+        extra = {k: v for k, v in e.items() if k not in ("time", "kind", "model", "statistics", "gate")}
+        lines.append(f"- t={e['time'] - res['t_start']:.1f} s **{e['kind']}** {extra}")
+        if e.get("gate"):
+            g = e["gate"]
+            lines.append(f"  - gate: test {g['old_test_accuracy']:.4f} -> {g['new_test_accuracy']:.4f} "
+                         f"(margin {g['margin']}), held-out feedback {g['old_feedback_accuracy']:.3f} -> "
+                         f"{g['new_feedback_accuracy']:.3f} on {g['feedback_rows']} rows, McNemar "
+                         f"+{g['mcnemar_gained']}/-{g['mcnemar_lost']} p={g['mcnemar_p']:.2g}")
+    lines += ["", "![drift](drift.png)", "", "![accuracy](accuracy.png)", "", "![latency](latency.png)", ""]
+    if res.get("dashboard_png"):
+        lines += ["The live dashboard (GET /dashboard) at the end of the stream:", "", "![dashboard](dashboard.png)",
+                  ""]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- main
+def run(args) -> int:
+    import httpx
+
+    from dlm_core.benchmark import machine
+
+    out = Path(args.out or f"runs/fullstack/{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    shift = None if args.no_shift else parse_shift(args.shift)
+    t_begin = time.perf_counter()
+    deadline = time.perf_counter() + args.max_minutes * 60
+    bin_dir = Path(sys.executable).parent
+    tool = lambda name: str(bin_dir / name) if (bin_dir / name).exists() else name  # noqa: E731
+    env = {**os.environ, "DLM_ARTIFACTS": str(out / "artifacts")}
+    stages: dict[str, float] = {}
+    res = {"preset": args.preset, "seed": args.seed, "shift": None if shift is None else args.shift,
+           "shift_after": args.shift_after, "rate": args.rate, "label_delay": args.label_delay, "out": str(out),
+           "machine": machine()}
+
+    # 1-2. train and export (a rerun skips what is done)
+    train_dir = out / "train"
+    if not (train_dir / "results.json").exists() or "test_acc" not in read_json(train_dir / "results.json"):
+        cmd = [tool("run_cnn_train"), "--preset", args.preset, "--seed", str(args.seed)]
+        cmd += ["--resume", str(train_dir)] if (train_dir / "checkpoints").is_dir() else ["--run-dir", str(train_dir)]
+        stages["train"] = stage("train", cmd, out / "train.log", env)
+    bundle = out / "artifacts" / MODEL / "v1"
+    if not (bundle / "manifest.json").exists():
+        stages["export"] = stage("export", [tool("run_cnn_export"), str(train_dir), "--name", MODEL, "--version", "v1"],
+                                 out / "export.log", env)
+    manifest = read_json(bundle / "manifest.json")
+    held_out = float(manifest["metrics"]["values"]["accuracy"])
+    classes = manifest["postprocess"]["labels"]
+
+    # 3. serve, with the retraining hook
+    port = args.port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    retrain_cmd = f"{tool('run_cnn_retrain')} --runs-root {out / 'runs'} --epochs {args.retrain_epochs}"
+    serve_cmd = [tool("run_serve"), str(bundle), "--port", str(port), "--drift-window", str(args.drift_window),
+                 "--drift-min-rows", str(min(200, args.drift_window)), "--retrain-dir", str(out / "retrain"),
+                 "--retrain-command", retrain_cmd, "--retrain-min-feedback", str(args.min_feedback),
+                 "--retrain-cooldown", str(args.cooldown), "--log-level", "warning"]
+    print(f"[serve] {shlex.join(serve_cmd)}  (log: {out / 'serve.log'})", flush=True)
+    t0 = time.perf_counter()
+    # one thread each for ONNX Runtime and for the retrain run_serve starts: the server, the stream and the
+    # retrain share 2 cores, and torch's default of one thread per core would fight the server for both
+    server = subprocess.Popen(serve_cmd, stdout=open(out / "serve.log", "ab"), stderr=subprocess.STDOUT,
+                              env={**env, "DLM_THREADS": "1"})
+    try:
+        while True:
+            if server.poll() is not None:
+                raise StageFailed(f"the server exited with code {server.returncode}; see {out / 'serve.log'}")
+            try:
+                if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.perf_counter() - t0 > 120:
+                raise StageFailed(f"the server was not ready after 120 s; see {out / 'serve.log'}")
+            time.sleep(0.2)
+        stages["serve_ready"] = time.perf_counter() - t0
+
+        # 4. the stream
+        x, y = stream_rows(args.seed, args.max_rows)
+        drift_series, events = [], []
+
+        async def poll(client, t):
+            try:
+                d = (await client.get(f"/v1/models/{MODEL}/drift")).json()
+                p = {}
+                for tst in d.get("tests", []):
+                    if "p_raw" in tst:
+                        p[tst["signal"]] = min(p.get(tst["signal"], 1.0), tst["value"])
+                drift_series.append({"t": t, "verdict": d.get("verdict"), "version": d.get("version"), "p": p})
+                new = (await client.get("/v1/events", params={"since": events[-1]["time"] if events else 0})).json()
+                events.extend(new["events"])
+            except (httpx.HTTPError, ValueError) as err:
+                print(f"poll failed: {err}", flush=True)
+            return events
+
+        print(f"[stream] {base}: up to {args.max_rows} rows at {args.rate:g} req/s, "
+              + (f"shift {args.shift} from row {args.shift_after}" if shift else "no shift"), flush=True)
+        stream = asyncio.run(replay(base, x, y, shift=shift, shift_after=args.shift_after, rate=args.rate,
+                                    label_delay=args.label_delay, post_swap_rows=args.post_swap_rows,
+                                    classes=classes, timeout=10.0, deadline=deadline, poll=poll))
+        stages["stream"] = stream["seconds"]
+        res["dashboard_png"] = screenshot(f"{base}/dashboard", out / "dashboard.png")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+    # 5. verdict and report
+    rows = stream["rows"]
+    swaps = [e for e in events if e["kind"] == "swap"]
+    swap_t = swaps[0]["time"] - stream["t0_wall"] if swaps else None
+    res.update(stages=stages, rows_sent=len(rows), events=events, t_start=stream["t0_wall"],
+               held_out_accuracy=held_out, accuracy=segments(rows, swap_t, swaps[0]["version"] if swaps else None),
+               replay_lag_s=max((r["lag_s"] for r in rows), default=0.0),
+               errors=sum(r.get("status") != 200 for r in rows),
+               latency_ms={k: float(np.percentile([r["latency_ms"] for r in rows], q)) for k, q in
+                           (("p50", 50), ("p99", 99))}, total_seconds=time.perf_counter() - t_begin)
+    failure = None
+    started = [e for e in events if e["kind"] == "retrain_started"]
+    if shift is None:
+        if started:
+            failure = f"a retrain started with no shift ({started[0]['reason']})"
+    elif not swaps:
+        failure = ("no swap: " + ", ".join(e["kind"] for e in events)) if events else "no drift alert and no retrain"
+    else:
+        seg = res["accuracy"]
+        before, after = seg["shifted_before_swap"]["accuracy"], seg["after_swap"]["accuracy"]
+        if before is None or after is None or after < before + args.min_recovery:
+            failure = f"accuracy did not recover: {before} before the swap, {after} after (need +{args.min_recovery})"
+    if res["errors"]:
+        failure = failure or f"{res['errors']} requests failed"
+    res["verdict"], res["failure"] = ("failed", failure) if failure else ("ok", None)
+    shift_t = next((r["t"] for r in rows if r["shifted"]), None)
+    plot(out, rows, drift_series, events, stream["t0_wall"], shift_t, held_out)
+    write_json(out / "fullstack.json", {**res, "drift": drift_series, "requests": rows})
+    write_text(out / "report.md", report_md(res))
+    for k, v in res["accuracy"].items():
+        print(f"  accuracy {k.replace('_', ' ')}: {v['accuracy']} ({v['rows']} rows)")
+    print(f"{res['verdict']}{': ' + failure if failure else ''}  ({res['total_seconds']:.0f} s; "
+          f"report {out / 'report.md'})")
+    return 1 if failure else 0
+
+
+def parser():
+    from dlm_core.config import ArgumentParser
+
+    p = ArgumentParser(prog="run_fullstack", description="Train -> export -> serve -> a shifting stream -> drift "
+                       "alert -> retrain -> gated swap -> recovery, every stage a real process; a report with plots. "
+                       "Exit 1 if a stage fails.")
+    p.add_argument("--preset", default="quick", choices=["tiny", "quick", "default"],
+                   help="run_cnn_train preset (default: quick, about 5 minutes in all)")
+    p.add_argument("--seed", type=int, default=0, help="training seed and stream order (default: 0)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/fullstack/<time>); a rerun resumes")
+    p.add_argument("--shift", default="rotation:25", help="KIND:SIZE, KIND rotation|brightness|contrast "
+                   "(default: rotation:25, degrees)")
+    p.add_argument("--no-shift", action="store_true", help="the control: no shift, and no retrain may start")
+    p.add_argument("--shift-after", type=int, default=600, help="rows before the shift (default: 600)")
+    p.add_argument("--rate", type=float, default=20.0, help="requests per second (default: 20)")
+    p.add_argument("--label-delay", type=int, default=200, help="rows until a row's label arrives (default: 200)")
+    p.add_argument("--post-swap-rows", type=int, default=600, help="rows streamed after the swap (default: 600)")
+    p.add_argument("--max-rows", type=int, default=30_000, help="most rows streamed (default: 30000)")
+    p.add_argument("--drift-window", type=int, default=300, help="run_serve --drift-window (default: 300)")
+    p.add_argument("--min-feedback", type=int, default=640, help="run_serve --retrain-min-feedback (default: 640)")
+    p.add_argument("--cooldown", type=float, default=60.0, help="run_serve --retrain-cooldown (default: 60)")
+    p.add_argument("--retrain-epochs", type=int, default=2, help="run_cnn_retrain --epochs (default: 2)")
+    p.add_argument("--min-recovery", type=float, default=0.1,
+                   help="accuracy gain after the swap that counts as recovery (default: 0.1)")
+    p.add_argument("--max-minutes", type=float, default=10.0, help="the stream stops at this budget (default: 10)")
+    p.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
+    return p
+
+
+@cli_entry
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.rate <= 0 or args.max_rows < 2 or args.label_delay < 0 or args.shift_after < 0 or args.max_minutes <= 0:
+        raise DlmError("need --rate > 0, --max-rows >= 2, --label-delay >= 0, --shift-after >= 0, --max-minutes > 0")
+    return run(args)

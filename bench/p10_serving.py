@@ -3,8 +3,9 @@
 1. ONNX Runtime vs torch eager, batch 1 and 64, for every bundle whose torch model can be rebuilt here (a
    bundle whose torch model can be rebuilt (TORCH_LOADERS: from the bundle's weights, or for p06 from the run
    named in its provenance); others are reported as skipped);
-2. saturation throughput of run_serve on the fashion-cnn bundle, batched vs --no-batching: an open-loop ramp
-   of offered rates; saturation = the best 2xx/s achieved with >= 99% success (goal: batched >= 3x);
+2. saturation throughput of run_serve on the fashion-cnn bundle, batched vs --no-batching: open-loop ramps of
+   offered rates, the two servers' steps interleaved; saturation = the best 2xx/s achieved with >= 99% success
+   (goal: batched >= 3x);
 3. p50/p99 of the batched server at half the unbatched saturation (goal: p99 <= 25 ms on 2 cores, 0 errors);
 4. the server's own overhead: the built-in no-op model's p50/p99 (run_serve --noop --no-batching).
 
@@ -243,33 +244,50 @@ def brief(r: dict) -> dict:
             **{k: round(v, 3) for k, v in r.get("cpu", {}).items()}, "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
-def saturation(load: Loader, server: Server, path: str, body: dict, seconds: float, start_rate: float = 50.0,
-               max_rate: float = 6400.0, refine: int = 2) -> dict:
-    """Double the offered rate until the server cannot keep up, then `refine` geometric bisections between the
-    last rate it kept up with and the first it did not; saturation = the best 2xx/s with >= 99% success."""
-    steps = []
+class Ramp:
+    """One server's saturation search: double the offered rate until the server cannot keep up (< 99% success
+    or < 95% of the offered rate), then `refine` geometric bisections between the last rate it kept up with and
+    the first it did not. Saturation = the best 2xx/s achieved with >= 99% success."""
 
-    def step(rate: float) -> bool:
-        r = brief(load(server, path, body, rate, seconds))
-        steps.append(r)
-        print(f"    offered {rate:7.0f}/s -> {r['throughput']:7.1f}/s ok {r['success_ratio']:.3f} "
-              f"p99 {r['p99_ms']:.1f} ms  server {r['server_ms_per_request']:.2f} ms CPU/req  client "
-              f"{r['client_ms_per_request']:.2f}  other {r['other_cores']:.2f} cores", flush=True)
-        return r["success_ratio"] >= 0.99 and r["throughput"] >= 0.95 * r["offered_rate"]
+    def __init__(self, start_rate: float = 50.0, max_rate: float = 6400.0, refine: int = 2):
+        self.rate, self.max_rate, self.refine = start_rate, max_rate, refine
+        self.good = self.bad = None
+        self.steps = []
 
-    good, rate = None, start_rate
-    while rate <= max_rate and step(rate):
-        good, rate = rate, rate * 2
-    bad = rate
-    for _ in range(refine if good else 0):
-        mid = (good * bad) ** 0.5
-        if step(mid):
-            good = mid
+    def record(self, r: dict) -> None:
+        self.steps.append(r)
+        if r["success_ratio"] >= 0.99 and r["throughput"] >= 0.95 * r["offered_rate"]:
+            self.good = self.rate
         else:
-            bad = mid
-    best = max((s["throughput"] for s in steps if s["success_ratio"] >= 0.99), default=0.0)
-    return {"saturation_rps": best, "kept_up_to_rps": good or 0.0,
-            "steps": sorted(steps, key=lambda s: s["offered_rate"])}
+            self.bad = self.rate
+        if self.bad is None:
+            self.rate = self.rate * 2 if self.rate * 2 <= self.max_rate else None
+        elif self.good is None or self.refine == 0:
+            self.rate = None
+        else:
+            self.refine -= 1
+            self.rate = (self.good * self.bad) ** 0.5
+
+    def result(self) -> dict:
+        best = max((s["throughput"] for s in self.steps if s["success_ratio"] >= 0.99), default=0.0)
+        return {"saturation_rps": best, "kept_up_to_rps": self.good or 0.0,
+                "steps": sorted(self.steps, key=lambda s: s["offered_rate"])}
+
+
+def saturation(load: Loader, servers: dict[str, Server], path: str, body: dict, seconds: float) -> dict:
+    """The servers' ramps interleaved step by step (each server in turn at its next rate), so that a background
+    job on this shared machine hits all of them alike; {label: Ramp.result()}."""
+    ramps = {label: Ramp() for label in servers}
+    while any(r.rate for r in ramps.values()):
+        for label, ramp in ramps.items():
+            if ramp.rate:
+                r = brief(load(servers[label], path, body, ramp.rate, seconds))
+                print(f"    {label:9s} offered {ramp.rate:7.0f}/s -> {r['throughput']:7.1f}/s ok "
+                      f"{r['success_ratio']:.3f} p99 {r['p99_ms']:.1f} ms  server {r['server_ms_per_request']:.2f} "
+                      f"ms CPU/req  client {r['client_ms_per_request']:.2f}  other {r['other_cores']:.2f} cores",
+                      flush=True)
+                ramp.record(r)
+    return {label: ramp.result() for label, ramp in ramps.items()}
 
 
 def wrk(url: str, body: dict, seconds: float, connections: int) -> dict | None:
@@ -373,34 +391,32 @@ def main() -> int:
     body = {"input": [[(i * 7 + j * 3) % 256 for j in range(28)] for i in range(28)]}
     path = f"/v1/models/{name}/predict"
     common = [str(bundle), "--threads", str(args.threads), "--queue-size", "1024"]
-    load, curves, cross = Loader(), {}, {}
+    load, cross = Loader(), {}
     try:
-        print("== saturation, unbatched", flush=True)
-        server = Server([*common, "--no-batching"])
+        print("== saturation, unbatched and batched (max 32 rows, 5 ms), interleaved", flush=True)
+        servers = {"unbatched": Server([*common, "--no-batching"])}
         try:
-            curves["unbatched"] = saturation(load, server, path, body, args.step_seconds)
-            cross["unbatched"] = wrk(server.url + path, body, args.step_seconds, args.wrk_connections)
-        finally:
-            server.stop()
-        half = max(curves["unbatched"]["saturation_rps"] / 2, 1.0)
-        print("== saturation, batched (max 32 rows, 5 ms)", flush=True)
-        server = Server([*common, "--max-batch-size", "32", "--max-delay-ms", "5"])
-        try:
+            servers["batched"] = Server([*common, "--max-batch-size", "32", "--max-delay-ms", "5"])
+            curves = saturation(load, servers, path, body, args.step_seconds)
+            half = max(curves["unbatched"]["saturation_rps"] / 2, 1.0)
             print(f"== batched at half the unbatched saturation: {half:.0f}/s", flush=True)
-            at_half = load(server, path, body, half, 2 * args.step_seconds)
+            at_half = load(servers["batched"], path, body, half, 2 * args.step_seconds)
             plot(at_half, out_dir / "p10_serving_latency.png", title=f"batched run_serve at {half:.0f} req/s offered")
-            curves["batched"] = saturation(load, server, path, body, args.step_seconds)
-            cross["batched"] = wrk(server.url + path, body, args.step_seconds, args.wrk_connections)
-            batch_sizes = mean_batch_size(server.url)
+            for label, server in servers.items():
+                print(f"== wrk, {label}", flush=True)
+                cross[label] = wrk(server.url + path, body, args.step_seconds, args.wrk_connections)
+            batch_sizes = mean_batch_size(servers["batched"].url)
         finally:
-            server.stop()
+            for server in servers.values():
+                server.stop()
         plot_saturation(curves, out_dir / "p10_serving_saturation.png")
 
         print("== server overhead: the no-op model, unbatched, 200/s then saturation", flush=True)
         server = Server(["--noop", "--no-batching", "--queue-size", "1024"])
         try:
             noop = brief(load(server, "/v1/models/noop/predict", {"input": 0}, 200, 2 * args.step_seconds))
-            noop_sat = saturation(load, server, "/v1/models/noop/predict", {"input": 0}, args.step_seconds)
+            noop_sat = saturation(load, {"noop": server}, "/v1/models/noop/predict", {"input": 0},
+                                  args.step_seconds)["noop"]
             cross["noop"] = wrk(server.url + "/v1/models/noop/predict", {"input": 0}, args.step_seconds,
                                 args.wrk_connections)
         finally:

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROJECTS := $(sort $(wildcard p[0-9][0-9]_*))
 STAMP := $(VENV)/.dlm-installed
 
-.PHONY: setup install data demo test browser bench lint clean distclean
+.PHONY: setup install data demo fullstack test browser bench lint clean distclean
 
 setup: install data
 
@@ -24,6 +24,10 @@ data: $(STAMP)
 
 demo: setup
 	bash scripts/demo.sh
+
+# train -> export -> serve -> shifting stream -> drift alert -> retrain -> gated swap -> recovery (quick preset)
+fullstack: setup
+	$(BIN)/run_fullstack --preset quick
 
 test: setup browser
 	$(BIN)/python -m pytest

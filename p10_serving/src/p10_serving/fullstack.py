@@ -311,7 +311,7 @@ def run(args) -> int:
     # 1-2. train and export (a rerun skips what is done)
     train_dir = out / "train"
     if not (train_dir / "results.json").exists() or "test_acc" not in read_json(train_dir / "results.json"):
-        cmd = [tool("run_cnn_train"), "--preset", args.preset, "--seed", str(args.seed)]
+        cmd = [tool("run_cnn_train"), "--preset", args.preset, "--seed", str(args.seed), *shlex.split(args.train_args)]
         cmd += ["--resume", str(train_dir)] if (train_dir / "checkpoints").is_dir() else ["--run-dir", str(train_dir)]
         stages["train"] = stage("train", cmd, out / "train.log", env)
     bundle = out / "artifacts" / MODEL / "v1"
@@ -426,6 +426,8 @@ def parser():
                        "Exit 1 if a stage fails.")
     p.add_argument("--preset", default="quick", choices=["tiny", "quick", "default"],
                    help="run_cnn_train preset (default: quick, about 5 minutes in all)")
+    p.add_argument("--train-args", default="", metavar="FLAGS",
+                   help='more run_cnn_train flags, e.g. "--train-subset 2000 --epochs 2" (the tests\' small run)')
     p.add_argument("--seed", type=int, default=0, help="training seed and stream order (default: 0)")
     p.add_argument("--out", default=None, help="output folder (default: runs/fullstack/<time>); a rerun resumes")
     p.add_argument("--shift", default="rotation:25", help="KIND:SIZE, KIND rotation|brightness|contrast "

@@ -4,6 +4,7 @@ with a bundle), the gate (passes a better model, rejects an equal one), the swap
 
 import json
 import sys
+import threading
 import time
 
 import numpy as np
@@ -115,9 +116,25 @@ def test_accuracy_drop_retrains_gates_swaps_and_rolls_back(life_bundles, images,
         stats = episode["statistics"]["accuracy"]
         assert episode["reason"] == "accuracy" and stats["live_accuracy"] == 0.0
         assert stats["windows"] == 2 and stats["expected_accuracy"] == 0.1
+        codes, versions, stop = [], set(), threading.Event()
+
+        def traffic():  # requests in flight through the swap: every one must succeed, on one version or the other
+            while not stop.is_set():
+                r = c.post("/v1/models/life/predict", json={"instances": images[:4].tolist()})
+                codes.append(r.status_code)
+                versions.add(r.json().get("version"))
+
+        threads = [threading.Thread(target=traffic) for _ in range(4)]
+        for t in threads:
+            t.start()
         send_feedback(c, xs[40:], ys[40:])
         started = wait_for(c, "retrain_started")
         swap = wait_for(c, "swap")
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert set(codes) == {200} and versions == {"1", "2"}, (set(codes), versions)
         assert swap["old_version"] == "1" and swap["version"] == "2"
         assert swap["gate"]["passed"] and swap["gate"]["mcnemar_gained"] >= 6 and swap["gate"]["mcnemar_lost"] == 0
         # the event on disk: the reason, the statistics, the old bundle's sha256, the feedback it trains on

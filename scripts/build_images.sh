@@ -15,10 +15,11 @@
 #                   the train build (default: /opt/pypi-more when it exists; else pip goes to PyPI)
 #   REBUILD_BASE=1  rebuild localhost/dlm-base even when it exists
 #
-# Run the server:   podman --runtime runc run -d --network host -v "$PWD/artifacts:/artifacts:ro" localhost/dlm-serve
-# Train inside:     podman --runtime runc run --rm --network host -v "$PWD/runs:/work/runs" localhost/dlm-train \
-#                       run_cnn_train --preset quick
-# (--runtime runc and a containers.conf without default ulimits: crun fails on these hosts; see below.)
+# Then (runc, and the containers.conf this script writes, without default ulimits: on these hosts crun fails,
+# and both fail on setrlimit with podman's default ulimits):
+#   export CONTAINERS_CONF=/etc/containers/dlm-containers.conf
+#   podman --runtime runc run -d --network host -v "$PWD/artifacts:/artifacts:ro" localhost/dlm-serve
+#   podman --runtime runc run --rm --network host localhost/dlm-train run_cnn_train --preset quick
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -29,12 +30,10 @@ for tool in podman buildah; do
 done
 
 # crun/runc fail on setrlimit with podman's default ulimits on these hosts: run with none.
-if [[ -z ${CONTAINERS_CONF:-} ]]; then
-  export CONTAINERS_CONF=/etc/containers/dlm-containers.conf
-  if [[ ! -f $CONTAINERS_CONF ]]; then
-    mkdir -p /etc/containers
-    printf '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n' > "$CONTAINERS_CONF"
-  fi
+export CONTAINERS_CONF=${CONTAINERS_CONF:-/etc/containers/dlm-containers.conf}
+if [[ $CONTAINERS_CONF == /etc/containers/dlm-containers.conf && ! -f $CONTAINERS_CONF ]]; then
+  mkdir -p /etc/containers
+  printf '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n' > "$CONTAINERS_CONF"
 fi
 
 elapsed() { echo $(( $(date +%s) - $1 )); }

@@ -90,3 +90,12 @@ def test_run_config_fresh_uses_the_preset_resume_uses_the_saved_config(tmp_path)
     assert cfg == Cfg(lr=0.3, epochs=9, name="saved") and resume and run_dir == run.path  # preset ignored
     with pytest.raises(DlmError, match="not a run directory"):
         run_config(Cfg, args(["--resume", str(tmp_path / "nope")]), presets)
+    # the saved config is the truth: a flag that would change what is trained is refused, naming it
+    before = (run.path / "config.json").read_bytes()
+    with pytest.raises(DlmError, match=r"--lr 0.5 would change it \(saved: 0.3\)"):
+        run_config(Cfg, args(["--resume", str(run.path), "--lr", "0.5"]), presets)
+    with pytest.raises(DlmError, match="drop --preset"):
+        run_config(Cfg, args(["--resume", str(run.path), "--preset", "quick"]), presets)
+    assert (run.path / "config.json").read_bytes() == before
+    # the same value as saved is not a change
+    assert run_config(Cfg, args(["--resume", str(run.path), "--lr", "0.3"]), presets)[0].lr == 0.3

@@ -74,23 +74,55 @@ def config_from_args(cls, args: argparse.Namespace, base=None):
         raise DlmError(f"bad config: {err}") from None
 
 
+# Flags a resumed run may change: how long it runs, how it logs, where and on how many threads; never what
+# it trains or on what data. A config class may widen or narrow this with a RESUMABLE class attribute.
+RESUMABLE = frozenset({"epochs", "max_steps", "total_steps", "steps", "max_minutes", "patience", "device", "threads",
+                       "log_every", "eval_every", "eval_episodes", "epoch_delay", "step_delay", "progress"})
+
+
 def add_run_args(parser: argparse.ArgumentParser, presets: dict, project: str, preset_help: str = "") -> None:
     """The --preset / --run-dir / --resume trio every training CLI shares (see run_config)."""
-    parser.add_argument("--preset", choices=sorted(presets), default="default",
+    parser.add_argument("--preset", choices=sorted(presets), default=None,
                         help=preset_help or "base config; flags given override it (default: default)")
     parser.add_argument("--run-dir", default=None, help=f"run folder (default: runs/{project}/<timestamp>)")
     parser.add_argument("--resume", default=None, metavar="RUN_DIR",
-                        help="continue a run from its latest checkpoint (its config.json; flags given override it)")
+                        help="continue a run from its latest checkpoint with its own saved config (only budget, "
+                             "logging, device and thread flags may be given)")
+
+
+def resume_config(cls, saved: dict, args: argparse.Namespace, run_path):
+    """A resumed run's config: its saved config.json is the truth. Flags in RESUMABLE may change it (epochs,
+    device, threads...); any other flag that differs from the saved value is refused with one line naming it,
+    before anything in the run folder is touched."""
+    try:
+        base = cls(**saved)
+    except TypeError as err:
+        raise DlmError(f"{run_path}/config.json does not fit this trainer's config ({err}); was it made by "
+                       "another project or version?") from None
+    allowed = getattr(cls, "RESUMABLE", RESUMABLE)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    refused = [k for k, v in given.items() if v != getattr(base, k) and k not in allowed]
+    if refused:
+        k = refused[0]
+        raise DlmError(f"--resume continues {run_path} with its own config: --{k.replace('_', '-')} {given[k]} would "
+                       f"change it (saved: {getattr(base, k)}); drop the flag, or start a new run to change "
+                       f"{', '.join(refused)}")
+    return config_from_args(cls, argparse.Namespace(**given), base=base)
 
 
 def run_config(cls, args: argparse.Namespace, presets: dict):
-    """(config, run_dir, resume) from add_run_args' flags: a resumed run starts from its own saved config."""
+    """(config, run_dir, resume) from add_run_args' flags: a resumed run starts from its own saved config
+    (resume_config); a fresh one from the preset with the flags on top."""
     if args.resume:
         from .runs import RunDir
 
+        if args.preset is not None:
+            raise DlmError("--resume continues a run with its own saved config; drop --preset")
+        if args.run_dir is not None:
+            raise DlmError("--resume RUN_DIR names the run already; drop --run-dir")
         run = RunDir.open(args.resume)  # one clear error if it is not a run folder
-        return config_from_args(cls, args, base=cls(**run.load_config())), run.path, True
-    return config_from_args(cls, args, base=presets[args.preset]), args.run_dir, False
+        return resume_config(cls, run.load_config(), args, run.path), run.path, True
+    return config_from_args(cls, args, base=presets[args.preset or "default"]), args.run_dir, False
 
 
 def check(condition: bool, message: str) -> None:

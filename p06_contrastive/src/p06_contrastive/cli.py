@@ -3,7 +3,7 @@ run_contrastive_ensemble, run_contrastive_export. torch is imported inside main(
 
 from __future__ import annotations
 
-from dlm_core.config import ArgumentParser, add_config_args, config_from_args
+from dlm_core.config import ArgumentParser, add_config_args, add_run_args, run_config
 from dlm_core.errors import DlmError, cli_entry
 
 from .config import PRESETS, Config
@@ -14,22 +14,25 @@ def train_main(argv=None) -> int:
     p = ArgumentParser(prog="run_contrastive_train",
                        description="Train a contrastive text encoder (InfoNCE) on debian-packages synopsis -> "
                                    "description pairs.")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="base config (flags override it)")
-    p.add_argument("--run-dir", help="write the run here instead of runs/p06_contrastive/<timestamp>")
-    p.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
+    add_run_args(p, PRESETS, "p06_contrastive")
     add_config_args(p, Config)
     args = p.parse_args(argv)
-    cfg = config_from_args(Config, args, base=PRESETS[args.preset])
-    from .train import run_train
-
     if args.resume:
         from dlm_core.runs import RunDir
 
         if RunDir.open(args.resume).file("ensemble.json").exists():
             raise DlmError(f"{args.resume} is an ensemble (run_contrastive_ensemble); resume one of its member runs")
-        run_train(cfg, run_dir=args.resume, resume=True, preset=args.preset)
+    cfg, run_dir, resume = run_config(Config, args, PRESETS)  # a resumed run keeps its own saved config
+    from .train import run_train
+
+    if resume:
+        from dlm_core.io import read_json
+
+        data = run_dir / "data.json"
+        preset = read_json(data).get("preset", "default") if data.exists() else "default"
+        run_train(cfg, run_dir=run_dir, resume=True, preset=preset)
     else:
-        run_train(cfg, run_dir=args.run_dir, preset=args.preset)
+        run_train(cfg, run_dir=run_dir, preset=args.preset or "default")
     return 0
 
 

@@ -326,6 +326,16 @@ def model_ceiling(bundle: Path, threads: int, rounds: int) -> dict:
             "batching_gain": b1 / b32, "note": "predictor.run (ORT + post-processing), one process, no HTTP"}
 
 
+def autogroup() -> str | None:
+    """This process's scheduler autogroup and its nice. With autogroups on (sched_autogroup_enabled), the CPU is
+    shared fairly between sessions first: `nice` alone does not give a bench priority over another session's
+    jobs, the autogroup's nice does (`echo -19 > /proc/self/autogroup` in a fresh `setsid` shell)."""
+    try:
+        return Path("/proc/self/autogroup").read_text().strip()
+    except OSError:
+        return None
+
+
 def mean_batch_size(url: str) -> float | None:
     """Rows per execution over the server's life, from its own /metrics."""
     import httpx
@@ -433,7 +443,8 @@ def main() -> int:
                  "open-loop load from the scheduled send time (run_loadtest in its own process), same machine",
         "machine": {**machine(), "note": f"{os.cpu_count()} cores shared by the server, the load generator and "
                                          "any background jobs (other_cores per step: what the rest used)",
-                    "load_avg_1m_2m_15m_at_end": [round(x, 2) for x in os.getloadavg()]},
+                    "load_avg_1m_2m_15m_at_end": [round(x, 2) for x in os.getloadavg()],
+                    "nice": os.nice(0), "autogroup": autogroup()},
         "model_source": f"{source}: {bundle}",
         "ours": {"batched_saturation_rps": curves["batched"]["saturation_rps"],
                  "p50_ms_at_half_unbatched_saturation": half_brief["p50_ms"],

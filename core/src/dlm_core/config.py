@@ -104,9 +104,10 @@ def resume_config(cls, saved: dict, args: argparse.Namespace, run_path):
     refused = [k for k, v in given.items() if v != getattr(base, k) and k not in allowed]
     if refused:
         k = refused[0]
-        raise DlmError(f"--resume continues {run_path} with its own config: --{k.replace('_', '-')} {given[k]} would "
-                       f"change it (saved: {getattr(base, k)}); drop the flag, or start a new run to change "
-                       f"{', '.join(refused)}")
+        shown = lambda v: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v  # noqa: E731 - as typed
+        raise DlmError(f"--resume continues {run_path} with its own config: --{k.replace('_', '-')} {shown(given[k])} "
+                       f"would change it (saved: {shown(getattr(base, k))}); drop the flag, or start a new run to "
+                       f"change {', '.join(refused)}")
     return config_from_args(cls, argparse.Namespace(**given), base=base)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from dlm_core.config import ArgumentParser, add_config_args, config_from_args
+from dlm_core.config import ArgumentParser, add_config_args, config_from_args, resume_config
 from dlm_core.errors import DlmError, cli_entry
 
 
@@ -19,7 +19,7 @@ def build_parser() -> ArgumentParser:
 
     p = ArgumentParser(prog="run_autodiff_demo",
                        description="Train an MLP whose gradients all come from p01_autodiff's numpy engine.")
-    p.add_argument("--preset", default="default", help="default (30 epochs) | quick (10 epochs) (default: default)")
+    p.add_argument("--preset", default=None, help="default (30 epochs) | quick (10 epochs) (default: default)")
     p.add_argument("--run-dir", default=None, help="run folder (default: runs/p01_autodiff/<timestamp>)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its newest checkpoint (its config.json is reused)")
@@ -38,18 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     from .train import train
 
     args = build_parser().parse_args(argv)
-    if args.preset not in PRESETS:
+    if args.preset is not None and args.preset not in PRESETS:
         raise DlmError(f"--preset {args.preset!r}: use one of {', '.join(PRESETS)}")
-    base = PRESETS[args.preset]
     run_dir = args.run_dir
-    if args.resume:
-        saved = RunDir.open(args.resume).load_config()
-        try:
-            base = Config(**saved)
-        except TypeError as err:
-            raise DlmError(f"{args.resume}/config.json does not match this version's config: {err}") from None
+    if args.resume:  # the run's saved config is the truth: budget flags only, a model or data flag is refused
+        if args.preset is not None or args.run_dir is not None:
+            raise DlmError("--resume continues a run with its own saved config; drop --preset and --run-dir")
+        run = RunDir.open(args.resume)
+        cfg = resume_config(Config, run.load_config(), args, run.path)
         run_dir = args.resume
-    cfg = config_from_args(Config, args, base=base)
+    else:
+        cfg = config_from_args(Config, args, base=PRESETS[args.preset or "default"])
     t0 = time.perf_counter()
     out = train(cfg, run_dir=run_dir, resume=bool(args.resume))
     result = evaluate(cfg, out["model"], out["data"], out["run"], time.perf_counter() - t0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dlm_core.config import ArgumentParser, add_config_args, config_from_args
+from dlm_core.config import ArgumentParser, add_config_args, config_from_args, resume_config
 from dlm_core.errors import DlmError, cli_entry
 
 from .config import DATASETS, PRESETS, AEConfig, base_config
@@ -18,8 +18,8 @@ from .config import DATASETS, PRESETS, AEConfig, base_config
 def train_parser() -> ArgumentParser:
     p = ArgumentParser(prog="run_anomaly_train", description="Train an autoencoder on normal data only and "
                        "detect anomalies by reconstruction error (threshold at a target validation FPR).")
-    p.add_argument("--preset", default="default", choices=list(PRESETS), help="quick: seconds; sweep: the "
-                   "reduced per-class budget of the 10-class sweep")
+    p.add_argument("--preset", default=None, choices=list(PRESETS), help="quick: seconds; sweep: the "
+                   "reduced per-class budget of the 10-class sweep (default: default)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint")
     p.add_argument("--all-classes", action="store_true", help="fashion-oneclass: one detector per class (0-9) "
                    "and the per-class ROC-AUC table vs IsolationForest and PCA")
@@ -37,12 +37,15 @@ def train_main(argv: list[str] | None = None) -> int:
     from .train import PROJECT, run_experiment
 
     if args.resume:
+        if args.preset is not None or args.all_classes or args.sweep_latent:
+            raise DlmError("--resume continues one run with its own saved config; drop --preset, --all-classes "
+                           "and --sweep-latent")
         run = RunDir.open(args.resume)
-        cfg = AEConfig(**run.load_config())
+        cfg = resume_config(AEConfig, run.load_config(), args, run.path)  # the saved config, budget flags only
         result = run_experiment(cfg, run=run, resume=True)
         _print_result(result)
         return 0
-    cfg = config_from_args(AEConfig, args, base=base_config(args.preset, getattr(args, "dataset",
+    cfg = config_from_args(AEConfig, args, base=base_config(args.preset or "default", getattr(args, "dataset",
                                                                                   "fashion-oneclass")))
     if args.sweep_latent:
         from .sweeps import latent_sweep

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dlm_core.config import ArgumentParser, add_config_args, config_from_args
+from dlm_core.config import ArgumentParser, add_config_args, config_from_args, resume_config
 from dlm_core.errors import DlmError, cli_entry
 
 from .config import PRESETS, VAEConfig
@@ -15,16 +15,20 @@ from .config import PRESETS, VAEConfig
 def train_main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="run_vae_train", description="Train a convolutional VAE on binarised digits or "
                        "Fashion-MNIST; report test ELBO and IWAE NLL beside a per-pixel Bernoulli baseline.")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="starting config (flags override)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="starting config, flags override it (default: default)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its latest checkpoint")
     add_config_args(p, VAEConfig)
     args = p.parse_args(argv)
     if args.resume:
         from dlm_core.runs import RunDir
 
-        cfg = VAEConfig(**RunDir.open(args.resume).load_config())
+        if args.preset is not None:
+            raise DlmError("--resume continues a run with its own saved config; drop --preset")
+        run = RunDir.open(args.resume)
+        cfg = resume_config(VAEConfig, run.load_config(), args, run.path)  # the saved config, budget flags only
     else:
-        cfg = config_from_args(VAEConfig, args, base=PRESETS[args.preset])
+        cfg = config_from_args(VAEConfig, args, base=PRESETS[args.preset or "default"])
     from .evaluate import final_evaluation
     from .train import load_model, train
 

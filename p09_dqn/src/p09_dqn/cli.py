@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from dlm_core.config import ArgumentParser, add_config_args, config_from_args
+from dlm_core.config import ArgumentParser, add_config_args, config_from_args, resume_config
 from dlm_core.errors import DlmError, cli_entry
 
 from .config import PRESETS, DQNConfig, preset_for
@@ -34,9 +34,12 @@ def main_train(argv: list[str] | None = None) -> int:
 
         from dlm_core.runs import RunDir
 
-        saved = RunDir.open(args.resume).load_config()
+        if args.preset is not None:
+            raise DlmError("--resume continues a run with its own saved config; drop --preset")
+        run = RunDir.open(args.resume)
         names = {f.name for f in dataclasses.fields(DQNConfig)}
-        cfg = DQNConfig(**{k: v for k, v in saved.items() if k in names})
+        saved = {k: v for k, v in run.load_config().items() if k in names}
+        cfg = resume_config(DQNConfig, saved, args, run.path)  # the saved config, budget flags only
         run_dir = args.resume
     else:
         cfg = config_from_args(DQNConfig, args, base=preset_for(args.preset, getattr(args, "env", None)))

@@ -1,6 +1,7 @@
 """Every trainer's --resume: the run's saved config is the truth. A flag that would change the model is refused
-with one line naming it (exit 2) and the run folder stays byte for byte as it was; so is --preset. (Resuming for
-real after a kill is tested per package: p03, p06, p07, p08, p09 and the core demo.)"""
+with one line naming it (exit 2) and the run folder stays byte for byte as it was; so is --preset. (A kill and a
+resume through the command line are tested for p03 and the core demo; the others resume at the function level:
+the root kill-and-resume test over every trainer that issue #22 asks for is still to write.)"""
 
 import importlib
 import subprocess

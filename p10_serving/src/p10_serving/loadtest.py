@@ -9,8 +9,8 @@ by `max_requests` and by the request timeout. Loopback only: this tool is not fo
 
 The client is raw HTTP/1.1 over asyncio streams with keep-alive connections (a pool of at most
 `max_connections`), one prebuilt request, no HTTP library: the generator must cost far less per request than
-the server it measures (httpx's AsyncClient, used before, fell far behind the offered rate on 2 cores: see the
-README's "Load generator" section).
+the server it measures (httpx's AsyncClient, used before, fell far behind the offered rate on 2 cores: see
+the README's Bench section).
 """
 
 from __future__ import annotations

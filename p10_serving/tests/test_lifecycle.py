@@ -44,13 +44,13 @@ def classes(path, xs) -> np.ndarray:
     return p.run([p.prepare(x) for x in xs]).signal.astype(int)
 
 
-def client_for(paths, tmp_path, candidate=None, **policy) -> TestClient:
+def client_for(paths, tmp_path, candidate=None, window: int = 100, **policy) -> TestClient:
     script = tmp_path / "retrainer.py"
     script.write_text(RETRAINER)
     command = f"{sys.executable} {script} {candidate}" if candidate else None
     pol = RetrainPolicy(**{"dir": str(tmp_path / "retrain") if candidate else None, "command": command,
                            "poll_s": 0.02, "cooldown_s": 0.0, "accuracy_window": 20, "min_feedback": 30, **policy})
-    config = ServeConfig(drift_window=100, drift_min_rows=100, drift_every=100, retrain=pol)
+    config = ServeConfig(drift_window=window, drift_min_rows=window, drift_every=window, retrain=pol)
     return TestClient(create_app([load_predictor(p) for p in paths], config))
 
 
@@ -192,16 +192,19 @@ def send_stream(c, xs, chunk: int = 25):
 
 def test_drift_criterion_needs_consecutive_alert_windows_and_stays_quiet_without_a_shift(life_bundles, tmp_path):
     rng = np.random.default_rng(7)
-    same = rng.integers(0, 256, (800, 28, 28)).astype(np.uint8)  # the reference's own distribution (uniform)
-    with client_for([life_bundles["old"]], tmp_path) as c:
+    same = rng.integers(0, 256, (1600, 28, 28)).astype(np.uint8)  # the reference's own distribution (uniform)
+    with client_for([life_bundles["old"]], tmp_path, window=200) as c:
         send_stream(c, same)
         time.sleep(0.5)
+        # eight windows with no shift: no episode. (One window alone may false-alarm, about 1.5% of windows, so
+        # a single drift_alert is allowed; two in a row, which an episode needs, about 0.02% of the time.)
         status = c.get("/v1/models/life/lifecycle").json()
-        assert status["alert_windows"] == 0 and status["episode_reason"] is None
-        assert [e["kind"] for e in c.get("/v1/events").json()["events"]] == []
-        dark = (same[:300] // 4).astype(np.uint8)  # a darker camera: every window after this alerts
+        assert status["episode_reason"] is None and status["alert_windows"] <= 1
+        kinds = [e["kind"] for e in c.get("/v1/events").json()["events"]]
+        assert "episode" not in kinds and kinds.count("drift_alert") <= 1
+        dark = (same[:600] // 4).astype(np.uint8)  # a darker camera: every window after this alerts
         send_stream(c, dark)
         episode = wait_for(c, "episode", 10)
         assert episode["reason"] == "drift" and episode["statistics"]["drift"]["windows"] == 2
-        alert = wait_for(c, "drift_alert", 1)
-        assert alert["statistics"] and alert["rows_seen"] >= 900
+        alert = [e for e in c.get("/v1/events").json()["events"] if e["kind"] == "drift_alert"][-1]
+        assert alert["statistics"] and alert["rows_seen"] > 1600  # judged on a window of the shifted rows

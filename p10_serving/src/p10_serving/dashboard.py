@@ -33,6 +33,7 @@ class Timeline:
         self.points: dict[str, collections.deque] = collections.defaultdict(
             lambda: collections.deque(maxlen=int(KEEP_S / every)))
         self.last_counts: dict[tuple, tuple[int, int]] = {}
+        self.viewed = 0.0  # when the page last asked: drift statistics are computed for it only while it is open
 
     def response(self, model: str, code: int, seconds: float) -> None:
         """Called for every response to a model route (the Guard middleware)."""
@@ -60,8 +61,10 @@ class Timeline:
                 self.last_counts[p.name, p.version] = (b.rows_done, b.executions_done)
                 point["batch"] = rows / execs if execs else None
             m = self.monitors.get((p.name, p.version))
-            if m is not None:
-                report = await asyncio.to_thread(m.report)  # cached unless `drift_every` new rows arrived
+            if m is not None and (m.cached is not None or now - self.viewed < 30):
+                # while the page is open, recomputed when `drift_every` new rows arrived; otherwise whatever the
+                # lifecycle watcher or a /metrics scrape computed last (no statistics work nobody looks at)
+                report = await asyncio.to_thread(m.report) if now - self.viewed < 30 else m.cached
                 point["drift_verdict"] = report.get("verdict")
                 for t in report.get("tests", []):
                     key = f"p_{t['signal']}" if "p_raw" in t else f"psi_{t['signal']}"
@@ -73,6 +76,7 @@ class Timeline:
             self.points[name].append(point)
 
     def data(self, since: float = 0.0) -> dict:
+        self.viewed = time.time()
         return {"now": time.time(), "interval_s": self.every, "alert_p": ALPHA_ALERT, "psi_alert": PSI_ALERT,
                 "models": {name: [pt for pt in pts if pt["t"] > since] for name, pts in self.points.items()},
                 "events": [e for e in (self.life.events if self.life else []) if e["time"] > since]}

@@ -145,3 +145,18 @@ def test_cli_bundle_verify_and_list(bundles, tmp_path, dlm):
     (copy / "reference.npz").write_bytes(b"junk")
     bad = dlm("bundle", "verify", str(copy))
     assert bad.returncode == 1 and "reference.npz: sha256 mismatch" in bad.stdout
+
+
+
+def test_a_saved_bundle_is_readable_by_other_users(tmp_path):
+    import os
+
+    from dlm_core.testing import toy_image_bundle
+
+    old = os.umask(0o022)
+    try:
+        b = toy_image_bundle(tmp_path, name="modes")
+    finally:
+        os.umask(old)
+    assert b.stat().st_mode & 0o777 == 0o755
+    assert all(os.stat(p).st_mode & 0o777 == 0o644 for p in b.iterdir())

@@ -86,3 +86,20 @@ def test_checkpointer_keeps_last_and_best(tmp_path):
     assert ck.epochs() == [3, 4]
     assert ck.latest()["epoch"] == 4
     assert ck.best()["epoch"] == 2
+
+
+
+def test_atomic_writes_get_the_modes_of_a_plain_write(tmp_path):
+    """mkstemp makes 0600 files: a bundle or report written atomically must still be readable by other users
+    (a container's non-root server reads bundles a root trainer wrote)."""
+    import os
+
+    from dlm_core.io import write_text
+
+    old = os.umask(0o022)
+    try:
+        assert write_text(tmp_path / "f.txt", "x").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        assert write_text(tmp_path / "g.txt", "x").stat().st_mode & 0o777 == 0o600  # the umask still rules
+    finally:
+        os.umask(old)

@@ -6,6 +6,7 @@ import json
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +209,31 @@ def test_drift_criterion_needs_consecutive_alert_windows_and_stays_quiet_without
         assert episode["reason"] == "drift" and episode["statistics"]["drift"]["windows"] == 2
         alert = [e for e in c.get("/v1/events").json()["events"] if e["kind"] == "drift_alert"][-1]
         assert alert["statistics"] and alert["rows_seen"] > 1600  # judged on a window of the shifted rows
+
+
+def test_the_retrain_worker_answers_every_event_and_stops_on_sigterm(life_bundles, tmp_path):
+    """run_retrain_worker (the compose file's worker): each pending event gets a result, the retrainer's own or
+    an error when it died without one; SIGTERM stops it (as a container's PID 1 it would otherwise be ignored)."""
+    import signal
+    import subprocess
+
+    from dlm_core.retrain import write_event
+
+    root, script = tmp_path / "retrain", tmp_path / "retrainer.py"
+    script.write_text(RETRAINER)
+    x, y = np.zeros((3, 28, 28), np.float32), np.array([1, 2, 3])
+    base = {"model": "life", "version": "1", "task": "image-classification", "bundle": str(life_bundles["old"]),
+            "reason": "manual"}
+    write_event(root, {**base, "id": "a"}, x, y)
+    worker = str(Path(sys.executable).parent / "run_retrain_worker")
+    cmd = f"{sys.executable} {script} {life_bundles['better']}"
+    assert subprocess.run([worker, str(root), "--once", "--command", cmd], capture_output=True).returncode == 0
+    assert json.loads((root / "results" / "a.json").read_text())["bundle"] == str(life_bundles["better"])
+    write_event(root, {**base, "id": "b"}, x, y)
+    r = subprocess.run([worker, str(root), "--once", "--command", f"{sys.executable} {script} fail"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "exited with code 3" in json.loads((root / "results" / "b.json").read_text())["error"]
+    proc = subprocess.Popen([worker, str(root), "--poll", "0.1", "--command", cmd], stdout=subprocess.PIPE)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 143

@@ -28,7 +28,7 @@ import numpy as np
 
 from .data.registry import sha256_file
 from .errors import DlmError
-from .io import read_json, write_json
+from .io import public_modes, read_json, write_json
 
 SCHEMA = "dlm-bundle/1"
 MANIFEST = "manifest.json"
@@ -332,6 +332,7 @@ def save_bundle(name: str, version: str, *, task: str, graphs: dict[str, str | o
             check(staged)
         if final.exists():
             shutil.rmtree(final)
+        public_modes(staging)  # mkdtemp made it 0700: a server running as another user could not read it
         os.replace(staging, final)
     finally:
         if staging.exists():

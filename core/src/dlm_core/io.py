@@ -9,6 +9,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def public_modes(path: str | os.PathLike) -> None:
+    """Give a temp file (mkstemp: 0600) or folder (mkdtemp: 0700), and what it holds, the modes a plain
+    open() / mkdir() would have had, so that another user (a container's non-root server) can read it."""
+    mask, path = umask(), Path(path)
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to `path`; on success it is fsynced and renamed over `path`."""
@@ -20,6 +34,7 @@ def atomic_path(path: str | os.PathLike):
         yield Path(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        public_modes(tmp)
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

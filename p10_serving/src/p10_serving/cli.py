@@ -146,11 +146,15 @@ def worker_main(argv: list[str] | None = None) -> int:
     p.add_argument("--once", action="store_true", help="handle the pending events, then exit")
     args = p.parse_args(argv)
     import shlex
+    import signal
     import subprocess
     import time
 
     from dlm_core.retrain import folders, pending, read_event, write_result
 
+    # as a container's PID 1, SIGTERM has no default action: make it stop the worker (a retrain in progress
+    # is a child process and gets the signal from the container runtime too)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     dirs = folders(args.dir)
     print(f"watching {dirs['events']} (retrainer: {args.command}); Ctrl-C stops", flush=True)
     while True:

@@ -299,7 +299,6 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     shift = None if args.no_shift else parse_shift(args.shift)
     t_begin = time.perf_counter()
-    deadline = time.perf_counter() + args.max_minutes * 60
     bin_dir = Path(sys.executable).parent
     tool = lambda name: str(bin_dir / name) if (bin_dir / name).exists() else name  # noqa: E731
     env = {**os.environ, "DLM_ARTIFACTS": str(out / "artifacts")}
@@ -372,7 +371,8 @@ def run(args) -> int:
               + (f"shift {args.shift} from row {args.shift_after}" if shift else "no shift"), flush=True)
         stream = asyncio.run(replay(base, x, y, shift=shift, shift_after=args.shift_after, rate=args.rate,
                                     label_delay=args.label_delay, post_swap_rows=args.post_swap_rows,
-                                    classes=classes, timeout=10.0, deadline=deadline, poll=poll))
+                                    classes=classes, timeout=10.0, poll=poll,
+                                    deadline=time.perf_counter() + args.max_minutes * 60))
         stages["stream"] = stream["seconds"]
         res["dashboard_png"] = screenshot(f"{base}/dashboard", out / "dashboard.png")
     finally:
@@ -399,6 +399,8 @@ def run(args) -> int:
             failure = f"a retrain started with no shift ({started[0]['reason']})"
     elif not swaps:
         failure = ("no swap: " + ", ".join(e["kind"] for e in events)) if events else "no drift alert and no retrain"
+        if stream["seconds"] >= args.max_minutes * 60:
+            failure += f" (incomplete: the stream hit its --max-minutes {args.max_minutes:g} safety net)"
     else:
         seg = res["accuracy"]
         before, after = seg["shifted_before_swap"]["accuracy"], seg["after_swap"]["accuracy"]
@@ -444,7 +446,9 @@ def parser():
     p.add_argument("--retrain-epochs", type=int, default=2, help="run_cnn_retrain --epochs (default: 2)")
     p.add_argument("--min-recovery", type=float, default=0.1,
                    help="accuracy gain after the swap that counts as recovery (default: 0.1)")
-    p.add_argument("--max-minutes", type=float, default=10.0, help="the stream stops at this budget (default: 10)")
+    p.add_argument("--max-minutes", type=float, default=10.0,
+                   help="safety net: the stream stops after this long, and a run that had not swapped by then is "
+                        "reported incomplete (default: 10)")
     p.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     return p
 

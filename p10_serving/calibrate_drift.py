@@ -7,6 +7,9 @@ against shift size). The tests (tests/test_drift.py) run a small fixed-seed vers
     .venv/bin/python p10_serving/calibrate_drift.py BUNDLE --texts queries.txt --other-texts other.txt
     .venv/bin/python p10_serving/calibrate_drift.py --toy --windows 20       # untrained toy bundles (needs torch)
 
+--append keeps the results already in OUT/calibration.json (other bundles), so bundles that need different
+--texts can run one at a time into one table and plot (p10_serving/calibration_texts.py writes the p06 texts).
+
 Image bundles get Fashion-MNIST validation + test rows (never training rows); the reference is drawn from
 them, so windows are always distinct from the reference's rows.
 """
@@ -78,6 +81,7 @@ def main() -> None:
     ap.add_argument("--texts", help="in-domain queries for a text bundle, one a line")
     ap.add_argument("--other-texts", help="queries from another domain, one a line")
     ap.add_argument("--out", default="runs/drift-calibration", help="folder for calibration.json/.png")
+    ap.add_argument("--append", action="store_true", help="keep the other bundles' results in OUT/calibration.json")
     args = ap.parse_args()
 
     paths = list(args.bundles)
@@ -116,12 +120,17 @@ def main() -> None:
             continue
         r = merge(runs)
         r["seconds"] = round(time.time() - start, 1)
+        r["args"] = {k: v for k, v in vars(args).items() if k not in ("bundles", "out", "append")}
         results.append(r)
         print(f"{p.name} ({p.task}): false alarms {r['none']['alert_rate']:.1%} of {r['none']['windows']} windows")
         for name, rows in r["scenarios"].items():
             print(f"  {name:13s} " + "  ".join(f"{x['size']}: {x['alert_rate']:.0%}" for x in rows))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.append and (out / "calibration.json").exists():
+        done = {r["model"] for r in results}
+        old = json.loads((out / "calibration.json").read_text())["results"]
+        results = [r for r in old if r["model"] not in done] + results
     (out / "calibration.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
     if results:
         plot(results, out / "calibration.png")

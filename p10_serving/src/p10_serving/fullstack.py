@@ -310,8 +310,11 @@ def run(args) -> int:
     # 1-2. train and export (a rerun skips what is done)
     train_dir = out / "train"
     if not (train_dir / "results.json").exists() or "test_acc" not in read_json(train_dir / "results.json"):
-        cmd = [tool("run_cnn_train"), "--preset", args.preset, "--seed", str(args.seed), *shlex.split(args.train_args)]
-        cmd += ["--resume", str(train_dir)] if (train_dir / "checkpoints").is_dir() else ["--run-dir", str(train_dir)]
+        if (train_dir / "checkpoints").is_dir():  # a killed run: continue it with its own saved config
+            cmd = [tool("run_cnn_train"), "--resume", str(train_dir)]
+        else:
+            cmd = [tool("run_cnn_train"), "--preset", args.preset, "--seed", str(args.seed), "--run-dir",
+                   str(train_dir), *shlex.split(args.train_args)]
         stages["train"] = stage("train", cmd, out / "train.log", env)
     bundle = out / "artifacts" / MODEL / "v1"
     if not (bundle / "manifest.json").exists():

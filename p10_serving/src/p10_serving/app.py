@@ -336,15 +336,7 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None) -
         items = [body.input] if body.instances is None else body.instances
         if len(items) > config.max_request_rows:
             raise TooLarge(f"{len(items)} instances in one request; at most {config.max_request_rows}")
-        rows = []
-        for i, item in enumerate(items):
-            try:
-                rows.append(p.prepare(item))
-            except BadInput as e:
-                err = e
-            else:
-                continue
-            raise BadInput(f"instances[{i}]: {err}" if body.instances is not None else str(err))
+        rows = p.prepare_all(items, "instances" if body.instances is not None else None)
         out = await infer(request, p, rows)
         info = {"model": p.name, "version": p.version,
                 "latency_ms": round((time.perf_counter() - start) * 1000, 3)}

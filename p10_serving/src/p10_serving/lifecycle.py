@@ -170,12 +170,7 @@ class Lifecycle:
                 ys.append(names.index(label))
             else:
                 raise BadInput(f"labels[{i}]: unknown class {label!r}; one of {names}")
-        rows = []
-        for i, item in enumerate(items):
-            try:
-                rows.append(p.prepare(item))
-            except BadInput as err:
-                raise BadInput(f"instances[{i}]: {err}") from None
+        rows = p.prepare_all(items)
         out = await asyncio.to_thread(p.run, rows)
         correct = [int(s) == y for s, y in zip(out.signal, ys)]
         store = self.feedback[p.name]

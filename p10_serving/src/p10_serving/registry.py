@@ -103,6 +103,9 @@ class NoOp:
     def prepare(self, item):
         return item
 
+    def prepare_all(self, items: list, where: str | None = "instances") -> list:
+        return list(items)
+
     def run(self, rows: list):
         import numpy as np
 

@@ -149,6 +149,17 @@ class Predictor:
     def run(self, rows: list) -> BatchOutput:
         raise NotImplementedError
 
+    def prepare_all(self, items: list, where: str | None = "instances") -> list:
+        """prepare() each item; a BadInput names the item that failed (`instances[3]: ...`; where=None: no
+        prefix, for a request that held one item)."""
+        rows = []
+        for i, item in enumerate(items):
+            try:
+                rows.append(self.prepare(item))
+            except BadInput as err:
+                raise BadInput(f"{where}[{i}]: {err}" if where else str(err)) from None
+        return rows
+
     def predict(self, items: list) -> list[dict]:
         return self.run([self.prepare(x) for x in items]).results
 

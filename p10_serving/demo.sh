@@ -70,3 +70,5 @@ for fam in text_string_to_metric_families(httpx.get(f"{sys.argv[1]}/metrics").te
             execs += s.value
 print(f"fashion-cnn-demo: {rows:.0f} rows in {execs:.0f} executions, mean batch size {rows / max(execs, 1):.2f}")
 PY
+echo "-- also: $URL/dashboard (live charts) and $URL/docs while a server runs; make fullstack runs the whole"
+echo "   train -> serve -> drift -> retrain -> gated swap loop (about 4 min on an idle 2-core machine)"

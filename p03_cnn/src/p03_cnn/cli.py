@@ -8,30 +8,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from dlm_core.config import ArgumentParser, add_config_args, add_run_args, config_from_args, run_config
+from dlm_core.config import ArgumentParser, add_config_args, config_from_args
 from dlm_core.errors import DlmError, cli_entry
 
-from .config import PRESETS, CNNConfig
+from .config import CNNConfig
 
 
-def _train_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="run_cnn_train", description="Train a small ResNet (or plain) CNN on Fashion-MNIST; "
-                       "also runs under `torchrun --standalone --nproc_per_node=2 -m p03_cnn.train`.")
-    add_run_args(p, PRESETS, "p03_cnn", "default: full run (<=15 min on 2 idle cores); quick: the demo; tiny: tests")
-    add_config_args(p, CNNConfig)
-    return p
-
-
-@cli_entry
 def train_main(argv=None) -> int:
-    args = _train_parser().parse_args(argv)
-    from .train import train
+    """run_cnn_train: the parser and the run live in train.py, which torchrun also starts (-m p03_cnn.train)."""
+    from .train import main
 
-    cfg, run_dir, resume = run_config(CNNConfig, args, PRESETS)
-    if resume and not (run_dir / "checkpoints").is_dir():
-        raise DlmError(f"{args.resume} has no checkpoints/ folder; nothing to resume")
-    train(cfg, run_dir=run_dir, resume=resume)
-    return 0
+    return main(argv)
 
 
 @cli_entry

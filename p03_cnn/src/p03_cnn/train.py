@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from dlm_core.errors import DlmError
+from dlm_core.errors import DlmError, cli_entry
 
 from .config import CNNConfig
 
@@ -234,11 +234,31 @@ def train(cfg: CNNConfig, run_dir=None, resume: bool = False, final_eval: bool =
     return result
 
 
-def main(argv=None) -> int:
-    """Entry of `run_cnn_train` and of `python -m p03_cnn.train` (torchrun)."""
-    from .cli import train_main
+def parser():
+    from dlm_core.config import ArgumentParser, add_config_args, add_run_args
 
-    return train_main(argv)
+    from .config import PRESETS
+
+    p = ArgumentParser(prog="run_cnn_train", description="Train a small ResNet (or plain) CNN on Fashion-MNIST; "
+                       "also runs under `torchrun --standalone --nproc_per_node=2 -m p03_cnn.train`.")
+    add_run_args(p, PRESETS, "p03_cnn", "default: full run (<=15 min on 2 idle cores); quick: the demo; tiny: tests")
+    add_config_args(p, CNNConfig)
+    return p
+
+
+@cli_entry
+def main(argv=None) -> int:
+    """Entry of `run_cnn_train` (cli.train_main) and of `python -m p03_cnn.train` (torchrun)."""
+    from dlm_core.config import run_config
+
+    from .config import PRESETS
+
+    args = parser().parse_args(argv)
+    cfg, run_dir, resume = run_config(CNNConfig, args, PRESETS)
+    if resume and not (run_dir / "checkpoints").is_dir():
+        raise DlmError(f"{args.resume} has no checkpoints/ folder; nothing to resume")
+    train(cfg, run_dir=run_dir, resume=resume)
+    return 0
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import dataclasses
 
 from dlm_core.config import check
 
+PROJECT = "p05_transformer"
+
 
 @dataclasses.dataclass
 class TransformerConfig:

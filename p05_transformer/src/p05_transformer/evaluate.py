@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-from dlm_core.checkpoint import Checkpointer
 from dlm_core.errors import DlmError
 from dlm_core.plotting import plot_curves, plt, save_figure
 from dlm_core.runs import RunDir, print_metrics
@@ -17,6 +16,7 @@ from . import data as D
 from .config import TransformerConfig
 from .decode import greedy, translate_ids
 from .model import BOS, EOS, Transformer
+from .trained import load_trained  # noqa: F401 - also the cli's, the tests' and the bench's name
 
 
 def score(hyps: list[str], refs: list[str]) -> tuple[float, float]:
@@ -25,24 +25,10 @@ def score(hyps: list[str], refs: list[str]) -> tuple[float, float]:
     return sacrebleu.corpus_bleu(hyps, [refs]).score, sacrebleu.corpus_chrf(hyps, [refs]).score
 
 
-def load_trained(run_path: str | Path) -> tuple[Transformer, object, TransformerConfig, RunDir]:
-    """The best checkpoint of a run folder with its tokenizer and config."""
-    from .train import build_model
-
-    run = RunDir.open(run_path)
-    cfg = TransformerConfig(**run.load_config())
-    tok = D.load_tokenizer(run.file("tokenizer.json"))
-    state = Checkpointer(run.checkpoint_dir).best()
-    model = build_model(cfg, tok.get_vocab_size())
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, tok, cfg, run
-
-
 def latest_run() -> Path:
     from dlm_core.runs import runs_root
 
-    from .train import PROJECT
+    from .config import PROJECT
 
     runs = sorted(p.parent for p in (runs_root() / PROJECT).glob("*/tokenizer.json")
                   if (p.parent / "checkpoints").is_dir() and any((p.parent / "checkpoints").glob("*.pt")))

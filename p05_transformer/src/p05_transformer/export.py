@@ -139,7 +139,7 @@ def export_bundle(run_path: str | Path, version: str | None = None, overwrite: b
     from dlm_core.bundle import provenance
 
     from . import data as D
-    from .evaluate import load_trained
+    from .trained import load_trained
 
     model, tok, cfg, run = load_trained(run_path)
     res = json.loads((run.path / "results.json").read_text()) if (run.path / "results.json").is_file() else {}

@@ -192,3 +192,9 @@ class Transformer(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def build_model(cfg, vocab_size: int) -> Transformer:
+    """The Transformer a TransformerConfig describes."""
+    return Transformer(vocab_size, cfg.d_model, cfg.heads, cfg.enc_layers, cfg.dec_layers, cfg.d_ff, cfg.dropout,
+                       cfg.max_len + 2)

@@ -18,16 +18,9 @@ from dlm_core.runs import RunDir, print_metrics, progress
 from dlm_core.seed import seed_everything
 
 from . import data as D
-from .config import TransformerConfig
+from .config import PROJECT, TransformerConfig
 from .decode import translate_ids
-from .model import PAD, Transformer, count_parameters
-
-PROJECT = "p05_transformer"
-
-
-def build_model(cfg: TransformerConfig, vocab_size: int) -> Transformer:
-    return Transformer(vocab_size, cfg.d_model, cfg.heads, cfg.enc_layers, cfg.dec_layers, cfg.d_ff, cfg.dropout,
-                       cfg.max_len + 2)
+from .model import PAD, build_model, count_parameters
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:

@@ -167,7 +167,7 @@ def load_run(path) -> LoadedRun:
     if not run.file("tokenizer.json").exists():
         raise DlmError(f"{path} has no tokenizer.json; is it a p06_contrastive run? train with run_contrastive_train")
     cfg = Config(**run.load_config())
-    from .train import set_threads
+    from .index import set_threads
 
     set_threads(cfg.threads)
     tok = load_tokenizer(run.file("tokenizer.json"))

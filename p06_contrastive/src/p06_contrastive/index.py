@@ -20,6 +20,18 @@ from dlm_core.io import read_json, write_json
 KINDS = ("flat", "hnsw", "ivfpq")
 
 
+def set_threads(n: int) -> None:
+    """torch and FAISS threads: on a CPU shared by many jobs one thread beats two (no spin-waiting)."""
+    import os
+
+    import faiss
+
+    from dlm_core.device import set_cpu_threads
+
+    set_cpu_threads(n or None)
+    faiss.omp_set_num_threads(n or (os.cpu_count() or 1))
+
+
 def ivfpq_params(n: int, dim: int) -> dict:
     nlist = int(max(4, min(4 * math.sqrt(n), n // 39)))
     pq_m = next(m for m in (16, 8, 4, 2, 1) if dim % m == 0 and m <= dim // 4 or m == 1)

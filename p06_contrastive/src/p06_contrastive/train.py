@@ -16,16 +16,6 @@ import numpy as np
 from .config import Config
 
 
-def set_threads(n: int) -> None:
-    """torch and FAISS threads: on a CPU shared by many jobs one thread beats two (no spin-waiting)."""
-    import faiss
-
-    from dlm_core.device import set_cpu_threads
-
-    set_cpu_threads(n or None)
-    faiss.omp_set_num_threads(n or (__import__("os").cpu_count() or 1))
-
-
 def mine_hard_negatives(queries: list[str], docs: list[str], k: int = 10) -> np.ndarray:
     """(N, k): for query i (whose positive is docs[i]) its best k BM25 documents that are not docs[i]
     (a row with fewer candidates repeats its last one)."""
@@ -98,6 +88,7 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
 
     from .data import encode, inverse_cloze, load_corpus, load_tokenizer, token_dropout, train_tokenizer, trim
     from .evaluate import exact_search, rank_metrics
+    from .index import set_threads
     from .model import ContrastiveModel, build_encoder, embed, encoder_version, info_nce
 
     seed_everything(cfg.seed)

@@ -7,7 +7,7 @@ from torch import nn
 
 from p09_dqn.config import DQNConfig
 from p09_dqn.data import ReplayBuffer
-from p09_dqn.train import linear_epsilon, td_target, update_target
+from p09_dqn.train import linear_epsilon, linear_lr, td_target, update_target
 
 
 def test_buffer_wraps_around_and_overwrites_oldest():
@@ -96,3 +96,14 @@ def test_linear_epsilon_schedule():
     assert linear_epsilon(250, cfg) == pytest.approx(0.55)
     assert linear_epsilon(500, cfg) == pytest.approx(0.1)
     assert linear_epsilon(900, cfg) == pytest.approx(0.1)
+
+
+def test_linear_lr_schedule():
+    cfg = DQNConfig(total_steps=1000, lr=1e-3, lr_end=1e-4, lr_decay_fraction=0.5)
+    assert linear_lr(0, cfg) == pytest.approx(1e-3)
+    assert linear_lr(250, cfg) == pytest.approx(5.5e-4)
+    assert linear_lr(500, cfg) == pytest.approx(1e-4)
+    assert linear_lr(900, cfg) == pytest.approx(1e-4)
+    assert linear_lr(900, DQNConfig(total_steps=1000, lr=1e-3, lr_end=None)) == 1e-3  # no decay
+    with pytest.raises(Exception, match="--lr-end"):
+        DQNConfig(lr=1e-4, lr_end=1e-3)

@@ -100,6 +100,23 @@ def test_eval_cli_with_gif(tiny_run, tmp_path):
     assert out.stat().st_size > 1000 and out.read_bytes()[:3] == b"GIF"
 
 
+def test_eval_cli_last_weights(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    r = _cli("main_eval", str(run_dir), "--episodes", "3", "--weights", "last")
+    assert r.returncode == 0, r.stderr
+    assert "eval (3 greedy episodes of CartPole-v1 (last weights)): mean" in r.stdout
+    r = _cli("main_eval", str(run_dir / "policy.pt"), "--weights", "last")  # a policy.pt holds only the best net
+    assert r.returncode == 2 and "--weights last" in r.stderr, r.stderr
+
+
+def test_diagnostics_logged(tiny_run):
+    run_dir, _ = tiny_run
+    rows = [json.loads(line) for line in open(f"{run_dir}/metrics.jsonl")]
+    diag = [r for r in rows if "grad_norm" in r]
+    assert diag and all(r["grad_norm"] >= 0 and r["td_abs"] >= 0 and r["lr"] == TINY.lr for r in diag)
+    assert all(0.0 <= r["buffer_terminal_frac"] <= 1.0 for r in diag)
+
+
 def test_train_cli_smoke(tmp_path):
     r = _cli("main_train", "--total-steps", "300", "--learning-starts", "100", "--eval-every", "300",
              "--eval-episodes", "2", "--test-episodes", "2", "--hidden", "16", "--run-dir", str(tmp_path / "cli"))

@@ -58,11 +58,16 @@ def eval_parser() -> ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="first episode seed (default: the run's test seeds)")
     p.add_argument("--gif", default=None, metavar="OUT.gif", help="record the first episode as a GIF")
     p.add_argument("--device", default="cpu", help="auto | cpu | cuda | mps (default: cpu)")
+    p.add_argument("--weights", choices=("best", "last"), default="best",
+                   help="best = the net chosen on validation (policy.pt); last = the net as training left it "
+                        "(the latest checkpoint), to judge a fixed-budget run without model selection")
     return p
 
 
-def load_policy(path: str):
-    """(QNetwork, config dict) from a run folder's policy.pt, or from a policy/checkpoint .pt file."""
+def load_policy(path: str, weights: str = "best"):
+    """(QNetwork, config dict) from a run folder's policy.pt, or from a policy/checkpoint .pt file.
+
+    weights="last" reads the latest checkpoint's online net instead of the best-on-validation one."""
     from pathlib import Path
 
     from dlm_core.checkpoint import load_checkpoint
@@ -71,7 +76,7 @@ def load_policy(path: str):
 
     p = Path(path)
     if p.is_dir():
-        if not (p / "policy.pt").is_file():
+        if weights == "last" or not (p / "policy.pt").is_file():
             from dlm_core.checkpoint import Checkpointer
             from dlm_core.runs import RunDir
 
@@ -86,7 +91,12 @@ def load_policy(path: str):
     if "config" not in state or not any(k in state for k in ("best_model", "model")):
         raise DlmError(f"{path} is not a p09_dqn policy or checkpoint (no model/config inside)")
     cfg = state["config"]
-    weights = state.get("best_model", state["model"])
+    if weights == "last":
+        if "model" not in state or "best_model" not in state:
+            raise DlmError(f"{path}: --weights last needs a run folder or a checkpoint, not a policy.pt")
+        net = state["model"]
+    else:
+        net = state.get("best_model", state["model"])
     from .data import env_dims, make_env
 
     env = make_env(cfg["env"])
@@ -94,7 +104,7 @@ def load_policy(path: str):
     env.close()
     q = QNetwork(obs_dim, n_actions, cfg["hidden"])
     try:
-        q.load_state_dict(weights)
+        q.load_state_dict(net)
     except RuntimeError as err:
         raise DlmError(f"{path}: weights do not fit the saved config: {str(err).splitlines()[0]}") from None
     q.eval()
@@ -114,15 +124,16 @@ def main_eval(argv: list[str] | None = None) -> int:
     from .evaluate import rollout, save_gif
 
     device = select_device(args.device)
-    q, cfg = load_policy(args.path)
+    q, cfg = load_policy(args.path, args.weights)
     q.to(device)
     seeds = (test_seeds(cfg["seed"], args.episodes) if args.seed is None
              else list(range(args.seed, args.seed + args.episodes)))
     limit = cfg.get("max_episode_steps")
     returns = rollout(cfg["env"], seeds, q, device, max_episode_steps=limit)
     rand = rollout(cfg["env"], seeds, None, rng_seed=cfg["seed"], max_episode_steps=limit)
-    print(f"eval ({len(seeds)} greedy episodes of {cfg['env']}): mean {returns.mean():.1f} +- {returns.std():.1f} "
-          f"(min {returns.min():.1f})   random policy: {rand.mean():.1f}", flush=True)
+    which = " (last weights)" if args.weights == "last" else ""
+    print(f"eval ({len(seeds)} greedy episodes of {cfg['env']}{which}): mean {returns.mean():.1f} "
+          f"+- {returns.std():.1f} (min {returns.min():.1f})   random policy: {rand.mean():.1f}", flush=True)
     if args.gif:
         path, total = save_gif(cfg["env"], q, seeds[0], args.gif, device, max_episode_steps=limit)
         print(f"gif: {path} (episode seed {seeds[0]}, return {total:.1f})", flush=True)

@@ -25,6 +25,9 @@ class DQNConfig:
     hidden: list[int] = dataclasses.field(default_factory=lambda: [128, 128],
                                           metadata={"help": "hidden layer widths of the Q-network, comma separated"})
     lr: float = _f(5e-4, "Adam learning rate")
+    lr_end: float | None = _f(None, "learning rate at the end of a linear decay over lr_decay_fraction * total_steps "
+                              "(default: none, the rate stays at --lr)")
+    lr_decay_fraction: float = _f(1.0, "fraction of total_steps over which lr decays linearly to lr_end")
     batch_size: int = _f(128, "transitions per gradient step")
     loss: Literal["huber", "mse"] = _f("huber", "TD loss: huber (smooth L1) or mse (CleanRL's)")
     grad_clip: float = _f(10.0, "max global grad norm; 0 turns clipping off")
@@ -34,6 +37,8 @@ class DQNConfig:
     train_freq: int = _f(1, "environment steps between updates")
     gradient_steps: int = _f(1, "gradient steps per update")
     gamma: float = _f(0.99, "discount factor")
+    clip_target: bool = _f(False, "clip TD targets to +-max|r| / (1 - gamma), the largest |Q| any policy can have "
+                           "(max|r| as seen so far)")
     double: bool = _f(True, "Double DQN target: online net picks the action, target net values it")
     # target network: hard copy every target_every steps (tau=1) or Polyak averaging (tau<1) at that period
     target_every: int = _f(1, "steps between target-network updates")
@@ -64,6 +69,8 @@ class DQNConfig:
         check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
               "--hidden must list positive widths, e.g. 128,128")
         check(self.lr > 0, "--lr must be > 0")
+        check(self.lr_end is None or 0 < self.lr_end <= self.lr, "--lr-end must be in (0, --lr]")
+        check(0.0 < self.lr_decay_fraction <= 1.0, "--lr-decay-fraction must be in (0, 1]")
         check(self.batch_size >= 1, "--batch-size must be >= 1")
         check(self.grad_clip >= 0, "--grad-clip must be >= 0 (0 turns clipping off)")
         check(self.buffer_size >= self.batch_size, "--buffer-size must be >= --batch-size")

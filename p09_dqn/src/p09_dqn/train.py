@@ -41,6 +41,14 @@ def linear_epsilon(step: int, cfg: DQNConfig) -> float:
     return max(cfg.eps_end, cfg.eps_start + (cfg.eps_end - cfg.eps_start) * step / duration)
 
 
+def linear_lr(step: int, cfg: DQNConfig) -> float:
+    """lr -> lr_end linearly over lr_decay_fraction * total_steps, then flat; constant lr when lr_end is None."""
+    if cfg.lr_end is None:
+        return cfg.lr
+    frac = min(1.0, step / (cfg.lr_decay_fraction * cfg.total_steps))
+    return cfg.lr + (cfg.lr_end - cfg.lr) * frac
+
+
 def td_target(rewards: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor, gamma: float,
               target_net: torch.nn.Module, online_net: torch.nn.Module | None = None) -> torch.Tensor:
     """y = r + gamma * (1 - terminated) * V(s').
@@ -98,7 +106,8 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
     # everything below is the loop's state; a checkpoint holds all of it
     s = {"step": 0, "updates": 0, "episode": 0, "ep_return": 0.0, "ep_len": 0, "recent": [],
          "best_val": -math.inf, "best_step": 0, "steps_to_solve": None, "seconds_to_solve": None, "reward_abs_max": 0.0,
-         "loss_sum": 0.0, "q_sum": 0.0, "n_sum": 0, "last_loss": None, "last_q": None, "epoch": 0,
+         "loss_sum": 0.0, "q_sum": 0.0, "n_sum": 0, "gn_sum": 0.0, "td_sum": 0.0, "last_loss": None, "last_q": None,
+         "epoch": 0,
          "finished": False, "train_seconds": 0.0, "last_eval_step": -1}
     best_model = copy.deepcopy(q.state_dict())
     if resume:
@@ -112,7 +121,7 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
             opt.load_state_dict(state["optimizer"])
             buf.load_state_dict(state["buffer"])
             best_model = state["best_model"]
-            s = json.loads(state["loop"])
+            s = {"gn_sum": 0.0, "td_sum": 0.0, **json.loads(state["loop"])}  # older checkpoints lack these
             set_rng_state(state["rng"])
             _set_gen_state(rng, state["explore_rng"])
             _set_gen_state(env.unwrapped.np_random, state["env_rng"])
@@ -163,18 +172,25 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
 
         if step > cfg.learning_starts:
             if step % cfg.train_freq == 0:
+                lr_now = linear_lr(step, cfg)
+                for group in opt.param_groups:
+                    group["lr"] = lr_now
                 for _ in range(cfg.gradient_steps):
                     b = buf.sample(cfg.batch_size, rng)
                     o, a, r, o2, d = (torch.as_tensor(b[k], device=device)
                                       for k in ("obs", "actions", "rewards", "next_obs", "terminated"))
                     y = td_target(r, o2, d, cfg.gamma, target, q if cfg.double else None)
+                    if cfg.clip_target:  # no return can exceed this: a target above it is pure overestimation
+                        bound = q_bound(cfg.gamma, s["reward_abs_max"])
+                        y = y.clamp(-bound, bound)
                     q_all = q(o)
                     q_sa = q_all.gather(1, a.unsqueeze(1)).squeeze(1)
                     loss = F.smooth_l1_loss(q_sa, y) if cfg.loss == "huber" else F.mse_loss(q_sa, y)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
-                    if cfg.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(q.parameters(), cfg.grad_clip)
+                    # the global gradient norm before clipping (inf turns clipping off but still measures it)
+                    gnorm = torch.nn.utils.clip_grad_norm_(q.parameters(), cfg.grad_clip if cfg.grad_clip > 0
+                                                           else math.inf)
                     opt.step()
                     s["updates"] += 1
                     loss_v = loss.item()
@@ -182,14 +198,21 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
                     s["loss_sum"] += loss_v
                     s["q_sum"] += q_all.detach().max(1).values.mean().item()
                     s["n_sum"] += 1
+                    s["gn_sum"] += float(gnorm)
+                    s["td_sum"] += (q_sa.detach() - y).abs().mean().item()
             if step % cfg.target_every == 0:
                 update_target(target, q, cfg.tau)
 
         if step % cfg.log_every == 0:
+            diag = {}
             if s["n_sum"]:
                 s["last_loss"], s["last_q"] = s["loss_sum"] / s["n_sum"], s["q_sum"] / s["n_sum"]
-            run.log(step=step, td_loss=s["last_loss"], q_max=s["last_q"], epsilon=eps, updates=s["updates"])
-            s["loss_sum"], s["q_sum"], s["n_sum"] = 0.0, 0.0, 0
+                diag = {"grad_norm": s["gn_sum"] / s["n_sum"], "td_abs": s["td_sum"] / s["n_sum"]}
+            # replay contents: the share of transitions that end an episode with a real termination
+            term_frac = float(buf.terminated[:len(buf)].mean()) if len(buf) else None
+            run.log(step=step, td_loss=s["last_loss"], q_max=s["last_q"], epsilon=eps, updates=s["updates"],
+                    lr=linear_lr(step, cfg), buffer_terminal_frac=term_frac, **diag)
+            s["loss_sum"], s["q_sum"], s["n_sum"], s["gn_sum"], s["td_sum"] = 0.0, 0.0, 0, 0.0, 0.0
             bar.update(step - bar.n)
             bar.set_postfix(ret=f"{np.mean(s['recent'][-20:]) if s['recent'] else 0:.1f}", eps=f"{eps:.2f}")
 

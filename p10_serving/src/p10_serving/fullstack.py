@@ -95,7 +95,9 @@ async def replay(base: str, x: np.ndarray, y: np.ndarray, *, shift: tuple[str, f
     kind, size = shift if shift else (None, 0.0)
     rows, swap_row, lock = [], None, asyncio.Lock()
     pending_labels: list[tuple[list, str]] = []
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    # an idle connection is dropped by the client after 2 s, before uvicorn closes it at 5 s: reusing one the
+    # server is closing fails the request with a ReadError (seen once in 1,600 requests)
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as client:
         t0, t0_wall = time.perf_counter(), time.time()
 

@@ -134,6 +134,7 @@ def finish_run(run: RunDir, cfg: TransformerConfig, tok, train_pairs, test_pairs
     res["train_minutes"] = elapsed / 60
     res["train_cpu_minutes"] = sum(r.get("cpu_seconds", 0.0) for r in run.metrics()) / 60  # 1 thread: core-minutes
     res["epochs_run"] = len(run.metrics())
+    res["complete"] = res["epochs_run"] >= cfg.epochs  # False only when the --max-minutes safety net cut it short
     res["config"] = dataclasses.asdict(cfg)
     run.write_json("results.json", res)
     rows = run.metrics()
@@ -148,7 +149,9 @@ def finish_run(run: RunDir, cfg: TransformerConfig, tok, train_pairs, test_pairs
     run.write_report(
         f"# p05 transformer EN->ES\n\n{len(train_pairs)} training pairs, {len(test)} test pairs; "
         f"{res['epochs_run']} epochs in {elapsed / 60:.1f} min.\n\n"
-        f"| model | test BLEU | test chrF |\n|---|---|---|\n"
+        + ("" if res["complete"] else f"**Incomplete run**: the --max-minutes safety net stopped it after "
+           f"{res['epochs_run']} of {cfg.epochs} epochs; these scores are not the config's result.\n\n")
+        + f"| model | test BLEU | test chrF |\n|---|---|---|\n"
         f"| transformer (beam {cfg.beam}) | {res['test_bleu']:.2f} | {res['test_chrf']:.2f} |\n"
         + (f"| transformer (greedy) | {res['test_bleu_greedy']:.2f} | {res['test_chrf_greedy']:.2f} |\n"
            if cfg.beam > 1 else "")

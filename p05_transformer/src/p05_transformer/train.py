@@ -121,8 +121,10 @@ def train(cfg: TransformerConfig, run_dir=None, resume: bool = False) -> dict:
         ckpt.save(epoch, {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                           "rng": rng_state(), "config": dataclasses.asdict(cfg), "best_bleu": best_bleu,
                           "elapsed": elapsed, "vocab_size": tok.get_vocab_size()}, is_best=is_best)
-        if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
-            print(f"time budget of {cfg.max_minutes} min reached after epoch {epoch}", flush=True)
+        if cfg.max_minutes and elapsed > cfg.max_minutes * 60 and epoch < cfg.epochs:
+            print(f"warning: the --max-minutes {cfg.max_minutes:g} safety net stopped training after epoch {epoch} of "
+                  f"{cfg.epochs}: this run is INCOMPLETE, its scores are not the default's (resume with a larger "
+                  f"--max-minutes or 0)", flush=True)
             break
 
     from .evaluate import finish_run

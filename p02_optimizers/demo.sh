@@ -9,4 +9,8 @@ run_optimizer_playground --surface ravine --compare sgd,momentum,nesterov,adam -
 echo "-- learning rate x optimizer sweep (CSV + heatmap)"
 run_optimizer_playground --surface rosenbrock --sweep --compare sgd,momentum,rmsprop,adam --steps 500
 echo "-- real network: plain SGD vs Adam on digits, loss slices and sharpness"
-run_loss_landscape --preset quick
+RUN="${DLM_RUNS:-runs}/p02_optimizers/demo-landscape-quick"
+rm -rf "$RUN"
+start=$SECONDS
+run_loss_landscape --preset quick --run-dir "$RUN"
+dlm headline p02_optimizers "$RUN" --seconds $((SECONDS - start))

@@ -5,10 +5,12 @@
 set -euo pipefail
 RUN="${DLM_RUNS:-runs}/p03_cnn/demo-quick"
 rm -rf "$RUN"
+start=$SECONDS
 echo "-- run_cnn_train --preset quick"
 DLM_NO_PROGRESS=1 run_cnn_train --preset quick --run-dir "$RUN"
 echo "-- run_cnn_evaluate $RUN"
 run_cnn_evaluate "$RUN"
+dlm headline p03_cnn "$RUN" --seconds $((SECONDS - start))
 IMG="$RUN/test-image-0.png"
 PY_BIN="$(dirname "$(command -v run_cnn_train)")/python"
 "$PY_BIN" - "$IMG" <<'PY'

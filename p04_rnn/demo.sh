@@ -4,8 +4,10 @@
 set -euo pipefail
 RUN="${DLM_RUNS:-runs}/p04_rnn/demo-quick"
 rm -rf "$RUN"
+start=$SECONDS
 echo "-- run_rnn_train --preset quick"
 DLM_NO_PROGRESS=1 run_rnn_train --preset quick --run-dir "$RUN"
+dlm headline p04_rnn "$RUN" --seconds $((SECONDS - start))
 echo "-- run_rnn_generate $RUN --seed-text 'HAMLET.' --length 200 --temperature 0.8 --top-k 20"
 run_rnn_generate "$RUN" --seed-text "HAMLET." --length 200 --temperature 0.8 --top-k 20
 echo "-- run_rnn_generate $RUN --seed-text 'HAMLET.' --length 200 --temperature 0.5 --top-p 0.9"

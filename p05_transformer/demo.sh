@@ -5,7 +5,9 @@
 set -euo pipefail
 RUN="${DLM_RUNS:-runs}/p05_transformer/demo-quick"
 rm -rf "$RUN"
+start=$SECONDS
 DLM_THREADS="${DLM_THREADS:-1}" run_transformer_train --preset quick --no-export --run-dir "$RUN"
+dlm headline p05_transformer "$RUN" --seconds $((SECONDS - start))
 run_transformer_export "$RUN" --name translator-en-es-demo --version quick --overwrite
 run_transformer_translate --run "$RUN" "In the beginning God created the heavens and the earth." "God is love." \
     --beam 2 --attention "$RUN/attention_demo.png"

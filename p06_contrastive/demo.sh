@@ -7,6 +7,7 @@ set -euo pipefail
 ROOT="${DLM_RUNS:-runs}/p06_contrastive"
 RUN="$ROOT/demo-quick"
 rm -rf "$RUN" "$RUN-seed1" "$RUN-ensemble"
+start=$SECONDS
 run_contrastive_train --preset quick --run-dir "$RUN"
 run_contrastive_train --preset quick --seed 1 --run-dir "$RUN-seed1"
 run_contrastive_ensemble "$RUN" "$RUN-seed1" --out "$RUN-ensemble"
@@ -15,5 +16,6 @@ run_semantic_search "solar energy" -k 5 --index "$RUN-ensemble/index-hnsw"
 run_semantic_search "play chess against the computer" -k 5 --index "$RUN-ensemble/index-hnsw"
 run_retrieval_evaluate "$RUN" --no-faiss --tsne-points 0
 run_retrieval_evaluate "$RUN-ensemble" --no-faiss --tsne-points 0
+dlm headline p06_contrastive "$RUN-ensemble" --seconds $((SECONDS - start))
 run_contrastive_export "$RUN-ensemble" --name package-search-demo --version quick --overwrite
 run_section_classifier "$RUN-ensemble" --name package-section-demo --version quick --overwrite

@@ -5,8 +5,10 @@
 set -euo pipefail
 export DLM_NO_PROGRESS=1
 log=$(mktemp)
+start=$SECONDS
 run_anomaly_train --dataset fashion-oneclass --normal-class 7 --preset quick | tee "$log"
 run=$(sed -n 's/^run: //p' "$log" | head -1)
+dlm headline p07_autoencoder "$run" --seconds $((SECONDS - start))
 run_anomaly_detector "$run"
 python - "$run" <<'PY'
 import sys, numpy as np

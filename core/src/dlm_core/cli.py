@@ -1,4 +1,4 @@
-"""The `dlm` console script: doctor, data list/fetch, runs list, bundle verify/list, demo.
+"""The `dlm` console script: doctor, data list/fetch, runs list, bundle verify/list, demo, reproduce, headline.
 
 Heavy imports (torch) happen inside the commands that need them, so `dlm --help` is instant.
 """
@@ -174,6 +174,10 @@ def build_parser() -> ArgumentParser:
                          "(ONNX Runtime vs the exported torch outputs)")
     bv.add_argument("paths", nargs="*", help="bundle folders (default: all under artifacts/)")
     bv.set_defaults(func=cmd_bundle_verify)
+
+    from .reproduce import add_parsers
+
+    add_parsers(sub)  # reproduce, headline
 
     demo = sub.add_parser("demo", help="tiny end-to-end training on real data (digits)")
     add_config_args(demo, DemoConfig)

@@ -107,3 +107,74 @@ def test_linear_lr_schedule():
     assert linear_lr(900, DQNConfig(total_steps=1000, lr=1e-3, lr_end=None)) == 1e-3  # no decay
     with pytest.raises(Exception, match="--lr-end"):
         DQNConfig(lr=1e-4, lr_end=1e-3)
+
+
+def test_nstep_transitions_by_hand():
+    from p09_dqn.data import nstep_transitions
+
+    g = 0.9
+    o = [np.full(2, i, dtype=np.float32) for i in range(5)]
+    q = [(o[0], 0, 1.0), (o[1], 1, 2.0), (o[2], 0, 4.0)]  # n = 3 steps queued, the episode goes on
+    out = nstep_transitions(q, o[3], False, g, flush=False)
+    assert len(out) == 1 and len(q) == 2  # the oldest step leaves the queue
+    obs, a, ret, nxt, term, disc = out[0]
+    assert obs is o[0] and a == 0 and nxt is o[3] and term is False
+    assert ret == pytest.approx(1.0 + 0.9 * 2.0 + 0.81 * 4.0) and disc == pytest.approx(0.9 ** 3)
+    # the pole falls after one more step (reward 8): every queued step gets the rewards up to the end, no bootstrap
+    q.append((o[3], 1, 8.0))
+    out = nstep_transitions(q, o[4], True, g, flush=True)
+    assert q == [] and [t[0][0] for t in out] == [1.0, 2.0, 3.0]
+    assert [t[2] for t in out] == pytest.approx([2.0 + 0.9 * 4.0 + 0.81 * 8.0, 4.0 + 0.9 * 8.0, 8.0])
+    assert [t[5] for t in out] == pytest.approx([0.9 ** 3, 0.9 ** 2, 0.9])
+    assert all(t[4] is True and t[3] is o[4] for t in out)
+    # a time limit (truncation) flushes too but keeps terminated False: those targets still bootstrap
+    q = [(o[0], 0, 1.0), (o[1], 1, 1.0)]
+    out = nstep_transitions(q, o[2], False, g, flush=True)
+    assert [t[4] for t in out] == [False, False] and [t[5] for t in out] == pytest.approx([0.81, 0.9])
+
+
+def test_nstep_one_is_the_one_step_transition():
+    from p09_dqn.data import nstep_transitions
+
+    o0, o1 = np.zeros(2, dtype=np.float32), np.ones(2, dtype=np.float32)
+    q = [(o0, 1, 1.0)]
+    (obs, a, ret, nxt, term, disc), = nstep_transitions(q, o1, False, 0.99, flush=False)
+    assert (obs is o0, a, ret, nxt is o1, term, disc) == (True, 1, 1.0, True, False, 0.99)
+
+
+def test_nstep_td_target_uses_per_transition_discount():
+    net = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    next_obs = torch.tensor([[3.0, 5.0], [3.0, 5.0]])
+    y = td_target(torch.tensor([2.71, 1.0]), next_obs, torch.tensor([0.0, 0.0]), torch.tensor([0.729, 0.9]), net)
+    assert y.tolist() == pytest.approx([2.71 + 0.729 * 5.0, 1.0 + 0.9 * 5.0])
+
+
+def test_reserve_keeps_terminations_and_fills_its_share():
+    from p09_dqn.data import sample_with_reserve
+
+    buf, res = ReplayBuffer(capacity=1000, obs_dim=1), ReplayBuffer(capacity=10, obs_dim=1)
+    for i in range(1000):  # one fall in 100 transitions; in the ring only the latest 1000 stay
+        term = i % 100 == 99
+        buf.add(np.full(1, i), 0, 1.0, np.full(1, i + 1), term)
+        if term:
+            res.add(np.full(1, i), 0, 1.0, np.full(1, i + 1), term)
+    assert len(res) == 10 and res.terminated.all()
+    rng = np.random.default_rng(0)
+    b = sample_with_reserve(buf, res, 0.25, 128, rng)
+    assert b["obs"].shape == (128, 1) and (b["terminated"][:32] == 1).all()  # round(0.25 * 128) = 32 failures
+    assert b["terminated"].sum() >= 32
+    # no reserve, an empty one or share 0: a plain uniform sample, same rng draws
+    for r, share in ((None, 0.25), (ReplayBuffer(10, 1), 0.25), (res, 0.0)):
+        x = sample_with_reserve(buf, r, share, 64, np.random.default_rng(1))
+        y = buf.sample(64, np.random.default_rng(1))
+        assert all(np.array_equal(x[k], y[k]) for k in y)
+
+
+def test_new_fields_are_checked():
+    from dlm_core.errors import DlmError
+
+    for bad in ({"n_step": 0}, {"terminal_share": 1.0}, {"terminal_share": -0.1}, {"terminal_buffer_size": 0}):
+        with pytest.raises(DlmError):
+            DQNConfig(**bad)

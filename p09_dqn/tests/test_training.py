@@ -60,6 +60,29 @@ def test_resume_from_checkpoint_equals_uninterrupted(tiny_run, tmp_path):
     assert resumed["test_mean"] == result["test_mean"] and resumed["updates"] == result["updates"]
 
 
+def test_resume_with_nstep_and_terminal_reserve_equals_uninterrupted(tmp_path):
+    import dataclasses
+
+    cfg = dataclasses.replace(TINY, n_step=3, terminal_share=0.1, terminal_buffer_size=50)
+    run_dir, copy = tmp_path / "full", tmp_path / "resumed"
+    result = train(cfg, run_dir=run_dir, quiet=True)
+    shutil.copytree(run_dir, copy)
+    ckpt = Checkpointer(copy / "checkpoints")
+    ckpt.latest_path().unlink()
+    mid = ckpt.latest()
+    assert 0 < json.loads(mid["loop"])["step"] < cfg.total_steps
+    assert mid["reserve"]["size"] > 0 and (mid["reserve"]["terminated"] == 1).all()  # the failures are saved
+    (copy / "policy.pt").unlink()
+    resumed = train(cfg, run_dir=copy, resume=True, quiet=True)
+    assert _episodes(copy) == _episodes(run_dir)
+    a, b = load_checkpoint(run_dir / "policy.pt")["model"], load_checkpoint(copy / "policy.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    last_a = Checkpointer(run_dir / "checkpoints").latest()["model"]
+    last_b = Checkpointer(copy / "checkpoints").latest()["model"]
+    assert all(torch.equal(last_a[k], last_b[k]) for k in last_a)
+    assert resumed["updates"] == result["updates"] and resumed["test_mean"] == result["test_mean"]
+
+
 def test_terminated_stored_truncated_not(tiny_run):
     run_dir, _ = tiny_run
     buf = Checkpointer(run_dir / "checkpoints").latest()["buffer"]

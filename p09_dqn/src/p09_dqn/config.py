@@ -37,6 +37,12 @@ class DQNConfig:
     train_freq: int = _f(1, "environment steps between updates")
     gradient_steps: int = _f(1, "gradient steps per update")
     gamma: float = _f(0.99, "discount factor")
+    n_step: int = _f(1, "n-step returns: the target sums n rewards, r_t + ... + gamma^(n-1) r_(t+n-1), then "
+                     "bootstraps with gamma^n V(s_(t+n)); a fall then reaches n transitions, not one")
+    terminal_share: float = _f(0.0, "share of each batch drawn from a separate small buffer of the latest real "
+                               "terminations (failures), so they stay in the targets once the agent rarely fails; "
+                               "0 = uniform replay only")
+    terminal_buffer_size: int = _f(5_000, "capacity of that buffer of terminations (used when --terminal-share > 0)")
     clip_target: bool = _f(False, "clip TD targets to +-max|r| / (1 - gamma), the largest |Q| any policy can have "
                            "(max|r| as seen so far)")
     double: bool = _f(True, "Double DQN target: online net picks the action, target net values it")
@@ -77,6 +83,9 @@ class DQNConfig:
         check(self.learning_starts >= 0, "--learning-starts must be >= 0")
         check(self.train_freq >= 1 and self.gradient_steps >= 1, "--train-freq and --gradient-steps must be >= 1")
         check(0.0 <= self.gamma <= 1.0, "--gamma must be in [0, 1]")
+        check(self.n_step >= 1, "--n-step must be >= 1")
+        check(0.0 <= self.terminal_share < 1.0, "--terminal-share must be in [0, 1)")
+        check(self.terminal_buffer_size >= 1, "--terminal-buffer-size must be >= 1")
         check(self.target_every >= 1, "--target-every must be >= 1")
         check(0.0 < self.tau <= 1.0, "--tau must be in (0, 1]")
         check(0.0 <= self.eps_end <= self.eps_start <= 1.0, "need 0 <= --eps-end <= --eps-start <= 1")

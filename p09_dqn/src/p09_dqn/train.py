@@ -30,7 +30,7 @@ from dlm_core.runs import RunDir, print_metrics, progress
 from dlm_core.seed import seed_everything
 
 from .config import DQNConfig
-from .data import ReplayBuffer, env_dims, make_env, test_seeds, val_seeds
+from .data import ReplayBuffer, env_dims, make_env, nstep_transitions, sample_with_reserve, test_seeds, val_seeds
 from .evaluate import plot_training, q_bound, rollout, write_report
 from .model import QNetwork
 
@@ -49,7 +49,7 @@ def linear_lr(step: int, cfg: DQNConfig) -> float:
     return cfg.lr + (cfg.lr_end - cfg.lr) * frac
 
 
-def td_target(rewards: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor, gamma: float,
+def td_target(rewards: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor, gamma: float | torch.Tensor,
               target_net: torch.nn.Module, online_net: torch.nn.Module | None = None) -> torch.Tensor:
     """y = r + gamma * (1 - terminated) * V(s').
 
@@ -101,6 +101,9 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
     target = copy.deepcopy(q)
     opt = torch.optim.Adam(q.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     buf = ReplayBuffer(cfg.buffer_size, obs_dim)
+    # the latest real terminations, kept apart so that a share of every batch is a failure (--terminal-share)
+    reserve = ReplayBuffer(cfg.terminal_buffer_size, obs_dim) if cfg.terminal_share > 0 else None
+    nq: list = []  # n-step queue: the last (obs, action, reward) steps not yet stored
     rng = np.random.default_rng([cfg.seed, 7])  # exploration and replay sampling
     obs, _ = env.reset(seed=cfg.seed)
     # everything below is the loop's state; a checkpoint holds all of it
@@ -120,6 +123,9 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
             target.load_state_dict(state["target"])
             opt.load_state_dict(state["optimizer"])
             buf.load_state_dict(state["buffer"])
+            if reserve is not None:
+                reserve.load_state_dict(state["reserve"])
+            nq = [(np.asarray(o, dtype=np.float32), a, r) for o, a, r in json.loads(state.get("nstep_queue", "[]"))]
             best_model = state["best_model"]
             s = {"gn_sum": 0.0, "td_sum": 0.0, **json.loads(state["loop"])}  # older checkpoints lack these
             set_rng_state(state["rng"])
@@ -135,6 +141,9 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
         s["finished"] = finished
         ckpt.save(s["epoch"], {"model": q.state_dict(), "target": target.state_dict(), "optimizer": opt.state_dict(),
                                "buffer": buf.state_dict(), "best_model": best_model, "loop": json.dumps(s),
+                               "reserve": reserve.state_dict() if reserve is not None else None,
+                               # empty at episode ends, where checkpoints are taken; saved for exactness anyway
+                               "nstep_queue": json.dumps([(o.tolist(), a, r) for o, a, r in nq]),
                                "rng": rng_state(), "explore_rng": _gen_state(rng),
                                "env_rng": _gen_state(env.unwrapped.np_random), "config": dataclasses.asdict(cfg)})
 
@@ -162,7 +171,14 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
             with torch.no_grad():
                 action = int(q(torch.as_tensor(obs, device=device).unsqueeze(0)).argmax(1).item())
         next_obs, reward, terminated, truncated, _ = env.step(action)
-        buf.add(obs, action, reward, next_obs, terminated)  # truncated is NOT stored: it must bootstrap
+        # n-step: store the oldest queued step once n are queued, every queued step at an episode end.
+        # truncated is NOT stored as terminated: after a time limit the target must bootstrap
+        nq.append((obs, action, float(reward)))
+        if terminated or truncated or len(nq) == cfg.n_step:
+            for tr in nstep_transitions(nq, next_obs, terminated, cfg.gamma, flush=terminated or truncated):
+                buf.add(*tr)
+                if reserve is not None and tr[4]:
+                    reserve.add(*tr)
         obs = next_obs
         s["step"] += 1
         step = s["step"]
@@ -176,10 +192,12 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
                 for group in opt.param_groups:
                     group["lr"] = lr_now
                 for _ in range(cfg.gradient_steps):
-                    b = buf.sample(cfg.batch_size, rng)
-                    o, a, r, o2, d = (torch.as_tensor(b[k], device=device)
-                                      for k in ("obs", "actions", "rewards", "next_obs", "terminated"))
-                    y = td_target(r, o2, d, cfg.gamma, target, q if cfg.double else None)
+                    b = sample_with_reserve(buf, reserve, cfg.terminal_share, cfg.batch_size, rng)
+                    o, a, r, o2, d, disc = (torch.as_tensor(b[k], device=device) for k in
+                                            ("obs", "actions", "rewards", "next_obs", "terminated", "discounts"))
+                    # one-step: the scalar gamma (as before); n-step: gamma^k per transition
+                    y = td_target(r, o2, d, cfg.gamma if cfg.n_step == 1 else disc, target,
+                                  q if cfg.double else None)
                     if cfg.clip_target:  # no return can exceed this: a target above it is pure overestimation
                         bound = q_bound(cfg.gamma, s["reward_abs_max"])
                         y = y.clamp(-bound, bound)

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROJECTS := $(sort $(wildcard p[0-9][0-9]_*))
 STAMP := $(VENV)/.dlm-installed
 
-.PHONY: setup install data demo fullstack test browser bench lint clean distclean
+.PHONY: setup install data demo reproduce fullstack test browser bench lint clean distclean
 
 setup: install data
 
@@ -24,6 +24,11 @@ data: $(STAMP)
 
 demo: setup
 	bash scripts/demo.sh
+
+# every project's default command(s) in order -> results/summary.{md,json}; resumable (finished projects are
+# skipped, a killed trainer continues). Some projects only: make reproduce P="p01_autodiff p02_optimizers"
+reproduce: setup
+	$(BIN)/dlm reproduce $(P)
 
 # train -> export -> serve -> shifting stream -> drift alert -> retrain -> gated swap -> recovery (quick preset)
 fullstack: setup

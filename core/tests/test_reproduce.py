@@ -30,7 +30,6 @@ def results(tmp_path, monkeypatch):
 def test_registry_matches_the_tree():
     for p in R.PROJECTS:
         assert (ROOT / p.name / "README.md").is_file()
-        assert (ROOT / p.lesson.split()[0].rstrip(",")).is_file(), p.lesson
         names = [s.name for s in p.steps]
         assert set(p.headline_steps) <= set(names) and len(set(names)) == len(names)
         for s in p.steps:
@@ -41,7 +40,7 @@ def test_registry_matches_the_tree():
 def test_reproduce_p01_writes_the_summary_then_skips_it(results):
     r = dlm("reproduce", "p01_autodiff")
     assert r.returncode == 0, r.stderr
-    assert "[1/1] p01_autodiff" in r.stdout and "min left in all" in r.stdout
+    assert "[1/1] p01_autodiff" in r.stdout and "left in all" in r.stdout
     summary = read_json(results / "summary.json")
     e = summary["projects"]["p01_autodiff"]
     run = next(Path(os.environ["DLM_RUNS"], "reproduce/p01_autodiff/default/p01_autodiff").iterdir())

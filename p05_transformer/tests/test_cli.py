@@ -74,6 +74,14 @@ def test_resume_equals_uninterrupted(tiny_run, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_budget_is_epochs_and_the_wall_clock_safety_net_marks_a_run_incomplete(tiny_run, tmp_path):
+    assert TransformerConfig().max_minutes == 0  # the default result must not depend on the machine's load
+    assert tiny_run[1]["complete"] is True and tiny_run[1]["epochs_run"] == TINY["epochs"]
+    cut = train(TransformerConfig(**{**TINY, "export": False, "max_minutes": 1e-6}), run_dir=tmp_path / "cut")
+    assert cut["complete"] is False and cut["epochs_run"] == 1
+    assert "**Incomplete run**" in (tmp_path / "cut" / "report.md").read_text()
+
+
 def test_translate_cli_output_attention_and_clear_errors(tiny_run, tmp_path):
     run, _ = tiny_run
     png = tmp_path / "att.png"

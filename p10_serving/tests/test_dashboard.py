@@ -5,7 +5,6 @@ skipped and says so."""
 
 import json
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,14 +15,13 @@ import httpx
 import numpy as np
 import pytest
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--hide-scrollbars",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from p10_serving.dashboard import find_chromium, run_chromium
+
+CHROMIUM = find_chromium()
 
 
 def chromium(url: str, profile: Path, *extra: str) -> str:
-    cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=6000", *extra, url]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=90).stdout
+    return run_chromium(url, profile, *extra, budget_ms=6000, timeout=90).stdout
 
 
 @pytest.fixture

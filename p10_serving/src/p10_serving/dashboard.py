@@ -25,6 +25,29 @@ from .drift import ALPHA_ALERT, PSI_ALERT
 STATIC = Path(__file__).parent / "static"
 KEEP_S = 900
 
+# Headless Chromium, as run_fullstack's screenshot and the browser test drive the page: no sandbox (root in CI),
+# no network besides the page, a throwaway profile.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--hide-scrollbars", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"]
+
+
+def find_chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def run_chromium(url: str, profile: str | Path, *extra: str, budget_ms: int = 5000, timeout: float = 120):
+    """Load url in headless Chromium (virtual time budget_ms for the page's scripts); the finished process."""
+    import subprocess
+
+    exe = find_chromium()
+    if exe is None:
+        raise FileNotFoundError("chromium is not installed (apt-get install chromium)")
+    cmd = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", *extra, url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
 
 class Timeline:
     def __init__(self, registry, batchers: dict, monitors: dict, life, every: float = 1.0):

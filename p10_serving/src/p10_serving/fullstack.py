@@ -158,18 +158,15 @@ async def replay(base: str, x: np.ndarray, y: np.ndarray, *, shift: tuple[str, f
 
 def screenshot(url: str, path: Path) -> str | None:
     """The live dashboard as a PNG, by headless Chromium (None, said, when Chromium is not installed)."""
-    import shutil
     import tempfile
 
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
+    from .dashboard import find_chromium, run_chromium
+
+    if find_chromium() is None:
         print("no chromium: no dashboard screenshot (apt-get install chromium)", flush=True)
         return None
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        "--hide-scrollbars", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
-                        "--window-size=1700,820", f"--screenshot={path}", url], capture_output=True, timeout=120)
+        run_chromium(url, profile, "--window-size=1700,820", f"--screenshot={path}")
     return str(path) if path.exists() else None
 
 

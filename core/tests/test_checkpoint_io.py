@@ -103,3 +103,21 @@ def test_atomic_writes_get_the_modes_of_a_plain_write(tmp_path):
         assert write_text(tmp_path / "g.txt", "x").stat().st_mode & 0o777 == 0o600  # the umask still rules
     finally:
         os.umask(old)
+
+
+def test_a_kill_between_the_two_writes_never_leaves_an_epoch_without_its_best(tmp_path, monkeypatch):
+    """best.pt is written before epoch-N.pt: a resume from epoch N always finds the best checkpoint up to N."""
+    import dlm_core.checkpoint as ck
+
+    real, written = ck.save_checkpoint, []
+
+    def killed_after_one_write(path, state):
+        if written:
+            raise KeyboardInterrupt  # the kill, before the second file of this save
+        written.append(path.name)
+        return real(path, state)
+
+    monkeypatch.setattr(ck, "save_checkpoint", killed_after_one_write)
+    with pytest.raises(KeyboardInterrupt):
+        Checkpointer(tmp_path).save(1, {"w": torch.ones(2)}, is_best=True)
+    assert written == ["best.pt"] and not (tmp_path / "epoch-1.pt").exists()

@@ -84,9 +84,11 @@ class Checkpointer:
     def save(self, epoch: int, state: dict, is_best: bool = False) -> Path | None:
         if not self.enabled:
             return None
-        path = save_checkpoint(self.dir / f"epoch-{epoch}.pt", {**state, "epoch": epoch})
+        # best.pt first: once epoch-N.pt exists (what a resume starts from), the best up to epoch N is on disk too;
+        # a kill between the two writes would otherwise leave a resumed run without its best checkpoint
         if is_best:
             save_checkpoint(self.dir / "best.pt", {**state, "epoch": epoch})
+        path = save_checkpoint(self.dir / f"epoch-{epoch}.pt", {**state, "epoch": epoch})
         for old in self.epochs()[: -self.keep]:
             (self.dir / f"epoch-{old}.pt").unlink(missing_ok=True)
         return path

@@ -107,3 +107,20 @@ def test_root_readme_table_is_the_generated_one(monkeypatch):
     table = R.readme_table(R.load_summary())
     assert table in (ROOT / "README.md").read_text(), "README table is stale: paste `dlm reproduce --table`"
     assert json.dumps(R.load_summary())  # the committed summary parses
+
+
+def test_later_steps_see_earlier_run_folders_and_finish_where_told(results, monkeypatch, capsys):
+    write = "import json, sys; json.dump({'score': 0.5, 'base': 0.25}, open(sys.argv[1] + '/b.json', 'w'))"
+    fake = R.Project("p00_fake", "a two-step fake", (
+        R.Step("a", ("run_autodiff_demo", "--epochs", "1")),
+        R.Step("b", ("python", "-c", write, "{a}"), done_file="b.json", done_in="a", resumable=False)),
+        R.Metric("score", "score", "b.json"), R.Metric("", "base", "b.json"), "half", ("a",), "split", "0",
+        (0.5, 0.25), 0.1)
+    monkeypatch.setattr(R, "PROJECTS", (fake,))
+    summary = R.reproduce(["p00_fake"])
+    e = summary["projects"]["p00_fake"]
+    assert e["value"] == 0.5 and e["baseline"] == 0.25 and e["beats_baseline"] is True
+    run_a = R.run_dir_of(fake, fake.steps[0])
+    assert (run_a / "b.json").is_file() and (run_a / "results.json").is_file()  # step b wrote into a's folder
+    assert all(R.step_done(fake, s) for s in fake.steps)
+    assert "$ python -c" in capsys.readouterr().out

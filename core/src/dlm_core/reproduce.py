@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -227,7 +228,8 @@ def run_step(p: Project, step: Step) -> dict:
     d = step_dir(p, step)
     env = {**os.environ, **dict(step.env), "DLM_RUNS": str(d), "DLM_ARTIFACTS": str(work_dir() / "artifacts"),
            "DLM_NO_PROGRESS": "1"}
-    argv = [a.format(here=d, **{s.name: run_dir_of(p, s) for s in p.steps if run_dir_of(p, s)}) for a in step.argv]
+    folders = {"here": d, **{s.name: run_dir_of(p, s) for s in p.steps if run_dir_of(p, s)}}
+    argv = [re.sub(r"\{(\w+)\}", lambda m: str(folders.get(m.group(1), m.group(0))), a) for a in step.argv]
     previous = run_dir_of(p, step)
     if previous is not None and step.resumable and (previous / "checkpoints").is_dir() \
             and any((previous / "checkpoints").iterdir()):

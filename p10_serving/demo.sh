@@ -69,6 +69,14 @@ for fam in text_string_to_metric_families(httpx.get(f"{sys.argv[1]}/metrics").te
         if s.labels.get("model") == "fashion-cnn-demo" and s.name.endswith("inference_executions_total"):
             execs += s.value
 print(f"fashion-cnn-demo: {rows:.0f} rows in {execs:.0f} executions, mean batch size {rows / max(execs, 1):.2f}")
+# the quick-vs-default line of make demo: this short run beside the bench's figures (the serving headline)
+import json
+from pathlib import Path
+b = json.loads(Path("bench/results/p10_serving.json").read_text())
+print(f"p10_serving quick (3 s at 100 req/s): mean batch size {rows / max(execs, 1):.2f} | default (python "
+      f"bench/p10_serving.py, bench/results/p10_serving.json): batched {b['ours']['batched_saturation_rps']:.0f} "
+      f"req/s vs unbatched {b['peer']['unbatched_saturation_rps']:.0f} ({b['ratio']:.2f}x), p99 "
+      f"{b['ours']['p99_ms_at_half_unbatched_saturation']:.1f} ms at {b['ours']['offered_rps_at_half']:.0f} req/s")
 PY
 echo "-- also: $URL/dashboard (live charts) and $URL/docs while a server runs; make fullstack runs the whole"
 echo "   train -> serve -> drift -> retrain -> gated swap loop (about 4 min on an idle 2-core machine)"

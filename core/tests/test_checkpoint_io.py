@@ -121,3 +121,82 @@ def test_a_kill_between_the_two_writes_never_leaves_an_epoch_without_its_best(tm
     with pytest.raises(KeyboardInterrupt):
         Checkpointer(tmp_path).save(1, {"w": torch.ones(2)}, is_best=True)
     assert written == ["best.pt"] and not (tmp_path / "epoch-1.pt").exists()
+
+
+def test_resume_training_continues_exactly_where_the_uninterrupted_run_goes(tmp_path, capsys):
+    """Several models and optimizers, a scheduler, a scaler, every RNG, and the metrics rows logged after the
+    checkpoint (by the run that was killed) dropped, whether a row is numbered by `epoch` or `during_epoch`."""
+    from dlm_core.checkpoint import resume_training
+    from dlm_core.runs import RunDir
+
+    class Scaler:  # what resume_training needs of a torch.amp.GradScaler
+        def __init__(self):
+            self.scale = 1.0
+
+        def state_dict(self):
+            return {"scale": self.scale}
+
+        def load_state_dict(self, state):
+            self.scale = state["scale"]
+
+    def draws():
+        return float(torch.rand(1)), float(np.random.rand()), random.random()
+
+    def parts(seed):
+        torch.manual_seed(seed)
+        models = {"sgd": torch.nn.Linear(3, 2), "adam": torch.nn.Linear(3, 2)}
+        opts = {"sgd": torch.optim.SGD(models["sgd"].parameters(), lr=0.1, momentum=0.9),
+                "adam": torch.optim.Adam(models["adam"].parameters(), lr=0.1)}
+        return models, opts, torch.optim.lr_scheduler.StepLR(opts["sgd"], 1, 0.5), Scaler()
+
+    def epoch(models, opts, sched, scaler):
+        x = torch.randn(4, 3) * (1 + np.random.rand()) + random.random()  # draws from torch, numpy and python
+        for k, m in models.items():
+            opts[k].zero_grad()
+            torch.nn.functional.dropout(m(x), 0.5).pow(2).sum().backward()
+            opts[k].step()
+        sched.step()
+        scaler.scale *= 2
+
+    run = RunDir.at(tmp_path / "run")
+    ckpt = Checkpointer(run.checkpoint_dir)
+    assert resume_training(ckpt, {}, {}, run) is None
+    models, opts, sched, scaler = parts(0)
+    for e in (1, 2):
+        epoch(models, opts, sched, scaler)
+        run.log(step=10 * e, during_epoch=e)
+        run.log(epoch=e, loss=float(e))
+        ckpt.save(e, {"models": {k: m.state_dict() for k, m in models.items()}, "scheduler": sched.state_dict(),
+                      "optimizers": {k: o.state_dict() for k, o in opts.items()}, "scaler": scaler.state_dict(),
+                      "rng": rng_state(), "best": 0.5})
+    run.log(step=30, during_epoch=3)  # the killed run got this far into epoch 3
+    epoch(models, opts, sched, scaler)  # epoch 3, uninterrupted
+    after = draws()
+
+    again = parts(1)
+    state = resume_training(ckpt, *again[:2], run, again[2], epoch_key=("epoch", "during_epoch"), scaler=again[3])
+    assert state["epoch"] == 2 and state["best"] == 0.5
+    assert "resumed from epoch 2" in capsys.readouterr().out
+    assert [(r.get("epoch"), r.get("during_epoch")) for r in run.metrics()] == [(None, 1), (1, None), (None, 2),
+                                                                                (2, None)]
+    epoch(*again)
+    for k in models:
+        assert torch.equal(models[k].weight, again[0][k].weight) and torch.equal(models[k].bias, again[0][k].bias)
+    assert sched.get_last_lr() == again[2].get_last_lr() and scaler.scale == again[3].scale == 8
+    assert draws() == after  # the three generators continue as they did in the uninterrupted run
+
+
+def test_resume_training_single_model_quiet_and_step_numbered(tmp_path, capsys):
+    from dlm_core.checkpoint import resume_training
+    from dlm_core.runs import RunDir
+
+    run = RunDir.at(tmp_path / "run")
+    ckpt = Checkpointer(run.checkpoint_dir)
+    model = torch.nn.Linear(2, 1)
+    for step in (5, 10, 15):
+        run.log(step=step, loss=1.0 / step)
+    ckpt.save(10, {"model": model.state_dict(), "step": 10})
+    other = torch.nn.Linear(2, 1)
+    state = resume_training(ckpt, other, None, run, epoch_key="step", quiet=True)
+    assert state["step"] == 10 and torch.equal(other.weight, model.weight)
+    assert [r["step"] for r in run.metrics()] == [5, 10] and capsys.readouterr().out == ""

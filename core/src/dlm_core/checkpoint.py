@@ -59,9 +59,9 @@ def set_rng_state(state: dict) -> None:
     random.setstate((3, tuple(state["python"]), state["python_pos"]))
     kind, keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())  # a checkpoint loaded with map_location="cuda" holds them there
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def _np_state(st):
@@ -116,20 +116,40 @@ class Checkpointer:
 
 
 def resume_training(ckpt: Checkpointer, model, optimizer=None, run=None, scheduler=None,
-                    epoch_key: str = "epoch") -> dict | None:
-    """Load the latest checkpoint into model/optimizer/scheduler and the RNGs; drop the metrics rows the
-    resumed run will log again. Returns the checkpoint (its "epoch" is the last finished one) or None."""
-    state = ckpt.latest()
+                    epoch_key: str | tuple[str, ...] = "epoch", *, scaler=None, map_location="cpu",
+                    quiet: bool = False) -> dict | None:
+    """Continue a run from its latest checkpoint; returns that checkpoint (its "epoch" is the number it was saved
+    under: the last finished epoch, or step) or None when there is none yet.
+
+    Loads the weights into `model`, then the optimizer, scheduler and grad-scaler states and every RNG state the
+    checkpoint holds (python, numpy, torch, cuda), and drops the metrics rows logged after the checkpoint (the
+    resumed run logs them again). `model` and `optimizer` may be dicts of several by name (saved under "models"
+    and "optimizers", e.g. p02's SGD and Adam pair). `epoch_key` names the metrics field that numbers a row; a
+    tuple: the first of them a row has (rows with none are kept). The loop's own counters (best score, patience,
+    data position...) are the trainer's to read back from the returned dict.
+    """
+    state = ckpt.latest(map_location)
     if state is None:
         return None
-    model.load_state_dict(state["model"])
-    if optimizer is not None and "optimizer" in state:
+    if isinstance(model, dict):
+        for name, m in model.items():
+            m.load_state_dict(state["models"][name])
+    else:
+        model.load_state_dict(state["model"])
+    if isinstance(optimizer, dict):
+        for name, opt in optimizer.items():
+            opt.load_state_dict(state["optimizers"][name])
+    elif optimizer is not None and "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and "scheduler" in state:
         scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
     if "rng" in state:
         set_rng_state(state["rng"])
+    keys = (epoch_key,) if isinstance(epoch_key, str) else tuple(epoch_key)
     if run is not None:
-        run.truncate_metrics(lambda r: r.get(epoch_key, 0) <= state["epoch"])
-    print(f"resumed from epoch {state['epoch']}", flush=True)
+        run.truncate_metrics(lambda r: next((r[k] for k in keys if k in r), 0) <= state["epoch"])
+    if not quiet:
+        print(f"resumed from {keys[0]} {state['epoch']}", flush=True)
     return state

@@ -90,7 +90,7 @@ def train_pair(cfg: LandscapeConfig, data, run, resume: bool = False) -> dict:
     """
     import torch
 
-    from dlm_core.checkpoint import Checkpointer, rng_state, set_rng_state
+    from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
     from dlm_core.errors import check_finite
     from dlm_core.runs import print_metrics, progress
     from dlm_core.seed import data_rng
@@ -108,16 +108,8 @@ def train_pair(cfg: LandscapeConfig, data, run, resume: bool = False) -> dict:
     lrs = {"sgd": cfg.sgd_lr, "adam": cfg.adam_lr}
     ckpt = Checkpointer(run.checkpoint_dir)
     start_epoch = 1
-    if resume:
-        state = ckpt.latest()
-        if state is not None:
-            for k in models:
-                models[k].load_state_dict(state["models"][k])
-                opts[k].load_state_dict(state["optimizers"][k])
-            set_rng_state(state["rng"])
-            start_epoch = state["epoch"] + 1
-            run.truncate_metrics(lambda r: r.get("epoch", 0) < start_epoch)
-            print(f"resumed from epoch {state['epoch']}", flush=True)
+    if resume and (state := resume_training(ckpt, models, opts, run)) is not None:
+        start_epoch = state["epoch"] + 1
 
     loss_fn = torch.nn.CrossEntropyLoss()
     n = len(data.x_train)

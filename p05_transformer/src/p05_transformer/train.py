@@ -11,7 +11,7 @@ import time
 import torch
 from torch import nn
 
-from dlm_core.checkpoint import Checkpointer, rng_state, set_rng_state
+from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
 from dlm_core.device import select_device
 from dlm_core.errors import check_finite
 from dlm_core.runs import RunDir, print_metrics, progress
@@ -77,14 +77,8 @@ def train(cfg: TransformerConfig, run_dir=None, resume: bool = False) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, total_steps))
     loss_fn = nn.CrossEntropyLoss(ignore_index=PAD, label_smoothing=cfg.label_smoothing)
     start_epoch, best_bleu, elapsed = 1, -1.0, 0.0
-    if resume and (state := ckpt.latest()) is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
+    if resume and (state := resume_training(ckpt, model, opt, run, sched)) is not None:
         start_epoch, best_bleu, elapsed = state["epoch"] + 1, state["best_bleu"], state["elapsed"]
-        run.truncate_metrics(lambda r: r.get("epoch", 0) < start_epoch)
-        print(f"resumed from epoch {state['epoch']}", flush=True)
     print(f"pairs: train {len(train_ids)} val {len(val_ids)} test {len(test_pairs)}; vocab {tok.get_vocab_size()}; "
           f"parameters {count_parameters(model):,}; {steps_per_epoch} steps/epoch", flush=True)
 

@@ -27,7 +27,7 @@ TRAINERS = {
                            "--hidden", "32", "--layers", "1"],
     "run_cnn_train": ["--preset", "tiny", "--epochs", "3", "--dropout", "0.1", "--device", "cpu"],
     "run_rnn_train": ["--embed", "8", "--hidden", "16", "--layers", "1", "--dropout", "0.1", "--batch-size", "8",
-                      "--seq-len", "16", "--max-steps", "30", "--eval-every", "10", "--log-every", "5",
+                      "--seq-len", "16", "--max-steps", "30", "--eval-every", "10", "--log-every", "4",
                       "--val-chars", "2000", "--warmup-steps", "2", "--no-final-test"],
     "run_transformer_train": ["--train-limit", "200", "--vocab-size", "300", "--d-model", "32", "--heads", "2",
                               "--enc-layers", "1", "--dec-layers", "1", "--d-ff", "64", "--max-len", "40",

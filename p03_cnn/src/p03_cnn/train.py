@@ -36,10 +36,9 @@ def lr_at(cfg: CNNConfig, step: int, total: int) -> float:
 def make_optimizer(cfg: CNNConfig, model):
     import torch
 
-    # no weight decay on BatchNorm and biases (1-d parameters)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    from dlm_core.optim import decay_groups
+
+    groups = decay_groups(model, cfg.weight_decay)  # no weight decay on BatchNorm and biases (1-d parameters)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
@@ -87,7 +86,7 @@ def train(cfg: CNNConfig, run_dir=None, resume: bool = False, final_eval: bool =
     import torch
     import torch.nn.functional as F
 
-    from dlm_core.checkpoint import Checkpointer, rng_state, set_rng_state
+    from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
     from dlm_core.device import autocast, select_device
     from dlm_core.distributed import init_distributed
     from dlm_core.errors import check_finite
@@ -135,15 +134,11 @@ def train(cfg: CNNConfig, run_dir=None, resume: bool = False, final_eval: bool =
     total_steps = steps_per_epoch * cfg.epochs
     start_epoch, best_val, best_epoch, bad_epochs, train_seconds = 1, -1.0, 0, 0, 0.0
     if resume:
-        state = ckpt.latest()  # every rank reads the same file
+        state = resume_training(ckpt, model, opt, run, quiet=True)  # every rank reads the same file
         if state is not None:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            set_rng_state(state["rng"])
             start_epoch = state["epoch"] + 1
             best_val, best_epoch, bad_epochs = state["best_val"], state["best_epoch"], state["bad_epochs"]
             train_seconds = state.get("train_seconds", 0.0)
-            run.truncate_metrics(lambda r: r.get("epoch", 0) < start_epoch)
             if dist.is_main:
                 print(f"resumed from epoch {state['epoch']} (best val_acc {best_val:.4f} at epoch {best_epoch})",
                       flush=True)

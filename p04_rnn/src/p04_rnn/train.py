@@ -30,13 +30,12 @@ def lr_at(step: int, cfg: RNNConfig) -> float:
 
 def make_optimizer(model: nn.Module, cfg: RNNConfig) -> torch.optim.Optimizer:
     """AdamW; weight decay on matrices only (not on biases or the embedding table)."""
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and not n.startswith("embed")]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and not n.startswith("embed"))]
+    from dlm_core.optim import decay_groups
+
+    groups = decay_groups(model, cfg.weight_decay, exempt=lambda name, p: name.startswith("embed"))
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                                {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, momentum=0.9)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
 
 
 def window_starts(cfg: RNNConfig, n_cols: int, epoch: int) -> list[int]:
@@ -50,7 +49,7 @@ def window_starts(cfg: RNNConfig, n_cols: int, epoch: int) -> list[int]:
 def train(cfg: RNNConfig, run_dir: str | Path | None = None, resume: bool = False, quiet: bool = False,
           stop_at: int | None = None) -> dict:
     """Train (or resume) a run; returns its results. stop_at ends early like a kill would (tests of resume)."""
-    from dlm_core.checkpoint import Checkpointer, rng_state, set_rng_state
+    from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
     from dlm_core.device import select_device
     from dlm_core.errors import check_finite
     from dlm_core.runs import RunDir, print_metrics, progress
@@ -76,17 +75,12 @@ def train(cfg: RNNConfig, run_dir: str | Path | None = None, resume: bool = Fals
     loss_fn = nn.CrossEntropyLoss()
 
     step, epoch, window, state, best_val = 0, 1, 0, None, float("inf")
-    if resume:
-        saved = ckpt.latest(map_location=device)
-        if saved is not None:
-            model.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["optimizer"])
-            set_rng_state(saved["rng"])
-            step, epoch, window, best_val = saved["step"], saved["data_epoch"], saved["window"], saved["best_val"]
-            state = saved["hidden"]
-            run.truncate_metrics(lambda r: r.get("step", 0) <= step)
-            if not quiet:
-                print(f"resumed from step {step}", flush=True)
+    sums = {"loss": 0.0, "n": 0, "gn": 0.0, "gn_max": 0.0}  # of the steps since the last metrics row
+    if resume and (saved := resume_training(ckpt, model, opt, run, epoch_key="step", map_location=device,
+                                            quiet=quiet)) is not None:
+        step, epoch, window, best_val = saved["step"], saved["data_epoch"], saved["window"], saved["best_val"]
+        state = saved["hidden"]
+        sums = saved.get("log_sums", sums)  # --log-every need not divide --eval-every
     n_params = count_params(model)
     if not quiet and step == 0:
         print(f"p04_rnn: {cfg.cell} {cfg.layers}x{cfg.hidden}, {n_params:,} parameters, vocab {len(vocab)}, "
@@ -94,7 +88,6 @@ def train(cfg: RNNConfig, run_dir: str | Path | None = None, resume: bool = Fals
               flush=True)
 
     starts = window_starts(cfg, matrix.shape[1], epoch)
-    sums = {"loss": 0.0, "n": 0, "gn": 0.0, "gn_max": 0.0}
     eval_loss, eval_n, t_eval = 0.0, 0, time.perf_counter()
     bar = progress(total=cfg.max_steps, initial=step, desc="train")
     while step < cfg.max_steps:
@@ -144,7 +137,8 @@ def train(cfg: RNNConfig, run_dir: str | Path | None = None, resume: bool = Fals
             best_val = min(best_val, val_bpc)
             ckpt.save(step, {"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
                              "step": step, "data_epoch": epoch, "window": window, "best_val": best_val,
-                             "hidden": state, "config": dataclasses.asdict(cfg)}, is_best=is_best)
+                             "hidden": state, "log_sums": dict(sums), "config": dataclasses.asdict(cfg)},
+                     is_best=is_best)
             eval_loss, eval_n, t_eval = 0.0, 0, time.perf_counter()
         if stop_at is not None and step >= stop_at:
             bar.close()

@@ -79,9 +79,10 @@ def lr_at(step: int, total: int, cfg: Config) -> float:
 def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "default") -> dict:
     import torch
 
-    from dlm_core.checkpoint import Checkpointer, rng_state, set_rng_state
+    from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
     from dlm_core.device import select_device
     from dlm_core.errors import check_finite
+    from dlm_core.optim import decay_groups
     from dlm_core.plotting import plot_curves
     from dlm_core.runs import RunDir, print_metrics, progress
     from dlm_core.seed import data_rng, seed_everything
@@ -121,14 +122,9 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
     if cfg.lexical_dim:  # the lexical channel starts as a TF-IDF bag: weights ~ idf of the training documents
         model.encoder.init_lexical_scores(log_idf(d_ids, tok.get_vocab_size()))
     model.to(device)
-    def decayed(name, p):  # matrices, not the position table nor the pooling scores
-        return p.ndim >= 2 and "pos" not in name and "token_weight" not in name
-
-    decay = [p for n, p in model.named_parameters() if decayed(n, p)]
-    rest = [p for n, p in model.named_parameters() if not decayed(n, p) and p.requires_grad]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": rest, "weight_decay": 0.0}], lr=cfg.lr,
-                            fused=device.type in ("cpu", "cuda"))  # one kernel over the embedding table
+    # matrices, not the position table nor the pooling scores
+    groups = decay_groups(model, cfg.weight_decay, exempt=lambda name, p: "pos" in name or "token_weight" in name)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, fused=device.type in ("cpu", "cuda"))  # one kernel over the embeddings
     remine = cfg.dense_negatives and cfg.hard_negatives > 0
 
     def remined_pool() -> np.ndarray:  # BM25's candidates + the current encoder's own top-N
@@ -137,17 +133,10 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
 
     ckpt = Checkpointer(run.checkpoint_dir)
     start_epoch, best = 1, -1.0
-    if resume:
-        state = ckpt.latest()
-        if state is not None:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            set_rng_state(state["rng"])
-            start_epoch, best = state["epoch"] + 1, state["best"]
-            run.truncate_metrics(lambda r: r.get("epoch", r.get("during_epoch", 0)) < start_epoch)
-            print(f"resumed from epoch {state['epoch']}", flush=True)
-            if remine:  # the pool the finished epoch's model mined
-                hard = remined_pool()
+    if resume and (state := resume_training(ckpt, model, opt, run, epoch_key=("epoch", "during_epoch"))) is not None:
+        start_epoch, best = state["epoch"] + 1, state["best"]
+        if remine:  # the pool the finished epoch's model mined
+            hard = remined_pool()
 
     n = len(train_idx)
     n_ict = int(cfg.ict * n)

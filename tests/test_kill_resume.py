@@ -72,19 +72,51 @@ def finish(cmd: list[str], root: Path) -> subprocess.CompletedProcess:
     return r
 
 
+# Loaded (as sitecustomize) by the run that gets killed, and only by it: once the run has an epoch checkpoint,
+# every metrics row it logs is followed by a pause. The run's numbers do not change; a run whose epochs take
+# milliseconds cannot race past the kill, and the kill lands after a row logged past the checkpoint (which the
+# resume must drop and log again), whatever the load on the machine.
+PAUSE_AFTER_ROWS = """
+import re, time
+from dlm_core.runs import RunDir
+
+_log = RunDir.log
+
+
+def _paused_log(self, **metrics):
+    _log(self, **metrics)
+    folder = self.checkpoint_dir
+    if folder.is_dir() and any(re.match(r"epoch-\\d+\\.(pt|npz)$", p.name) for p in folder.iterdir()):
+        time.sleep(0.5)
+
+
+RunDir.log = _paused_log
+"""
+
+
 def start_and_kill(cmd: list[str], root: Path) -> Path:
-    """Start the run, SIGKILL it the moment its first checkpoint file exists; returns its run folder."""
+    """Start the run; SIGKILL it once it has an epoch checkpoint and has logged a row after it."""
+    hook = root / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(PAUSE_AFTER_ROWS)
+    env = env_for(root)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hook), env.get("PYTHONPATH")]))
     log = open(root / "killed.log", "w")
-    proc = subprocess.Popen(cmd, env=env_for(root), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 240
+    rows_at_checkpoint = None
     try:
         while True:
             run = the_run(root)
             if run is not None and (run / "checkpoints").is_dir() and any(
                     EPOCH.match(p.name) for p in (run / "checkpoints").iterdir()):
-                break
+                n = len((run / "metrics.jsonl").read_text().splitlines())
+                if rows_at_checkpoint is None:
+                    rows_at_checkpoint = n
+                elif n > rows_at_checkpoint:
+                    break
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"no checkpoint before the trainer ended (rc {proc.poll()}):\n"
+                pytest.fail(f"no row after a checkpoint before the trainer ended (rc {proc.poll()}):\n"
                             f"{(root / 'killed.log').read_text()[-3000:]}")
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)

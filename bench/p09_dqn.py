@@ -10,6 +10,19 @@ model is then tested once on 100 other seeds:
 (lower is better). A seed that never reaches 475 counts as its step cap in the median (reported as such).
 
     .venv/bin/python bench/p09_dqn.py [--seeds 1,2,3]
+
+Stability (issue #23, the "stability" key): each config trained for 100k steps with no early stop,
+validation (20 greedy episodes) every 5k steps; per seed the last weights (as training left them, no model
+selection) are tested on the 100 test episodes, and "post_solve_frac" is the share of the validation evals
+after the first one >= 475 that are still >= 475. Configs: "ours" (the default), "previous_default" (the
+default before issue #23: one-step returns, uniform replay) and "cleanrl" (the cleanrl preset capped at 100k
+steps: its epsilon then decays over 50k steps instead of 250k).
+
+    .venv/bin/python bench/p09_dqn.py --stability-seeds 1,2,3,4,5          # trains 3 x 5 runs (about 2 h here)
+    .venv/bin/python bench/p09_dqn.py --skip-steps --stability-runs DIR \
+        --stability-label ours=PREFIX --stability-label previous_default=PREFIX ...
+        # reads DIR/PREFIX-s<seed> run folders made with the same command instead of training; --skip-steps
+        # keeps the steps-to-475 section of the existing JSON instead of re-running it
 """
 
 from __future__ import annotations
@@ -44,6 +57,89 @@ def summarize(runs: list[dict], cap: int) -> dict:
     }
 
 
+STABILITY = {"total_steps": 100_000, "early_stop": False, "eval_every": 5_000, "eval_episodes": 20}
+
+
+def stability_summary(run_dir: Path, solve: float = 475.0) -> dict:
+    """One no-early-stop run: its validation curve, post-solve share >= 475, and the last weights' test mean."""
+    import json
+
+    import numpy as np
+
+    from p09_dqn.cli import load_policy
+    from p09_dqn.data import test_seeds
+    from p09_dqn.evaluate import rollout
+
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    val = [(r["step"], r["val_return"]) for r in rows if "val_return" in r]
+    first = next((i for i, (_, v) in enumerate(val) if v >= solve), None)
+    after = [v for _, v in val[first + 1:]] if first is not None else []
+    q, cfg = load_policy(str(run_dir), "last")
+    test = rollout(cfg["env"], test_seeds(cfg["seed"], 100), q, max_episode_steps=cfg.get("max_episode_steps"))
+    q_rows = [r["q_max"] for r in rows if r.get("q_max") is not None]
+    return {"seed": cfg["seed"], "steps": val[-1][0] if val else None,
+            "last_weights_test_mean": round(float(np.mean(test)), 1),
+            "first_solve_step": val[first][0] if first is not None else None,
+            "post_solve_ok": sum(v >= solve for v in after), "post_solve_n": len(after),
+            "post_solve_frac": round(sum(v >= solve for v in after) / len(after), 3) if after else None,
+            "last_val": round(val[-1][1], 1) if val else None,
+            "peak_q_max": round(max(q_rows), 1) if q_rows else None,
+            "validation_curve": [(st, round(v, 1)) for st, v in val]}
+
+
+def stability_group(runs: list[dict]) -> dict:
+    ok, n = sum(r["post_solve_ok"] for r in runs), sum(r["post_solve_n"] for r in runs)
+    return {"seeds": [r["seed"] for r in runs], "last_weights_test_mean": [r["last_weights_test_mean"] for r in runs],
+            "seeds_last_weights_ge_475": sum(r["last_weights_test_mean"] >= 475 for r in runs),
+            "post_solve_frac": [r["post_solve_frac"] for r in runs],
+            "post_solve_pooled": f"{ok}/{n}", "post_solve_pooled_frac": round(ok / n, 3) if n else None,
+            "runs": runs}
+
+
+def stability_configs() -> dict:
+    from p09_dqn.config import CLEANRL, ENV_PRESETS, DQNConfig
+
+    return {"ours": dataclasses.replace(ENV_PRESETS["CartPole-v1"], **STABILITY),
+            # the CartPole preset before issue #23: the dataclass defaults (one-step, uniform replay, constant lr)
+            "previous_default": dataclasses.replace(DQNConfig(stop_return=500.0), **STABILITY),
+            "cleanrl": dataclasses.replace(CLEANRL, **STABILITY)}
+
+
+def stability(args) -> dict:
+    from p09_dqn.train import train
+
+    configs = stability_configs()
+    out = {"protocol": "100k env steps, no early stop, validation every 5k steps (20 greedy episodes); last weights "
+                       "tested on 100 held-out episodes; post_solve = validation evals after the first >= 475 that "
+                       "stay >= 475",
+           "configs": {k: {f: v for f, v in dataclasses.asdict(c).items() if f != "seed"} for k, c in configs.items()}}
+    if args.stability_runs:
+        labels = dict(x.split("=", 1) for x in args.stability_label)
+        for name, prefix in labels.items():
+            dirs = sorted(Path(args.stability_runs).glob(f"{prefix}-s*"), key=lambda d: int(d.name.rsplit("-s", 1)[1]))
+            dirs = [d for d in dirs if d.is_dir() and (d / "checkpoints").is_dir()]
+            out[name] = {"run_prefix": prefix, **stability_group([stability_summary(d) for d in dirs])}
+        out["note"] = (f"read from the run folders in {args.stability_runs}, made this session with run_dqn_train "
+                       "--no-early-stop --total-steps 100000 --eval-every 5000 --eval-episodes 20 (+ the config's "
+                       "flags); not re-trained by this script")
+        return out
+    seeds = [int(s) for s in args.stability_seeds.split(",") if s.strip()]
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["DLM_RUNS"] = tmp
+        runs = {k: [] for k in configs}
+        for seed in seeds:
+            for name, cfg in configs.items():
+                d = Path(tmp) / f"{name}-s{seed}"
+                train(dataclasses.replace(cfg, seed=seed), run_dir=d, quiet=True)
+                runs[name].append(stability_summary(d))
+                r = runs[name][-1]
+                print(f"stability {name} seed {seed}: last-weights test {r['last_weights_test_mean']} post-solve "
+                      f"{r['post_solve_ok']}/{r['post_solve_n']}", file=sys.stderr, flush=True)
+        for name in configs:
+            out[name] = stability_group(runs[name])
+    return out
+
+
 def main() -> dict:
     unshadow(__file__, "p09_dqn")
     from p09_dqn.config import CLEANRL, ENV_PRESETS
@@ -51,7 +147,27 @@ def main() -> dict:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--skip-steps", action="store_true",
+                    help="keep the steps-to-475 section of the existing bench/results/p09_dqn.json (not re-run)")
+    ap.add_argument("--no-stability", action="store_true", help="skip the stability section (issue #23)")
+    ap.add_argument("--stability-seeds", default="1,2,3")
+    ap.add_argument("--stability-runs", default=None, metavar="DIR",
+                    help="read the stability runs from DIR/<prefix>-s<seed> instead of training them")
+    ap.add_argument("--stability-label", action="append", default=[], metavar="NAME=PREFIX",
+                    help="with --stability-runs: the run-folder prefix of each config (ours, previous_default, ...)")
     args = ap.parse_args()
+    if args.skip_steps:
+        import json
+
+        from dlm_core.benchmark import results_dir
+
+        old = json.loads((results_dir() / "p09_dqn.json").read_text())
+        old["steps_note"] = ("the steps-to-475 section (ours, peer, ratio, config_ours...) is kept from the previous "
+                             "bench run, with the config of that time (config_ours), not re-run")
+        if not args.no_stability:
+            old["stability"] = stability(args)
+        write_result("p09_dqn", old)
+        return old
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     ours_cfg, peer_cfg = ENV_PRESETS["CartPole-v1"], CLEANRL  # exactly the presets: caps are their total_steps
     ours, peer = [], []
@@ -82,6 +198,8 @@ def main() -> dict:
         "config_peer": {k: v for k, v in dataclasses.asdict(peer_cfg).items() if k != "seed"},
         "bench_seconds": round(time.perf_counter() - t0, 1),
     }
+    if not args.no_stability:
+        result["stability"] = stability(args)
     write_result("p09_dqn", result)
     return result
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -116,12 +117,13 @@ def stability(args) -> dict:
     if args.stability_runs:
         labels = dict(x.split("=", 1) for x in args.stability_label)
         for name, prefix in labels.items():
-            dirs = sorted(Path(args.stability_runs).glob(f"{prefix}-s*"), key=lambda d: int(d.name.rsplit("-s", 1)[1]))
-            dirs = [d for d in dirs if d.is_dir() and (d / "checkpoints").is_dir()]
+            dirs = [d for d in Path(args.stability_runs).glob(f"{prefix}-s*")  # finished runs only
+                    if re.fullmatch(rf"{re.escape(prefix)}-s\d+", d.name) and (d / "results.json").is_file()]
+            dirs.sort(key=lambda d: int(d.name.rsplit("-s", 1)[1]))
             out[name] = {"run_prefix": prefix, **stability_group([stability_summary(d) for d in dirs])}
         out["note"] = (f"read from the run folders in {args.stability_runs}, made this session with run_dqn_train "
                        "--no-early-stop --total-steps 100000 --eval-every 5000 --eval-episodes 20 (+ the config's "
-                       "flags); not re-trained by this script")
+                       "flags); not re-trained by this script" + (f". {args.note}" if args.note else ""))
         return out
     seeds = [int(s) for s in args.stability_seeds.split(",") if s.strip()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,6 +157,7 @@ def main() -> dict:
                     help="read the stability runs from DIR/<prefix>-s<seed> instead of training them")
     ap.add_argument("--stability-label", action="append", default=[], metavar="NAME=PREFIX",
                     help="with --stability-runs: the run-folder prefix of each config (ours, previous_default, ...)")
+    ap.add_argument("--note", default="", help="with --stability-runs: added to the stability note")
     args = ap.parse_args()
     if args.skip_steps:
         import json

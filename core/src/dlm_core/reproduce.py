@@ -121,7 +121,7 @@ PROJECTS: tuple[Project, ...] = (
                   env=ONE_THREAD),),
             Metric("mean ROC-AUC over 10 classes", "mean_roc_auc.autoencoder", "summary.json"),
             Metric("", "mean_roc_auc.isolation_forest", "summary.json"), "IsolationForest", ("all-classes",),
-            "Fashion-MNIST official test (1,000 normal, 9,000 anomalies per class)", "0", (0.9295, 0.9169), 4.0,
+            "Fashion-MNIST official test (1,000 normal, 9,000 anomalies per class)", "0", (0.9295, 0.9169), 6.0,
             quick=(Metric("ROC-AUC", "autoencoder.roc_auc"), Metric("", "isolation_forest.roc_auc")),
             quick_note="one class (sneakers)"),
     Project("p08_vae", "a VAE on binarised MNIST digits: samples, interpolation, ELBO and IWAE likelihood",
@@ -135,7 +135,7 @@ PROJECTS: tuple[Project, ...] = (
             _seeds("run_dqn_train", (1, 2, 3)),
             Metric("test return (100 greedy episodes)", "test_mean"), Metric("", "random_mean"),
             "random policy", ("seed1", "seed2", "seed3"), "100 test episodes on their own seeds", "1, 2, 3",
-            (496.8, 21.9), 3 * 3.0, fmt=".1f", command="run_dqn_train --seed 1/2/3"),
+            (499.6, 21.9), 3 * 3.0, fmt=".1f", command="run_dqn_train --seed 1/2/3"),
 )
 BY_NAME = {p.name: p for p in PROJECTS}
 

@@ -197,12 +197,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(name, tmp_path):
     cut = start_and_kill(command(name) + flags, cut_root)
     kept = sorted(p.name for p in (cut / "checkpoints").iterdir() if CHECKPOINT.match(p.name))
     assert last_epoch(cut) < last_epoch(ref), f"killed with {kept}: after the last checkpoint, nothing to resume"
-    if name == "dlm demo" and not re.search(r"--resume [A-Z]", subprocess.run(
-            command(name) + ["--help"], capture_output=True, text=True).stdout):
-        resume = command(name) + flags + ["--run-dir", str(cut), "--resume"]  # its flag form: the config again
-    else:
-        resume = command(name) + ["--resume", str(cut)]
-    out = finish(resume, cut_root)
+    out = finish(command(name) + ["--resume", str(cut)], cut_root)
     assert "resumed from" in out.stdout, (kept, out.stdout[-2000:])
 
     assert rows(cut) == rows(ref)

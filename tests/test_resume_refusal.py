@@ -1,7 +1,6 @@
 """Every trainer's --resume: the run's saved config is the truth. A flag that would change the model is refused
-with one line naming it (exit 2) and the run folder stays byte for byte as it was; so is --preset. (A kill and a
-resume through the command line are tested for p03 and the core demo; the others resume at the function level:
-the root kill-and-resume test over every trainer that issue #22 asks for is still to write.)"""
+with one line naming it (exit 2) and the run folder stays byte for byte as it was; so is --preset. A real kill
+and a resume through each command line are tested in test_kill_resume.py."""
 
 import importlib
 import subprocess

@@ -48,7 +48,7 @@ def test_killed_run_resumes_and_matches_uninterrupted(tmp_path, dlm):
     done = [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert 3 <= max(done) < 6
 
-    resumed = dlm("demo", "--epochs", epochs, "--run-dir", str(run), "--resume")
+    resumed = dlm("demo", "--resume", str(run))  # its own saved config: no flags repeated
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from epoch" in resumed.stdout
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]

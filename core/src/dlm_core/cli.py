@@ -9,7 +9,7 @@ import importlib.metadata as md
 import platform
 import sys
 
-from .config import ArgumentParser, add_config_args, config_from_args
+from .config import ArgumentParser, add_config_args, add_run_args, run_config
 from .errors import DlmError, cli_entry
 
 VERSIONED = ["torch", "torchvision", "numpy", "scikit-learn", "matplotlib", "faiss-cpu", "gymnasium", "onnx",
@@ -138,8 +138,8 @@ def cmd_bundle_list(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import DemoConfig, run_demo
 
-    cfg = config_from_args(DemoConfig, args)
-    run_demo(cfg, run_dir=args.run_dir, resume=args.resume)
+    cfg, run_dir, resume = run_config(DemoConfig, args, {"default": DemoConfig()})
+    run_demo(cfg, run_dir=run_dir, resume=resume)
     return 0
 
 
@@ -181,8 +181,7 @@ def build_parser() -> ArgumentParser:
 
     demo = sub.add_parser("demo", help="tiny end-to-end training on real data (digits)")
     add_config_args(demo, DemoConfig)
-    demo.add_argument("--run-dir", default=None, help="run folder (default: runs/dlm_demo/<timestamp>)")
-    demo.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    add_run_args(demo, {"default": DemoConfig()}, "dlm_demo")
     demo.set_defaults(func=cmd_demo)
     return p
 

@@ -232,7 +232,7 @@ def run_step(p: Project, step: Step) -> dict:
     d = step_dir(p, step)
     env = {**os.environ, **dict(step.env), "DLM_RUNS": str(d), "DLM_ARTIFACTS": str(work_dir() / "artifacts"),
            "DLM_NO_PROGRESS": "1"}
-    folders = {"here": d, **{s.name: run_dir_of(p, s) for s in p.steps if run_dir_of(p, s)}}
+    folders = {"here": d, **{s.name: r for s in p.steps if (r := run_dir_of(p, s)) is not None}}
     argv = [re.sub(r"\{(\w+)\}", lambda m: str(folders.get(m.group(1), m.group(0))), a) for a in step.argv]
     previous = run_dir_of(p, step)
     if previous is not None and step.resumable and (previous / "checkpoints").is_dir() \
@@ -285,10 +285,10 @@ def summarize(p: Project) -> dict:
         if t.is_file():
             tj = read_json(t)
             cpu, wall = cpu + tj["cpu_s"], wall + tj["wall_s"]
-    mean = sum(values) / len(values)
-    better = mean > sum(base) / len(base) if p.higher_is_better else mean < sum(base) / len(base)
+    mean, base_mean = sum(values) / len(values), sum(base) / len(base)
+    better = mean > base_mean if p.higher_is_better else mean < base_mean
     return {"shows": p.shows, "metric": p.metric.label, "value": mean, "per_run": values,
-            "baseline_name": p.baseline_name, "baseline": sum(base) / len(base), "beats_baseline": better,
+            "baseline_name": p.baseline_name, "baseline": base_mean, "beats_baseline": better,
             "higher_is_better": p.higher_is_better, "split": p.split, "seeds": p.seeds,
             "commands": [" ".join(s.argv) for s in p.steps], "cpu_minutes": round(cpu / 60, 2),
             "wall_minutes": round(wall / 60, 2), "readme": {"value": p.readme[0], "baseline": p.readme[1]},
@@ -400,7 +400,7 @@ def quick_line(p: Project, run: Path, seconds: float | None, summary: dict | Non
     better = (lambda a, b: a > b) if p.higher_is_better else (lambda a, b: a < b)
     took = f" ({seconds:.0f} s)" if seconds is not None else ""
     note = f", {p.quick_note}" if p.quick_note else ""
-    return (f"{p.name} quick{took}{note}: {metric.label if p.quick else p.metric.label} {fmt(p, q)} vs "
+    return (f"{p.name} quick{took}{note}: {metric.label} {fmt(p, q)} vs "
             f"{p.baseline_name} {fmt(p, qb)} ({'wins' if better(q, qb) else 'LOSES'}) | default (~"
             f"{duration(p.readme_minutes)} here, {p.commands}): {p.metric.label} {fmt(p, d)} vs {p.baseline_name} "
             f"{fmt(p, db)} ({'wins' if better(d, db) else 'LOSES'}; {source})")

@@ -3,12 +3,13 @@
 order, in the same groups, so optimizer states and checkpoints are unchanged."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
 from torch import nn
 
-from dlm_core.optim import decay_groups
+from dlm_core.optim import cosine_decay, decay_groups, warmup_cosine
 
 
 def p03_groups(model, wd):  # p03_cnn.train.make_optimizer before dlm_core.optim
@@ -92,3 +93,68 @@ def test_an_optimizer_on_the_groups_steps_like_the_old_one():
             o.step()
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert str(opts[0].state_dict()) == str(opts[1].state_dict())
+
+
+# The cosine schedules as p03-p06 wrote them before dlm_core.optim, kept here: the shared functions must give
+# the same floats bit for bit, so that no README number moves.
+def old_p03(lr, schedule, warm, step, total):
+    t = min(step / max(1, total), 1.0)
+    if schedule == "cosine":
+        return lr * 0.5 * (1 + math.cos(math.pi * t))
+    if t < warm:
+        return lr / 25 + (lr - lr / 25) * t / warm
+    u = (t - warm) / (1 - warm)
+    return lr * 1e-4 + (lr - lr * 1e-4) * 0.5 * (1 + math.cos(math.pi * u))
+
+
+def old_p04(step, lr, warmup, max_steps, min_lr_ratio):
+    if step <= warmup:
+        return lr * step / warmup
+    progress = (step - warmup) / max(1, max_steps - warmup)
+    floor = lr * min_lr_ratio
+    return floor + (lr - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def old_p05(step, warmup, total):  # a multiplier for LambdaLR
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def old_p06(step, total, lr, warmup):
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@pytest.mark.parametrize("lr", [0.1, 3e-4, 8e-4, 1e-2, 2e-3])
+def test_schedules_equal_the_copies_they_replaced_bit_for_bit(lr):
+    from p03_cnn.config import CNNConfig
+    from p03_cnn.train import lr_at as p03_lr
+    from p04_rnn.config import RNNConfig
+    from p04_rnn.train import lr_at as p04_lr
+
+    total, warmup = 1234, 97
+    for schedule in ("onecycle", "cosine"):
+        cfg = CNNConfig(lr=lr, schedule=schedule)
+        assert [p03_lr(cfg, s, total) for s in range(total + 3)] == \
+            [old_p03(lr, schedule, cfg.warmup, s, total) for s in range(total + 3)]
+    rcfg = RNNConfig(lr=lr, warmup_steps=warmup, max_steps=total, min_lr_ratio=0.1)
+    assert [p04_lr(s, rcfg) for s in range(1, total + 3)] == \
+        [old_p04(s, lr, warmup, total, 0.1) for s in range(1, total + 3)]
+    assert [warmup_cosine(s, total, warmup, 1.0) for s in range(total + 3)] == \
+        [old_p05(s, warmup, total) for s in range(total + 3)]
+    assert [warmup_cosine(s, total, warmup, lr) for s in range(total + 3)] == \
+        [old_p06(s, total, lr, warmup) for s in range(total + 3)]
+    # the GRU baseline of p05: cosine over a time fraction
+    fracs = [i / 997 for i in range(998)]
+    assert [cosine_decay(f, lr) for f in fracs] == [lr * 0.5 * (1 + math.cos(math.pi * f)) for f in fracs]
+
+
+def test_warmup_cosine_shape():
+    lrs = [warmup_cosine(s, 100, 10, 1.0, floor=0.1) for s in range(110)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == 1.0 and lrs[10] == 1.0   # ramp ends on the peak
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))                     # then never rises
+    assert lrs[100] == pytest.approx(0.1) and lrs[109] == pytest.approx(0.1)   # floor, held past total
+    assert lrs[55] == pytest.approx(0.55)                                      # half way down

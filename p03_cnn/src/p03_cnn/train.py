@@ -8,12 +8,12 @@ smoothing, per-epoch checkpoint (resume), best-on-val checkpoint, early stopping
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import numpy as np
 
 from dlm_core.errors import DlmError, cli_entry
+from dlm_core.optim import cosine_decay
 
 from .config import CNNConfig
 
@@ -26,11 +26,10 @@ def lr_at(cfg: CNNConfig, step: int, total: int) -> float:
     if cfg.schedule == "constant":
         return cfg.lr
     if cfg.schedule == "cosine":
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * t))
+        return cosine_decay(t, cfg.lr)
     if t < cfg.warmup:
         return cfg.lr / 25 + (cfg.lr - cfg.lr / 25) * t / cfg.warmup
-    u = (t - cfg.warmup) / (1 - cfg.warmup)
-    return cfg.lr * 1e-4 + (cfg.lr - cfg.lr * 1e-4) * 0.5 * (1 + math.cos(math.pi * u))
+    return cosine_decay((t - cfg.warmup) / (1 - cfg.warmup), cfg.lr, floor=cfg.lr * 1e-4)
 
 
 def make_optimizer(cfg: CNNConfig, model):

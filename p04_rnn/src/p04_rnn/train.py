@@ -6,12 +6,13 @@ evaluation and a checkpoint every --eval-every steps (resumable), and the test s
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from dlm_core.optim import cosine_decay
 
 from .config import RNNConfig
 from .data import Vocab, load_corpus, stream_matrix
@@ -23,9 +24,10 @@ def lr_at(step: int, cfg: RNNConfig) -> float:
     """Linear warmup to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at max_steps (step is 1-based)."""
     if step <= cfg.warmup_steps:
         return cfg.lr * step / cfg.warmup_steps
+    # 1-based, so the ramp ends on cfg.lr exactly and the cosine starts one step later than warmup_cosine's
+    # (dlm_core.optim): kept so that the README's runs and ablations stay bitwise reproducible
     progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-    floor = cfg.lr * cfg.min_lr_ratio
-    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return cosine_decay(progress, cfg.lr, floor=cfg.lr * cfg.min_lr_ratio)
 
 
 def make_optimizer(model: nn.Module, cfg: RNNConfig) -> torch.optim.Optimizer:

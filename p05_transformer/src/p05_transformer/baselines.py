@@ -7,6 +7,8 @@ import re
 
 import numpy as np
 
+from dlm_core.optim import cosine_decay
+
 WORD = re.compile(r"\w+|[^\w\s]")
 
 
@@ -131,7 +133,6 @@ def train_gru(tok, train_pairs, cfg, minutes: float, seed: int = 0, log=print):
     so a shared machine does not shorten it; with one torch thread, core-minutes like the transformer's
     train_cpu_minutes): AdamW from cfg.lr with cosine decay to 0 over the budget (so it anneals like the
     transformer), label smoothing, clipping."""
-    import math
     import time
 
     import torch
@@ -157,7 +158,7 @@ def train_gru(tok, train_pairs, cfg, minutes: float, seed: int = 0, log=print):
             loss = loss_fn(logits.reshape(-1, logits.size(-1)), tgt[:, 1:].reshape(-1))
             progress = min(1.0, (clock() - t0) / (minutes * 60))
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+                group["lr"] = cosine_decay(progress, cfg.lr)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)

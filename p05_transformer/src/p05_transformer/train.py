@@ -14,6 +14,7 @@ from torch import nn
 from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
 from dlm_core.device import select_device
 from dlm_core.errors import check_finite
+from dlm_core.optim import warmup_cosine
 from dlm_core.runs import RunDir, print_metrics, progress
 from dlm_core.seed import seed_everything
 
@@ -21,13 +22,6 @@ from . import data as D
 from .config import PROJECT, TransformerConfig
 from .decode import translate_ids
 from .model import PAD, build_model, count_parameters
-
-
-def warmup_cosine(step: int, warmup: int, total: int) -> float:
-    """LR multiplier: linear 0 -> 1 over `warmup` steps, then cosine down to 0 at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
 def loss_on(model, pairs, cfg, loss_fn, device) -> float:
@@ -74,7 +68,7 @@ def train(cfg: TransformerConfig, run_dir=None, resume: bool = False) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, total_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total_steps, cfg.warmup_steps, 1.0))
     loss_fn = nn.CrossEntropyLoss(ignore_index=PAD, label_smoothing=cfg.label_smoothing)
     start_epoch, best_bleu, elapsed = 1, -1.0, 0.0
     if resume and (state := resume_training(ckpt, model, opt, run, sched)) is not None:

@@ -8,10 +8,11 @@ plus distractors, the per-dimension spread of the embeddings (collapse check), a
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import numpy as np
+
+from dlm_core.optim import warmup_cosine
 
 from .config import Config
 
@@ -67,13 +68,6 @@ def validation_set(ds, cfg: Config):
     extra = np.random.default_rng(cfg.seed).choice(pool, min(cfg.val_distractors, len(pool)), replace=False)
     corpus = np.concatenate([val_docs, np.sort(extra)])
     return [ds.docs[i]["synopsis"] for i in val_docs], corpus, np.arange(len(val_docs))
-
-
-def lr_at(step: int, total: int, cfg: Config) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "default") -> dict:
@@ -161,7 +155,7 @@ def run_train(cfg: Config, run_dir=None, resume: bool = False, preset: str = "de
         total = 0.0
         bar = progress(batches, desc=f"epoch {epoch}")
         for kind, b in bar:
-            lr = lr_at(step, total_steps, cfg)
+            lr = warmup_cosine(step, total_steps, cfg.warmup_steps, cfg.lr)
             for g in opt.param_groups:
                 g["lr"] = lr
             if kind == "ict":

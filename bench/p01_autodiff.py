@@ -82,7 +82,7 @@ def main() -> dict:
     limiter.restore_original_limits()
     out = {
         "bench": "p01_autodiff: one training step (fwd+bwd+SGD momentum) of MLP 784-256-256-10, batch 128, float32",
-        "machine": {**machine(), "note": "shared with other jobs"},
+        "machine": machine(),
         "ours": {"ms_per_step": round(ours_ms, 3), "engine": f"p01_autodiff (numpy {np.__version__})",
                  "adam_ms_per_step": round(ours_adam, 3)},
         "peer": {"ms_per_step": round(torch_ms, 3), "engine": f"torch {torch.__version__} autograd",

@@ -57,7 +57,7 @@ def main() -> dict:
     result = {
         "bench": "one optimizer step, 269k float32 params (MLP 784-256-256-10 shapes): hand-written numpy "
                  "Adam vs torch.optim.Adam (CPU, 1 thread)",
-        "machine": {**machine(), "numpy": np.__version__, "note": "shared with other jobs"},
+        "machine": {**machine(), "numpy": np.__version__},
         "ours": {"adam_ms_per_step": round(adam["ours_ms_per_step"], 3),
                  "momentum_ms_per_step": round(mom["ours_ms_per_step"], 3)},
         "peer": {"adam_ms_per_step": round(adam["peer_ms_per_step"], 3),

@@ -9,36 +9,23 @@ Uses the latest `fashion-cnn` bundle (exported from the default run) when presen
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
-# this file is named like the package: keep its folder off sys.path so `import p03_cnn` finds the package
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from dlm_core.benchmark import interleaved_medians, machine, unshadow, write_result
 
-
-def timed(fn, reps: int) -> list[float]:
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+unshadow(__file__, "p03_cnn")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--bundle", default=None)
-    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--rounds", type=int, default=60, help="interleaved rounds (one call of each candidate each)")
     args = p.parse_args()
-
-    import torch
 
     from dlm_core.bundle import latest_bundle, load_bundle
     from dlm_core.device import set_cpu_threads
@@ -64,7 +51,7 @@ def main() -> int:
         source = str(bundle.path)
     except DlmError:
         model = build_model(cfg.arch, 10, cfg.width, cfg.blocks)
-        onnx_path = Path("/tmp/p03_bench_model.onnx")
+        onnx_path = Path(tempfile.mkdtemp()) / "model.onnx"
         onnx_export(ServingGraph(model.eval()), (torch.zeros(2, 1, 28, 28),), onnx_path, ["image"],
                     ["logits", "embedding"], ({0: torch.export.Dim("batch")},))
     model.eval()
@@ -84,10 +71,6 @@ def main() -> int:
         loss.backward()
         opt.step()
 
-    timed(train_step, 3)
-    train_times = []
-
-    lat = {("torch", 1): [], ("torch", 64): [], ("ort", 1): [], ("ort", 64): []}
     inputs = {n: np.random.default_rng(n).standard_normal((n, 1, 28, 28)).astype(np.float32) for n in (1, 64)}
 
     def torch_fn(n):
@@ -101,34 +84,26 @@ def main() -> int:
     def ort_fn(n):
         return lambda: sess.run(None, {"image": inputs[n]})
 
-    for n in (1, 64):
-        timed(torch_fn(n), 5)
-        timed(ort_fn(n), 5)
-    for _ in range(args.rounds):  # interleaved: contention hits both sides alike
-        train_times += timed(train_step, 3)
-        for n, reps in ((1, 30), (64, 5)):
-            lat[("torch", n)] += timed(torch_fn(n), reps)
-            lat[("ort", n)] += timed(ort_fn(n), reps)
-    med = {k: statistics.median(v) * 1000 for k, v in lat.items()}
+    # interleaved: contention from other jobs hits every candidate alike
+    med = interleaved_medians({"train": train_step, **{f"{side}_b{n}": fn(n) for n in (1, 64)
+                                                       for side, fn in (("torch", torch_fn), ("ort", ort_fn))}},
+                              rounds=args.rounds, warmup=3)
+    train_s = med.pop("train")
+    ms = {k: v * 1000 for k, v in med.items()}
     result = {
         "bench": "p03_cnn: ResNet-small (width 32) on Fashion-MNIST 28x28; inference latency torch eager vs "
                  "ONNX Runtime (CPU EP, allow_spinning=0), medians of interleaved runs",
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, shared with other jobs; torch "
-                   f"{torch.__version__}, {threads} threads",
-        "ours": {"ort_latency_ms_b1": med[("ort", 1)], "ort_latency_ms_b64": med[("ort", 64)]},
-        "peer": {"torch_latency_ms_b1": med[("torch", 1)], "torch_latency_ms_b64": med[("torch", 64)]},
-        "ratio": med[("ort", 1)] / med[("torch", 1)],
-        "ratio_b64": med[("ort", 64)] / med[("torch", 64)],
+        "machine": machine(),
+        "ours": {"ort_latency_ms_b1": ms["ort_b1"], "ort_latency_ms_b64": ms["ort_b64"]},
+        "peer": {"torch_latency_ms_b1": ms["torch_b1"], "torch_latency_ms_b64": ms["torch_b64"]},
+        "ratio": ms["ort_b1"] / ms["torch_b1"],
+        "ratio_b64": ms["ort_b64"] / ms["torch_b64"],
         "goal": "ratio = ORT / torch latency at batch 1; lower is better (< 1: ORT faster)",
-        "train_images_per_s": cfg.batch_size / statistics.median(train_times),
+        "train_images_per_s": cfg.batch_size / train_s,
         "test_acc": test_acc,
         "model_source": source,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    out = Path(__file__).parent / "results" / "p03_cnn.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(text + "\n")
+    write_result("p03_cnn", result)
     return 0
 
 

@@ -5,17 +5,11 @@ setting on the shared 2-core machine). Prints one JSON object and writes bench/r
 
 from __future__ import annotations
 
-import json
-import platform
-import statistics
-import sys
-import time
-from pathlib import Path
+import torch
 
-# this file is named like the package: keep bench/ off sys.path so `import p04_rnn` finds the package
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from dlm_core.benchmark import interleaved_medians, machine, unshadow, write_result
 
-import torch  # noqa: E402
+unshadow(__file__, "p04_rnn")
 
 from p04_rnn.data import Vocab  # noqa: E402
 from p04_rnn.generate import generate  # noqa: E402
@@ -25,9 +19,8 @@ VOCAB, EMBED, HIDDEN, LAYERS, BATCH, SEQ = 73, 64, 256, 2, 32, 100
 REPS, STEPS, GEN_CHARS = 5, 3, 200
 
 
-def train_steps(model, opt, x, steps: int) -> float:
-    """Seconds per optimizer step (forward, backward, clip, AdamW) on one (BATCH, SEQ) window."""
-    t0 = time.perf_counter()
+def train_steps(model, opt, x, steps: int) -> None:
+    """`steps` optimizer steps (forward, backward, clip, AdamW) on one (BATCH, SEQ) window."""
     for _ in range(steps):
         logits, _ = model(x[:, :-1])
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), x[:, 1:].reshape(-1))
@@ -35,7 +28,6 @@ def train_steps(model, opt, x, steps: int) -> float:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    return (time.perf_counter() - t0) / steps
 
 
 def main() -> dict:
@@ -46,40 +38,28 @@ def main() -> dict:
     ours.load_state_dict(peer.state_dict())
     opts = {m: torch.optim.AdamW(m.parameters(), lr=1e-3) for m in (peer, ours)}
     x = torch.randint(0, VOCAB, (BATCH, SEQ + 1))
-    for m in (peer, ours):
-        train_steps(m, opts[m], x, 1)  # warm-up
-    times = {"ours": [], "peer": []}
-    for _ in range(REPS):              # interleaved
-        times["peer"].append(train_steps(peer, opts[peer], x, STEPS))
-        times["ours"].append(train_steps(ours, opts[ours], x, STEPS))
-    tok = {k: BATCH * SEQ / statistics.median(v) for k, v in times.items()}
+    med = interleaved_medians({name: (lambda m=m: train_steps(m, opts[m], x, STEPS))
+                               for name, m in (("peer", peer), ("ours", ours))}, rounds=REPS, warmup=1)
+    tok = {k: BATCH * SEQ * STEPS / v for k, v in med.items()}
 
     vocab = Vocab([chr(32 + i) for i in range(VOCAB)])
-    gen = {"nn_lstm": [], "hand_lstm": []}
-    for _ in range(3):
-        for name, m in (("nn_lstm", peer), ("hand_lstm", ours)):
-            t0 = time.perf_counter()
-            generate(m, vocab, "ABC", GEN_CHARS, temperature=0.8, top_k=20, seed=0)
-            gen[name].append(GEN_CHARS / (time.perf_counter() - t0))
+    gen_s = interleaved_medians({name: (lambda m=m: generate(m, vocab, "ABC", GEN_CHARS, temperature=0.8, top_k=20,
+                                                             seed=0))
+                                 for name, m in (("nn_lstm", peer), ("hand_lstm", ours))}, rounds=3, warmup=0)
     result = {
         "bench": f"char LM training step, {LAYERS}x{HIDDEN} LSTM, embed {EMBED}, batch {BATCH} x seq {SEQ}, "
                  f"forward+backward+clip+AdamW; hand-written cell (ours) vs nn.LSTM (peer), same weights",
-        "machine": f"{platform.machine()} CPU, 2 cores shared with other jobs (timings inflated), torch "
-                   f"{torch.__version__}, 1 thread",
+        "machine": machine(),
         "ours": {"train_tokens_per_s": round(tok["ours"], 1)},
         "peer": {"train_tokens_per_s": round(tok["peer"], 1)},
         "ratio": round(tok["ours"] / tok["peer"], 4),
         "goal": "training tokens/s, higher is better; ratio = hand cell / nn.LSTM (the hand cell is for teaching: "
                 "a Python loop over time steps, expected slower than the fused kernel)",
-        "generation_chars_per_s": {k: round(statistics.median(v), 1) for k, v in gen.items()},
+        "generation_chars_per_s": {k: round(GEN_CHARS / v, 1) for k, v in gen_s.items()},
         "generation": f"{GEN_CHARS} chars, batch 1, temperature 0.8, top-k 20, untrained weights of the same size",
         "reps": REPS, "steps_per_rep": STEPS,
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    out = Path(__file__).parent / "results" / "p04_rnn.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
+    write_result("p04_rnn", result)
     return result
 
 

@@ -11,21 +11,17 @@ ratio = cached / uncached seconds per sentence (lower is better).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-# this file shares the package's name: keep bench/ off the import path
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from dlm_core.benchmark import interleaved_medians, machine, unshadow, write_result
 
-STEPS, SENTENCES, REPEATS = 40, 12, 3
+unshadow(__file__, "p05_transformer")
+
+STEPS, SENTENCES, REPEATS = 40, 12, 5
 
 
 def main() -> None:
@@ -78,19 +74,14 @@ def main() -> None:
 
     variants = {"torch_cached": lambda s: torch_run(s, CachedStepper),
                 "torch_uncached": lambda s: torch_run(s, UncachedStepper), "ort_cached": ort_run}
-    for f in variants.values():  # warm up
-        f(srcs[0])
-    times = {k: [] for k in variants}
-    for _ in range(REPEATS):
-        for src in srcs:
-            for name, f in variants.items():  # interleaved
-                t0 = time.perf_counter()
-                f(src)
-                times[name].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    # each call decodes all the sentences; the variants alternate so that load spikes hit them alike
+    med = {k: v / len(srcs) for k, v in interleaved_medians(
+        {name: (lambda f=f: [f(src) for src in srcs]) for name, f in variants.items()},
+        rounds=REPEATS, warmup=1).items()}
     result = {
-        "bench": "p05_transformer greedy decoding, batch 1, 40 steps/sentence, 12 test sentences x 3, medians",
-        "machine": f"{platform.machine()} 2-core CPU shared with other jobs (torch and ORT on 1 thread)",
+        "bench": f"p05_transformer greedy decoding, batch 1, {STEPS} steps/sentence, {SENTENCES} test sentences "
+                 f"per call, median of {REPEATS} interleaved calls",
+        "machine": {**machine(), "note": "torch and ORT on 1 thread"},
         "model": source,
         "ours": {"cached_s_per_sentence": med["torch_cached"], "cached_tokens_per_s": STEPS / med["torch_cached"]},
         "peer": {"uncached_s_per_sentence": med["torch_uncached"],
@@ -100,11 +91,7 @@ def main() -> None:
         "ratio_torch_over_ort": med["torch_cached"] / med["ort_cached"],
         "goal": "ratio = cached / uncached seconds per sentence: lower is better (the KV cache should win)",
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    out = Path(__file__).parent / "results" / "p05_transformer.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(text + "\n")
+    write_result("p05_transformer", result)
 
 
 if __name__ == "__main__":

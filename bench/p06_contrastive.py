@@ -74,7 +74,7 @@ def main() -> int:
     hnsw = min(good, key=lambda r: r["value"]) if good else max((r for r in rows if r["index"] == "hnsw"),
                                                                    key=lambda r: r["recall@10_vs_exact"])
     result = {
-        "bench": "p06_contrastive", "machine": {**machine(), "note": "2-core CPU shared with other jobs; 1 thread"},
+        "bench": "p06_contrastive", "machine": {**machine(), "note": "1 thread"},
         "ours": {"hnsw_qps": hnsw["qps"], "hnsw_efSearch": hnsw["value"], "hnsw_recall@10": hnsw["recall@10_vs_exact"],
                  "encode_docs_per_s_onnxruntime": enc["onnxruntime"]},
         "peer": {"flat_qps": flat["qps"], "encode_docs_per_s_torch": enc["torch"]},

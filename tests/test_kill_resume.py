@@ -2,8 +2,8 @@
 epoch checkpoint on disk and has logged a metrics row past it, finish it with `<cli> --resume RUN` alone, and
 require exactly what the same run gives uninterrupted: the same metrics rows, the same final results and
 bit-for-bit the same checkpoints (weights, optimizer, RNG states, best-model tracking), wall-clock fields aside
-(issue #22). On CPU: bitwise equality is what a resume owes there. `dlm demo` takes its resume the way its
-command line does (--run-dir RUN --resume with the same flags) until it has a `--resume RUN_DIR`."""
+(issue #22). On CPU: bitwise equality is what a resume owes there. No trainer has a test-only flag for this: the pause
+that lets the kill land mid-run is injected from outside (PAUSE_AFTER_ROWS)."""
 
 import json
 import math

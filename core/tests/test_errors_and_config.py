@@ -99,3 +99,16 @@ def test_run_config_fresh_uses_the_preset_resume_uses_the_saved_config(tmp_path)
     assert (run.path / "config.json").read_bytes() == before
     # the same value as saved is not a change
     assert run_config(Cfg, args(["--resume", str(run.path), "--lr", "0.3"]), presets)[0].lr == 0.3
+
+
+def test_resume_drops_retired_test_hooks_and_refuses_unknown_fields(tmp_path):
+    """A run saved while configs still had the test-only epoch_delay resumes; any other unknown field is refused."""
+    from dlm_core.config import resume_config
+
+    args = ArgumentParser(prog="t")
+    add_config_args(args, Cfg)
+    given = args.parse_args([])
+    saved = {**dataclasses.asdict(Cfg(lr=0.3)), "epoch_delay": 30.0}
+    assert resume_config(Cfg, saved, given, tmp_path) == Cfg(lr=0.3)
+    with pytest.raises(DlmError, match="does not fit this trainer's config"):
+        resume_config(Cfg, {**saved, "width": 64}, given, tmp_path)

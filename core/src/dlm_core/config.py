@@ -77,7 +77,12 @@ def config_from_args(cls, args: argparse.Namespace, base=None):
 # Flags a resumed run may change: how long it runs, how it logs, where and on how many threads; never what
 # it trains or on what data. A config class may widen or narrow this with a RESUMABLE class attribute.
 RESUMABLE = frozenset({"epochs", "max_steps", "total_steps", "steps", "max_minutes", "patience", "device", "threads",
-                       "log_every", "eval_every", "eval_episodes", "epoch_delay", "step_delay", "progress"})
+                       "log_every", "eval_every", "eval_episodes", "progress"})
+
+
+# Fields that older runs saved and no config has any more: test-only sleeps that never changed a result (the
+# kill/resume test now injects its pause from outside). A resume of such a run drops them.
+RETIRED = frozenset({"epoch_delay", "step_delay"})
 
 
 def add_run_args(parser: argparse.ArgumentParser, presets: dict, project: str, preset_help: str = "") -> None:
@@ -94,6 +99,7 @@ def resume_config(cls, saved: dict, args: argparse.Namespace, run_path):
     """A resumed run's config: its saved config.json is the truth. Flags in RESUMABLE may change it (epochs,
     device, threads...); any other flag that differs from the saved value is refused with one line naming it,
     before anything in the run folder is touched."""
+    saved = {k: v for k, v in saved.items() if k not in RETIRED}
     try:
         base = cls(**saved)
     except TypeError as err:

@@ -24,7 +24,6 @@ class DemoConfig:
     hidden: int = 128
     seed: int = 0
     device: str = "cpu"
-    epoch_delay: float = dataclasses.field(default=0.0, metadata={"help": "sleep per epoch (tests of kill/resume)"})
 
     def __post_init__(self):
         check(self.dataset in ("digits", "mnist10k"), f"--dataset {self.dataset!r}: use digits or mnist10k")
@@ -100,8 +99,6 @@ def run_demo(cfg: DemoConfig, run_dir=None, resume: bool = False) -> dict:
             print_metrics(**{k: v for k, v in row.items() if k != "seconds"})
             ckpt.save(epoch, {"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
                               "config": dataclasses.asdict(cfg)})
-        if cfg.epoch_delay:
-            time.sleep(cfg.epoch_delay)
 
     test_acc = accuracy(x_test, ds.test.y)
     from sklearn.linear_model import LogisticRegression

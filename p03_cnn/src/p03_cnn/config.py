@@ -40,7 +40,6 @@ class CNNConfig:
     extra_repeat: int = dataclasses.field(default=1, metadata={"help": "times each extra image appears per epoch"})
     seed: int = 0
     device: str = "auto"
-    epoch_delay: float = dataclasses.field(default=0.0, metadata={"help": "sleep per epoch (tests of kill/resume)"})
 
     def __post_init__(self):
         check(self.dataset in ("fashion-mnist", "mnist10k"),

@@ -29,7 +29,7 @@ def retrain_config(base: dict, extra_path: str, rows: int, run_dir: str, epochs:
     n_train = cfg.train_subset or 55_000
     repeat = max(1, round(feedback_share * n_train / ((1 - feedback_share) * rows)))
     return dataclasses.replace(cfg, epochs=epochs, lr=cfg.lr * lr_scale, init_from=run_dir, extra_data=extra_path,
-                               extra_repeat=repeat, baseline=False, patience=0, seed=seed, epoch_delay=0.0)
+                               extra_repeat=repeat, baseline=False, patience=0, seed=seed)
 
 
 def retrain(event_path, epochs: int = 2, lr_scale: float = 0.3, feedback_share: float = 0.25,

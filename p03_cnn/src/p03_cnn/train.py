@@ -202,8 +202,6 @@ def train(cfg: CNNConfig, run_dir=None, resume: bool = False, final_eval: bool =
                               "config": dataclasses.asdict(cfg), "classes": list(ds.classes),
                               "best_val": best_val, "best_epoch": best_epoch,
                               "bad_epochs": bad_epochs, "train_seconds": train_seconds}, is_best=is_best)
-        if cfg.epoch_delay:
-            time.sleep(cfg.epoch_delay)
         if cfg.patience and bad_epochs >= cfg.patience:
             stopped_early = True
             if dist.is_main:

@@ -48,9 +48,8 @@ def window_starts(cfg: RNNConfig, n_cols: int, epoch: int) -> list[int]:
     return list(range(offset, n_cols - 1, cfg.seq_len))
 
 
-def train(cfg: RNNConfig, run_dir: str | Path | None = None, resume: bool = False, quiet: bool = False,
-          stop_at: int | None = None) -> dict:
-    """Train (or resume) a run; returns its results. stop_at ends early like a kill would (tests of resume)."""
+def train(cfg: RNNConfig, run_dir: str | Path | None = None, resume: bool = False, quiet: bool = False) -> dict:
+    """Train (or resume) a run; returns its results."""
     from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
     from dlm_core.device import select_device
     from dlm_core.errors import check_finite
@@ -142,9 +141,6 @@ def train(cfg: RNNConfig, run_dir: str | Path | None = None, resume: bool = Fals
                              "hidden": state, "log_sums": dict(sums), "config": dataclasses.asdict(cfg)},
                      is_best=is_best)
             eval_loss, eval_n, t_eval = 0.0, 0, time.perf_counter()
-        if stop_at is not None and step >= stop_at:
-            bar.close()
-            return {"run_dir": str(run.path), "steps": step, "stopped": True}
     bar.close()
 
     result = {"run_dir": str(run.path), "params": n_params, "best_val_bpc": best_val, "steps": step,

@@ -14,7 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
+
+from dlm_core.bundle import provenance, save_bundle
+from dlm_core.export import text_preprocess, torch_reference
+from dlm_core.io import write_json
+
+from .data import encode, load_corpus
+from .evaluate import load_run
+from .export import export_side, side_module, text_embeddings
 
 BUNDLE_NAME = "package-section"
 
@@ -67,9 +78,6 @@ def fit_head(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, class
 
 def tfidf_baseline(train_texts, ytr, val_texts, yv, test_texts, Cs=(1.0, 10.0, 100.0)) -> dict:
     """TF-IDF (words and word pairs, sublinear tf) + multinomial logistic regression, C chosen on val."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
     vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), max_features=50_000)
     xtr, xv, xte = vec.fit_transform(train_texts), vec.transform(val_texts), vec.transform(test_texts)
     scored = []
@@ -83,21 +91,11 @@ def tfidf_baseline(train_texts, ytr, val_texts, yv, test_texts, Cs=(1.0, 10.0, 1
 
 
 def scores(y: np.ndarray, pred: np.ndarray) -> dict:
-    from sklearn.metrics import accuracy_score, f1_score
-
     return {"accuracy": float(accuracy_score(y, pred)), "macro_f1": float(f1_score(y, pred, average="macro"))}
 
 
 def train_and_export(run_path, version: str | None = None, overwrite: bool = False, name: str = BUNDLE_NAME,
                      seed: int = 0, epochs: int = 30, tfidf_cs=(1.0, 10.0, 100.0)) -> dict:
-    from dlm_core.bundle import provenance, save_bundle
-    from dlm_core.export import text_preprocess, torch_reference
-    from dlm_core.io import write_json
-
-    from .data import encode, load_corpus
-    from .evaluate import load_run
-    from .export import export_side, side_module, text_embeddings
-
     lr = load_run(run_path)
     ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)
     labels = sorted({d["section"] for d in ds.docs})

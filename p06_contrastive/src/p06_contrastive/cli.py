@@ -1,10 +1,15 @@
 """Console scripts: run_contrastive_train, run_build_index, run_semantic_search, run_retrieval_evaluate,
-run_contrastive_ensemble, run_contrastive_export. torch is imported inside main() so --help stays fast."""
+run_contrastive_ensemble, run_contrastive_export. torch, faiss, tokenizers and this package's modules that
+import them are imported inside the mains, so --help stays fast; everything else is imported here."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dlm_core.config import ArgumentParser, add_config_args, add_run_args, run_config
 from dlm_core.errors import DlmError, cli_entry
+from dlm_core.io import read_json
+from dlm_core.runs import RunDir
 
 from .config import PRESETS, Config
 
@@ -18,16 +23,12 @@ def train_main(argv=None) -> int:
     add_config_args(p, Config)
     args = p.parse_args(argv)
     if args.resume:
-        from dlm_core.runs import RunDir
-
         if RunDir.open(args.resume).file("ensemble.json").exists():
             raise DlmError(f"{args.resume} is an ensemble (run_contrastive_ensemble); resume one of its member runs")
     cfg, run_dir, resume = run_config(Config, args, PRESETS)  # a resumed run keeps its own saved config
     from .train import run_train
 
     if resume:
-        from dlm_core.io import read_json
-
         data = run_dir / "data.json"
         preset = read_json(data).get("preset", "default") if data.exists() else "default"
         run_train(cfg, run_dir=run_dir, resume=True, preset=preset)
@@ -46,8 +47,6 @@ def build_index_main(argv=None) -> int:
     p.add_argument("--nprobe", type=int, default=16, help="IVF-PQ nprobe stored as the default")
     p.add_argument("--out", help="index folder (default: <run>/index-<kind>)")
     args = p.parse_args(argv)
-    from pathlib import Path
-
     from .data import load_corpus
     from .evaluate import corpus_embeddings, load_run
     from .index import build_index, index_bytes, save_index, set_search_param

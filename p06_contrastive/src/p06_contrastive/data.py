@@ -7,7 +7,9 @@ The BPE tokenizer (Hugging Face `tokenizers`) is what serving reuses: tokenizer.
 from __future__ import annotations
 
 import numpy as np
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
+from dlm_core.data import load_dataset
 from dlm_core.errors import DlmError
 
 PAD, UNK = "[PAD]", "[UNK]"
@@ -16,8 +18,6 @@ PAD, UNK = "[PAD]", "[UNK]"
 def load_corpus(split_seed: int = 0, max_corpus: int = 0):
     """The DocumentDataset (full, or a random subset of documents, drawn with split_seed so that runs of other
     --seed see the same documents, with its queries remapped)."""
-    from dlm_core.data import load_dataset
-
     ds = load_dataset("debian-packages", seed=split_seed)
     if not max_corpus or max_corpus >= len(ds.docs):
         return ds
@@ -40,8 +40,6 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     does not: tokenizers assigns the `##` ids in hash-map order, so ties pick different merges from run to
     run (huggingface/tokenizers#1794).
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-
     tok = Tokenizer(models.BPE(unk_token=UNK))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -51,8 +49,6 @@ def train_tokenizer(texts: list[str], vocab_size: int):
 
 
 def load_tokenizer(path):
-    from tokenizers import Tokenizer
-
     return Tokenizer.from_file(str(path))
 
 

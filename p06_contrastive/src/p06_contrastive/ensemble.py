@@ -12,20 +12,18 @@ import os
 import shutil
 from pathlib import Path
 
+from dlm_core.checkpoint import Checkpointer, save_checkpoint
 from dlm_core.errors import DlmError
+from dlm_core.io import write_bytes
+from dlm_core.runs import RunDir
 
 from .config import Config
+from .evaluate import load_run
 
 IGNORED_KEYS = ("seed", "threads", "device", "eval_batch_size")  # may differ between members
 
 
 def run_ensemble(run_paths: list, out) -> dict:
-    from dlm_core.checkpoint import Checkpointer, save_checkpoint
-    from dlm_core.io import write_bytes
-    from dlm_core.runs import RunDir
-
-    from .evaluate import load_run
-
     if len(run_paths) < 2:
         raise DlmError("an ensemble needs two or more runs; train more seeds with run_contrastive_train --seed S")
     out = Path(out)

@@ -10,9 +10,22 @@ import dataclasses
 import time
 from pathlib import Path
 
+import bm25s
+import faiss
 import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.manifold import TSNE
 
+from dlm_core.checkpoint import Checkpointer
 from dlm_core.errors import DlmError
+from dlm_core.io import read_json, write_json
+from dlm_core.plotting import plt, save_figure
+from dlm_core.runs import RunDir, print_metrics
+
+from .config import Config
+from .data import encode, load_corpus, load_tokenizer
+from .index import benchmark, plot_recall_qps, set_threads
+from .model import build_encoder, embed, encoder_version
 
 KS = (1, 10, 100)
 
@@ -78,8 +91,6 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: 
 # --- retrievers ---------------------------------------------------------------------------------------
 def exact_search(q: np.ndarray, d: np.ndarray, rel: np.ndarray | None = None, k: int = 100):
     """Exact inner-product top-k (FAISS Flat) -> (ids, ranks of rel or None)."""
-    import faiss
-
     index = faiss.IndexFlatIP(d.shape[1])
     index.add(np.ascontiguousarray(d, dtype=np.float32))
     _, ids = index.search(np.ascontiguousarray(q, dtype=np.float32), min(k, len(d)))
@@ -90,15 +101,11 @@ class BM25:
     """bm25s (Okapi BM25, English stop words) over the document texts."""
 
     def __init__(self, texts: list[str]):
-        import bm25s
-
         self.n = len(texts)
         self.retriever = bm25s.BM25()
         self.retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
 
     def search(self, queries: list[str], k: int = 100):
-        import bm25s
-
         k = min(k, self.n)
         tokens = bm25s.tokenize(queries, stopwords="en", show_progress=False)
         ids, scores = self.retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
@@ -109,8 +116,6 @@ class TfIdf:
     """scikit-learn TF-IDF (sublinear tf, English stop words), cosine similarity."""
 
     def __init__(self, texts: list[str]):
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         self.vec = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=2, dtype=np.float32)
         self.docs = self.vec.fit_transform(texts).T.tocsr()
 
@@ -156,19 +161,10 @@ class LoadedRun:
 
 def load_run(path) -> LoadedRun:
     """The best checkpoint's encoder (eval mode, CPU), its tokenizer and config."""
-    from dlm_core.checkpoint import Checkpointer
-    from dlm_core.runs import RunDir
-
-    from .config import Config
-    from .data import load_tokenizer
-    from .model import build_encoder, encoder_version
-
     run = RunDir.open(path)
     if not run.file("tokenizer.json").exists():
         raise DlmError(f"{path} has no tokenizer.json; is it a p06_contrastive run? train with run_contrastive_train")
     cfg = Config(**run.load_config())
-    from .index import set_threads
-
     set_threads(cfg.threads)
     tok = load_tokenizer(run.file("tokenizer.json"))
     state = Checkpointer(run.checkpoint_dir).best()
@@ -180,11 +176,6 @@ def load_run(path) -> LoadedRun:
 
 def corpus_embeddings(lr: LoadedRun, docs: list[dict], batch_size: int = 512) -> np.ndarray:
     """All document embeddings, cached in the run as embeddings.npy (tagged with the encoder version)."""
-    from dlm_core.io import read_json, write_json
-
-    from .data import encode
-    from .model import embed
-
     npy, meta = lr.path / "embeddings.npy", lr.path / "embeddings.json"
     if npy.exists() and meta.exists():
         info = read_json(meta)
@@ -198,17 +189,12 @@ def corpus_embeddings(lr: LoadedRun, docs: list[dict], batch_size: int = 512) ->
 
 
 def query_embeddings(lr: LoadedRun, queries: list[str]) -> np.ndarray:
-    from .data import encode
-    from .model import embed
-
     return embed(lr.encoder, encode(lr.tokenizer, queries, lr.cfg.max_query_len), 512, query=True)
 
 
 # --- plots --------------------------------------------------------------------------------------------
 def plot_variance(emb: np.ndarray, path) -> dict:
     """Per-dimension standard deviation (sorted) and the PCA spectrum: a collapsed encoder has a few dims."""
-    from dlm_core.plotting import plt, save_figure
-
     std = np.sort(emb.std(0))[::-1]
     eig = np.linalg.eigvalsh(np.cov(emb.T))[::-1]
     eig = np.clip(eig, 0, None) / max(eig.sum(), 1e-12)
@@ -228,10 +214,6 @@ def plot_variance(emb: np.ndarray, path) -> dict:
 
 
 def plot_tsne(emb: np.ndarray, sections: list[str], path, n: int = 2500, top: int = 8, seed: int = 0) -> None:
-    from sklearn.manifold import TSNE
-
-    from dlm_core.plotting import plt, save_figure
-
     counts: dict[str, int] = {}
     for s in sections:
         counts[s] = counts.get(s, 0) + 1
@@ -275,11 +257,6 @@ def _short(text: str, n: int = 60) -> str:
 
 def run_evaluate(run_path, split: str = "test", faiss_table: bool = True, tsne_points: int = 2500,
                  examples: int = 6) -> dict:
-    from dlm_core.runs import RunDir, print_metrics
-
-    from .data import load_corpus
-    from .index import benchmark, plot_recall_qps
-
     if split not in ("val", "test"):
         raise DlmError(f"--split {split!r}: use val or test")
     lr = load_run(run_path)

@@ -15,13 +15,18 @@ import math
 import tempfile
 from pathlib import Path
 
+import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlm_core.bundle import MIN_DRIFT_ROWS, bundle_size, provenance, save_bundle
 from dlm_core.errors import DlmError
+from dlm_core.export import onnx_export, text_preprocess, torch_reference
 
+from .data import encode, load_corpus, trim
+from .evaluate import first_ranks, load_run, rank_metrics
 from .model import BagEncoder, EncoderEnsemble, SideEncoder
 
 BUNDLE_NAME = "package-search"
@@ -86,8 +91,6 @@ def side_module(encoder: nn.Module, query: bool, int8: bool, projection: np.ndar
 
 
 def export_side(module: nn.Module, path, max_len: int, output_names=("sentence_embedding",)) -> Path:
-    from dlm_core.export import onnx_export
-
     example = torch.randint(1, 100, (2, min(16, max_len)))
     batch, length = torch.export.Dim("batch", min=1), torch.export.Dim("length", min=2, max=max_len)
     return onnx_export(module, (example,), path, ["input_ids"], list(output_names), ({0: batch, 1: length},))
@@ -95,8 +98,6 @@ def export_side(module: nn.Module, path, max_len: int, output_names=("sentence_e
 
 @torch.no_grad()
 def embed_with(module: nn.Module, ids: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    from .data import trim
-
     out = [module(torch.from_numpy(trim(ids[s:s + batch_size]))).numpy() for s in range(0, len(ids), batch_size)]
     return np.concatenate(out).astype(np.float32)
 
@@ -110,8 +111,6 @@ def top_directions(emb: np.ndarray, dims: int) -> np.ndarray:
 def build_flat_index(emb: np.ndarray, kind: str):
     """An exhaustive inner-product index over every document: kind is a FAISS factory string, "Flat" (float32),
     "SQ8" / "SQ4" (8 or 4 bits per dimension), "PQ<m>" (m sub-vectors of 8 bits)."""
-    import faiss
-
     index = faiss.index_factory(emb.shape[1], kind, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
         index.train(emb)
@@ -134,8 +133,6 @@ def bag_embeddings(members: list[BagEncoder], ids: np.ndarray, query: bool, int8
                    batch_size: int = 1024) -> np.ndarray:
     """What CompactBagEncoder (int8) or the float encoder computes, through embedding_bag (no (B, T, dim)
     tensor): the same numbers, several times faster for 54k documents."""
-    from .data import trim
-
     tables = [dequantized(m) if int8 else m.tok.weight.detach() for m in members]
     out = []
     for s in range(0, len(ids), batch_size):
@@ -148,8 +145,6 @@ def bag_embeddings(members: list[BagEncoder], ids: np.ndarray, query: bool, int8
 
 def text_embeddings(lr, texts: list[str], int8: bool, query: bool = False) -> np.ndarray:
     """Texts embedded as documents (or queries) exactly as the exported graph of that side would."""
-    from .data import encode
-
     ids = encode(lr.tokenizer, texts, lr.cfg.max_query_len if query else lr.cfg.max_doc_len)
     members = bag_members(lr.encoder)
     if members is not None:
@@ -172,9 +167,6 @@ def compact_encoders(lr, dims: int, int8: bool, docs: list[dict], doc_emb: np.nd
 
 
 def score_option(query_module, index, lr, ds, split: str) -> dict:
-    from .data import encode
-    from .evaluate import first_ranks, rank_metrics
-
     queries, rel = ds.queries(split)
     q = embed_with(query_module, encode(lr.tokenizer, queries, lr.cfg.max_query_len))
     _, ids = index.search(q, 100)
@@ -185,9 +177,6 @@ def compact_options(run_path, split: str = "val",
                     options=((0, False, "Flat"), (0, True, "SQ8"), (0, True, "SQ4"), (0, True, "PQ1152"),
                              (0, True, "PQ576"), (1024, True, "SQ8"))) -> list[dict]:
     """nDCG@10 and index size of each serving option (dims, int8 tables, index kind) on `split`."""
-    from .data import load_corpus
-    from .evaluate import load_run
-
     lr = load_run(run_path)
     ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)
     rows, doc_emb = [], {}
@@ -219,8 +208,6 @@ def doc_store(docs: list[dict], description_chars: int = 0) -> str:
 def drift_sample(val_queries: list[str], n: int) -> list[str]:
     """Up to n validation queries; a small corpus subset (tiny/quick presets) repeats its few up to the
     contract's minimum, and says so."""
-    from dlm_core.bundle import MIN_DRIFT_ROWS
-
     n = max(min(n, len(val_queries)), MIN_DRIFT_ROWS)
     if len(val_queries) >= n:
         return val_queries[:n]
@@ -234,12 +221,6 @@ def run_export(run_path, dims: int = 0, int8: bool = True, index_kind: str = "SQ
                description_chars: int = 0) -> dict:
     """The run (one encoder or an ensemble) as a package-search bundle; its test metrics are measured on
     the exported graph and index themselves, so the README's number is the served model's."""
-    from dlm_core.bundle import bundle_size, provenance, save_bundle
-    from dlm_core.export import text_preprocess, torch_reference
-
-    from .data import encode, load_corpus
-    from .evaluate import load_run
-
     lr = load_run(run_path)
     ds = load_corpus(lr.cfg.split_seed, lr.cfg.max_corpus)
     q_mod, emb = compact_encoders(lr, dims, int8, ds.docs)
@@ -247,8 +228,6 @@ def run_export(run_path, dims: int = 0, int8: bool = True, index_kind: str = "SQ
     test = score_option(q_mod, index, lr, ds, "test")
     val_queries, _ = ds.queries("val")
     ref_ids = encode(lr.tokenizer, val_queries[:16], lr.cfg.max_query_len)
-    import faiss
-
     with tempfile.TemporaryDirectory(prefix="p06-export-") as tmp:
         tmp = Path(tmp)
         export_side(q_mod, tmp / "query.onnx", max(lr.cfg.max_doc_len, lr.cfg.max_query_len))

@@ -9,25 +9,23 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 
+from dlm_core.device import set_cpu_threads
 from dlm_core.errors import DlmError
 from dlm_core.io import read_json, write_json
+from dlm_core.plotting import plt, save_figure
 
 KINDS = ("flat", "hnsw", "ivfpq")
 
 
 def set_threads(n: int) -> None:
     """torch and FAISS threads: on a CPU shared by many jobs one thread beats two (no spin-waiting)."""
-    import os
-
-    import faiss
-
-    from dlm_core.device import set_cpu_threads
-
     set_cpu_threads(n or None)
     faiss.omp_set_num_threads(n or (os.cpu_count() or 1))
 
@@ -41,8 +39,6 @@ def ivfpq_params(n: int, dim: int) -> dict:
 
 def build_index(kind: str, emb: np.ndarray, hnsw_m: int = 32, ef_construction: int = 80, seed: int = 0):
     """(index, params, build seconds) for unit-vector embeddings (inner product = cosine)."""
-    import faiss
-
     if kind not in KINDS:
         raise DlmError(f"--index {kind!r}: use one of {', '.join(KINDS)}")
     emb = np.ascontiguousarray(emb, dtype=np.float32)
@@ -76,8 +72,6 @@ def set_search_param(index, kind: str, value: int | None) -> None:
 
 
 def index_bytes(index) -> int:
-    import faiss
-
     return int(faiss.serialize_index(index).nbytes)
 
 
@@ -129,8 +123,6 @@ def benchmark(emb: np.ndarray, queries: np.ndarray, k: int = 10, ef_search=(16, 
 
 
 def plot_recall_qps(rows: list[dict], path, title: str = "") -> None:
-    from dlm_core.plotting import plt, save_figure
-
     pyplot = plt()
     fig, ax = pyplot.subplots(figsize=(6, 3.8))
     for kind in KINDS:
@@ -152,8 +144,6 @@ def plot_recall_qps(rows: list[dict], path, title: str = "") -> None:
 
 # --- save / load ----------------------------------------------------------------------------------------
 def save_index(directory, index, meta: dict, docs: list[dict]) -> Path:
-    import faiss
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / "index.faiss.tmp"
@@ -169,8 +159,6 @@ def save_index(directory, index, meta: dict, docs: list[dict]) -> Path:
 
 def load_index(directory, expected_version: str | None = None):
     """(index, meta, docs). DlmError if the folder is not an index or was built by another encoder."""
-    import faiss
-
     directory = Path(directory)
     if not (directory / "index.json").is_file() or not (directory / "index.faiss").is_file():
         raise DlmError(f"{directory} is not an index folder (needs index.faiss + index.json); "

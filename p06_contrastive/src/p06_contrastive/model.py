@@ -10,9 +10,14 @@ import hashlib
 import io
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from dlm_core.runs import progress
+
+from .data import trim
 
 
 class Block(nn.Module):
@@ -250,12 +255,6 @@ def embed(encoder: nn.Module, ids, batch_size: int = 512, device="cpu", progress
           query: bool = False):
     """Encode padded id rows (numpy (N, T)) in batches -> float32 numpy (N, dim); eval mode, no grad.
     query=True: as queries (an asymmetric encoder weighs their tokens with its query column)."""
-    import numpy as np
-
-    from dlm_core.runs import progress
-
-    from .data import trim
-
     was_training = encoder.training
     encoder.eval()
     out = []

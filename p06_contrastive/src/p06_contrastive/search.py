@@ -9,12 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlm_core.errors import DlmError
+from dlm_core.io import read_json
+from dlm_core.runs import runs_root
+
+from .data import check_query
+from .evaluate import load_run, query_embeddings
+from .index import load_index, search
 
 
 def latest_index(root=None) -> Path:
     """The most recently built index folder under runs/p06_contrastive/*/index-*/."""
-    from dlm_core.runs import runs_root
-
     root = Path(root) if root is not None else runs_root() / "p06_contrastive"
     found = sorted(root.glob("*/index-*/index.json"), key=lambda p: p.stat().st_mtime)
     if not found:
@@ -24,11 +28,6 @@ def latest_index(root=None) -> Path:
 
 class Searcher:
     def __init__(self, index_dir, run_dir=None):
-        from dlm_core.io import read_json
-
-        from .evaluate import load_run
-        from .index import load_index
-
         meta_path = Path(index_dir) / "index.json"
         if not meta_path.is_file():
             raise DlmError(f"{index_dir} is not an index folder (no index.json); build one with run_build_index <run>")
@@ -37,10 +36,6 @@ class Searcher:
         self.index, self.meta, self.docs = load_index(index_dir, expected_version=self.run.version)
 
     def search(self, query: str, k: int = 10) -> list[dict]:
-        from .data import check_query
-        from .evaluate import query_embeddings
-        from .index import search
-
         check_query(self.run.tokenizer, query)
         if k < 1:
             raise DlmError(f"-k {k}: ask for at least 1 result")

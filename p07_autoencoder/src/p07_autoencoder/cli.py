@@ -1,6 +1,7 @@
 """Console scripts: run_anomaly_train, run_anomaly_detector, run_anomaly_export.
 
-No torch at module level: `--help` stays instant.
+No torch at module level: `--help` stays instant. torch and the modules that import it (train, sweeps, evaluate,
+export, model) are imported inside the mains; everything else is imported here.
 """
 
 from __future__ import annotations
@@ -8,10 +9,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from dlm_core.config import ArgumentParser, add_config_args, config_from_args, resume_config
 from dlm_core.errors import DlmError, cli_entry
+from dlm_core.io import read_json, write_text
+from dlm_core.runs import RunDir, print_metrics
 
 from .config import DATASETS, PRESETS, AEConfig, base_config
+from .data import load, point_scores, preprocess, windows
 
 
 # --- run_anomaly_train -------------------------------------------------------------------------------------
@@ -32,8 +39,6 @@ def train_parser() -> ArgumentParser:
 @cli_entry
 def train_main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
-    from dlm_core.runs import RunDir, print_metrics
-
     from .train import PROJECT, run_experiment
 
     if args.resume:
@@ -107,8 +112,6 @@ def detector_parser() -> ArgumentParser:
 
 
 def read_input(paths: list[str], spec: dict):
-    import numpy as np
-
     files = [Path(p) for p in paths]
     for f in files:
         if not f.is_file():
@@ -117,8 +120,6 @@ def read_input(paths: list[str], spec: dict):
     if suffixes <= {".png", ".jpg", ".jpeg", ".bmp"}:
         if spec["kind"] != "image":
             raise DlmError(f"image files given, but this run is a {spec['kind']} detector; pass .npy or .csv")
-        from PIL import Image
-
         arrays = []
         for f in files:
             img = np.asarray(Image.open(f).convert("L"))
@@ -164,12 +165,8 @@ def _is_number(text: str) -> bool:
 @cli_entry
 def detector_main(argv: list[str] | None = None) -> int:
     args = detector_parser().parse_args(argv)
-    import numpy as np
     import torch
 
-    from dlm_core.io import read_json
-
-    from .data import load, preprocess, windows
     from .evaluate import BASELINES, metrics_at, unit_scores
     from .export import load_trained
     from .model import squared_errors
@@ -195,8 +192,6 @@ def detector_main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             sq = squared_errors(model, x, blur_sigma=blur)
         if spec["kind"] == "series":
-            from .data import point_scores
-
             scores = point_scores(sq, len(sq) + spec["window"] - 1)
         else:
             scores = sq.mean(1).astype(np.float64)
@@ -223,8 +218,6 @@ def detector_main(argv: list[str] | None = None) -> int:
         print(line)
         print(f"precision {m['precision']:.3f} recall {m['recall']:.3f} F1 {m['f1']:.3f} test FPR {m['fpr']:.4f}")
     if args.output:
-        from dlm_core.io import write_text
-
         body = "index,score,anomaly\n" + "".join(f"{int(i)},{s:.6g},{int(f)}\n" for i, s, f in zip(ids, scores,
                                                                                                    flagged))
         write_text(args.output, body)

@@ -18,6 +18,7 @@ import dataclasses
 
 import numpy as np
 
+from dlm_core.data import load_dataset
 from dlm_core.errors import DlmError
 from dlm_core.seed import data_rng
 
@@ -105,8 +106,6 @@ def _cap(x: np.ndarray, n: int, seed: int, stream: int) -> np.ndarray:
 
 # --- the three tasks -------------------------------------------------------------------------------------
 def load(cfg: AEConfig) -> Prepared:
-    from dlm_core.data import load_dataset
-
     if cfg.dataset == "fashion-oneclass":
         ds = load_dataset("fashion-mnist", seed=cfg.seed)
         spec = {"kind": "image", "input_shape": list(IMAGE_SHAPE), "scale": 1 / 255.0,

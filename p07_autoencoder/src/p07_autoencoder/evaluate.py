@@ -5,8 +5,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.ensemble import IsolationForest
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+from dlm_core.plotting import plt, save_figure
 
 from .data import Prepared, point_scores
+from .model import residual_errors
 
 
 # --- threshold and metrics -------------------------------------------------------------------------------
@@ -25,8 +31,6 @@ def threshold_at_fpr(val_scores: np.ndarray, fpr: float) -> float:
 
 def metrics_at(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
     """Confusion counts, precision/recall/F1/FPR at a threshold (anomaly = score > threshold), ROC-AUC, PR-AUC."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     y = np.asarray(y).astype(bool)
     pred = np.asarray(scores) > threshold
     tp, fp = int((pred & y).sum()), int((pred & ~y).sum())
@@ -43,8 +47,6 @@ def metrics_at(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
 
 def best_f1_threshold(y: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     """DIAGNOSTIC ONLY (it looks at test labels): the threshold that maximises F1 on the given labels."""
-    from sklearn.metrics import precision_recall_curve
-
     p, r, t = precision_recall_curve(y, scores)
     f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)[:-1]
     i = int(np.argmax(f1))
@@ -73,9 +75,6 @@ def baseline_errors(prep: Prepared, n_components: int, seed: int) -> dict[str, t
     Returns name -> (per-element val errors, per-element test errors) shaped like the AE's, so the same
     unit_scores/threshold code applies (IsolationForest's window score is spread over the window's points).
     """
-    from sklearn.decomposition import PCA
-    from sklearn.ensemble import IsolationForest
-
     flat = lambda x: x.reshape(len(x), -1).astype(np.float64)
     xtr, xva, xte = flat(prep.x_train), flat(prep.x_val), flat(prep.x_test)
     out = {}
@@ -88,8 +87,6 @@ def baseline_errors(prep: Prepared, n_components: int, seed: int) -> dict[str, t
     out["pca_reconstruction"] = tuple(r ** 2 for r in residuals)
     blur = prep.preprocess.get("error_blur", 0.0)
     if prep.kind == "image" and blur > 0:  # the AE's own error measure on PCA's reconstruction
-        from .model import residual_errors
-
         shape = prep.x_train.shape[1:]
         out["pca_same_error"] = tuple(residual_errors(r.reshape(len(r), *shape), blur).reshape(len(r), -1)
                                       for r in residuals)
@@ -98,8 +95,6 @@ def baseline_errors(prep: Prepared, n_components: int, seed: int) -> dict[str, t
 
 # --- plots -----------------------------------------------------------------------------------------------
 def plot_histogram(scores: np.ndarray, y: np.ndarray, threshold: float, path, title: str):
-    from dlm_core.plotting import plt, save_figure
-
     pyplot = plt()
     fig, ax = pyplot.subplots(figsize=(6.4, 3.6))
     lo = max(float(np.min(scores)), 1e-12)
@@ -116,10 +111,6 @@ def plot_histogram(scores: np.ndarray, y: np.ndarray, threshold: float, path, ti
 
 
 def plot_roc_pr(y: np.ndarray, named_scores: dict[str, np.ndarray], path, title: str):
-    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
-
-    from dlm_core.plotting import plt, save_figure
-
     pyplot = plt()
     fig, (a1, a2) = pyplot.subplots(1, 2, figsize=(10, 4))
     for name, s in named_scores.items():
@@ -139,8 +130,6 @@ def plot_roc_pr(y: np.ndarray, named_scores: dict[str, np.ndarray], path, title:
 
 def plot_image_pairs(x: np.ndarray, recon: np.ndarray, scores: np.ndarray, captions: list[str], path, title: str):
     """Row 1: inputs, row 2: reconstructions, each captioned with its error."""
-    from dlm_core.plotting import plt, save_figure
-
     pyplot = plt()
     n = len(x)
     fig, axes = pyplot.subplots(2, max(n, 1), figsize=(1.15 * max(n, 1), 2.9), squeeze=False)
@@ -157,8 +146,6 @@ def plot_image_pairs(x: np.ndarray, recon: np.ndarray, scores: np.ndarray, capti
 
 
 def plot_series(prep: Prepared, test_scores: np.ndarray, threshold: float, path, title: str):
-    from dlm_core.plotting import plt, save_figure
-
     pyplot = plt()
     values, labels = prep.series, prep.series_labels
     fig, (a1, a2) = pyplot.subplots(2, 1, figsize=(11, 5), sharex=True)
@@ -181,8 +168,6 @@ def plot_series(prep: Prepared, test_scores: np.ndarray, threshold: float, path,
 
 
 def plot_latent_sweep(rows: list[dict], path, title: str):
-    from dlm_core.plotting import plt, save_figure
-
     pyplot = plt()
     fig, (a1, a2) = pyplot.subplots(1, 2, figsize=(10, 3.8))
     dims = [r["bottleneck"] for r in rows]

@@ -7,24 +7,27 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
+from dlm_core.bundle import provenance, save_bundle
+from dlm_core.checkpoint import Checkpointer
+from dlm_core.data import load_dataset
 from dlm_core.errors import DlmError
+from dlm_core.export import image_preprocess, onnx_export, ort_outputs, plot_parity, torch_reference
+from dlm_core.io import read_json
+from dlm_core.runs import RunDir
 
-from .model import ErrorModel
+from .config import AEConfig
+from .data import load
+from .evaluate import BASELINES
+from .model import ErrorModel, build_model
 
 BUNDLE_NAME = "fashion-anomaly"
 
 
 def load_trained(run_path) -> tuple[object, dict, object]:
     """(config, preprocess spec, autoencoder in eval mode) from a finished run directory."""
-    from dlm_core.checkpoint import Checkpointer
-    from dlm_core.io import read_json
-    from dlm_core.runs import RunDir
-
-    from .config import AEConfig
-    from .model import build_model
-
     run = RunDir.open(run_path)
     cfg = AEConfig(**run.load_config())
     if not run.file("preprocess.json").is_file():
@@ -52,16 +55,6 @@ def export_bundle(run_path, version: str | None = None, overwrite: bool = False,
     """The image detector as a dlm-bundle/1: one graph (error + code), the validation-chosen threshold in
     postprocess, the drift reference from the validation split's normal images plus 1% of its other-class
     images (the live mix the threshold was set for)."""
-    import torch
-
-    from dlm_core.bundle import provenance, save_bundle
-    from dlm_core.data import load_dataset
-    from dlm_core.export import image_preprocess, onnx_export, ort_outputs, plot_parity, torch_reference
-    from dlm_core.io import read_json
-
-    from .data import load
-    from .evaluate import BASELINES
-
     cfg, spec, ae = load_trained(run_path)
     if spec["kind"] != "image":
         raise DlmError(f"{run_path} is a {spec['kind']} run; only image detectors (fashion-oneclass) are exported")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -116,8 +117,6 @@ class ErrorModel(nn.Module):
 def squared_errors(model: nn.Module, x, batch_size: int = 512, device="cpu", blur_sigma: float = 0.0):
     """Per-element squared reconstruction error of a numpy batch, flattened to (N, features), as numpy.
     For images with blur_sigma > 0 the residual is Gaussian-blurred before squaring (see ResidualBlur)."""
-    import numpy as np
-
     model.eval()
     blur = ResidualBlur(blur_sigma).to(device)
     out = []

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from dlm_core.plotting import plt, save_figure
 from dlm_core.runs import RunDir, new_run_id, print_metrics
 
 from .config import AEConfig
@@ -66,8 +67,6 @@ def auc_table(rows: list[dict], mean: dict) -> str:
 
 
 def _plot_bars(rows, path):
-    from dlm_core.plotting import plt, save_figure
-
     pyplot = plt()
     fig, ax = pyplot.subplots(figsize=(9, 3.6))
     x = np.arange(len(rows))

@@ -11,6 +11,14 @@ import dataclasses
 import time
 
 import numpy as np
+import torch
+
+from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
+from dlm_core.device import select_device
+from dlm_core.errors import check_finite
+from dlm_core.plotting import plot_curves
+from dlm_core.runs import RunDir, print_metrics, progress
+from dlm_core.seed import data_rng, seed_everything, torch_generator
 
 from .config import AEConfig
 from .data import Prepared, load
@@ -26,21 +34,12 @@ from .evaluate import (
     threshold_at_fpr,
     unit_scores,
 )
+from .model import build_model, squared_errors
 
 PROJECT = "p07_autoencoder"
 
 
 def fit(cfg: AEConfig, prep: Prepared, run, resume: bool = False, quiet: bool = False):
-    import torch
-
-    from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
-    from dlm_core.device import select_device
-    from dlm_core.errors import check_finite
-    from dlm_core.runs import print_metrics, progress
-    from dlm_core.seed import data_rng, seed_everything, torch_generator
-
-    from .model import build_model, squared_errors
-
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
     model = build_model(prep.kind, prep.preprocess["input_shape"], cfg.bottleneck, cfg.width).to(device)
@@ -90,10 +89,6 @@ def fit(cfg: AEConfig, prep: Prepared, run, resume: bool = False, quiet: bool = 
 
 def evaluate_run(cfg: AEConfig, prep: Prepared, model, run, plots: bool = True, baselines: bool = True) -> dict:
     """Threshold from validation errors, test metrics for the AE and the baselines, plots, report.md."""
-    import torch
-
-    from .model import squared_errors
-
     device = next(model.parameters()).device
     blur = prep.preprocess.get("error_blur", 0.0)
     val = unit_scores(prep, squared_errors(model, prep.x_val, device=device, blur_sigma=blur), "val")
@@ -137,18 +132,16 @@ def evaluate_run(cfg: AEConfig, prep: Prepared, model, run, plots: bool = True, 
         plot_histogram(test, y, threshold, run.file("error_hist.png"), f"test errors, {title}")
         plot_roc_pr(y, named, run.file("roc_pr.png"), title)
         if prep.kind == "image":
-            _image_plots(cfg, prep, model, test, threshold, run, device, torch)
+            _image_plots(cfg, prep, model, test, threshold, run, device)
         if prep.kind == "series":
             plot_series(prep, test, threshold, run.file("series_error.png"), title)
-        from dlm_core.plotting import plot_curves
-
         plot_curves(run.metrics(), "epoch", ["train_loss", "val_error"], run.file("loss.png"),
                     title="reconstruction loss (val: normal only)", logy=True)
     run.write_report(report_text(cfg, result, plots))
     return result
 
 
-def _image_plots(cfg, prep, model, test, threshold, run, device, torch):
+def _image_plots(cfg, prep, model, test, threshold, run, device):
     classes = prep.preprocess["classes"]
     k = min(cfg.topk, len(test))
 
@@ -208,8 +201,6 @@ def report_text(cfg: AEConfig, r: dict, plots: bool) -> str:
 
 def run_experiment(cfg: AEConfig, run=None, resume: bool = False, plots: bool = True, baselines: bool = True,
                    quiet: bool = False) -> dict:
-    from dlm_core.runs import RunDir
-
     prep = load(cfg)
     run = run or RunDir.create(PROJECT, cfg)
     model = fit(cfg, prep, run, resume=resume, quiet=quiet)

@@ -1,14 +1,22 @@
-"""Console scripts: run_vae_train, run_vae_sample, run_vae_interpolate. torch is imported inside main()."""
+"""Console scripts: run_vae_train, run_vae_sample, run_vae_interpolate.
+
+torch and the modules that import it (train, evaluate) are imported inside the mains: `--help` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from dlm_core.config import ArgumentParser, add_config_args, config_from_args, resume_config
 from dlm_core.errors import DlmError, cli_entry
+from dlm_core.plotting import plt
+from dlm_core.runs import RunDir
 
 from .config import PRESETS, VAEConfig
+from .data import fixed_binarization, load_images
 
 
 @cli_entry
@@ -21,8 +29,6 @@ def train_main(argv: list[str] | None = None) -> int:
     add_config_args(p, VAEConfig)
     args = p.parse_args(argv)
     if args.resume:
-        from dlm_core.runs import RunDir
-
         if args.preset is not None:
             raise DlmError("--resume continues a run with its own saved config; drop --preset")
         run = RunDir.open(args.resume)
@@ -40,8 +46,6 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 def _open_run(path: str):
-    from dlm_core.runs import RunDir
-
     run = RunDir.open(path)
     if not (run.checkpoint_dir / "best.pt").exists():
         raise DlmError(f"{path} has no trained model (checkpoints/best.pt); train with run_vae_train first")
@@ -69,7 +73,7 @@ def sample_main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     z = torch.randn(args.n, cfg.latent_dim, generator=torch.Generator().manual_seed(args.seed))
     images = model.decode_probs(z)[:, 0].numpy()
-    pyplot = __import__("dlm_core.plotting", fromlist=["plt"]).plt()
+    pyplot = plt()
     for i, img in enumerate(images):
         path = out / f"sample_{i}.png"
         pyplot.imsave(path, img, cmap="gray", vmin=0, vmax=1)
@@ -93,7 +97,6 @@ def interpolate_main(argv: list[str] | None = None) -> int:
     if args.steps < 2:
         raise DlmError("--steps must be >= 2")
     run, model, cfg = _open_run(args.run_dir)
-    from .data import fixed_binarization, load_images
     from .evaluate import image_grid, interpolate
 
     x_test = load_images(cfg.dataset, cfg.seed)["test"][0]
@@ -102,8 +105,6 @@ def interpolate_main(argv: list[str] | None = None) -> int:
             raise DlmError(f"test image index {idx} is out of range; use 0..{len(x_test) - 1}")
     x = fixed_binarization(x_test, cfg.seed, "test")
     modes = ["linear", "slerp"] if args.mode == "both" else [args.mode]
-    import numpy as np
-
     strips = np.concatenate([interpolate(model, x[args.src], x[args.dst], args.steps, m) for m in modes])
     out = Path(args.out) if args.out else run.path / f"interpolate_{args.src}_{args.dst}.png"
     image_grid(strips, out, args.steps, f"test {args.src} -> {args.dst}: {' / '.join(modes)}")

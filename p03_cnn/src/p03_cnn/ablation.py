@@ -7,14 +7,14 @@ import dataclasses
 
 import numpy as np
 
+from dlm_core.io import read_json
+from dlm_core.plotting import plt, save_figure
+from dlm_core.runs import RunDir, print_metrics
+
+from .train import train
+
 
 def run_ablation(base, seeds: list[int], out=None) -> dict:
-    from dlm_core.io import read_json
-    from dlm_core.plotting import plt, save_figure
-    from dlm_core.runs import RunDir, print_metrics
-
-    from .train import train
-
     root = RunDir.create("p03_cnn_ablation", base) if out is None else RunDir.at(out, base)
     results = {"on": [], "off": []}
     curves = {"on": [], "off": []}

@@ -1,24 +1,35 @@
 """Console scripts: run_cnn_train, run_cnn_evaluate, run_cnn_predict, run_cnn_export, run_cnn_ablation.
 
-torch is imported inside each main, so `--help` is instant.
+torch is imported inside each main (with the package's modules that import it: train, evaluate, export, retrain,
+ablation; and data, which imports PIL), so `--help` is instant; the light imports are here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from dlm_core.config import ArgumentParser, add_config_args, config_from_args
+from dlm_core.data import FASHION_CLASSES
+from dlm_core.device import select_device
 from dlm_core.errors import DlmError, cli_entry
+from dlm_core.predictors import load_predictor
+from dlm_core.retrain import read_event, write_result
 
-from .config import CNNConfig
+from .config import CNNConfig, train_parser
 
 
+@cli_entry
 def train_main(argv=None) -> int:
-    """run_cnn_train: the parser and the run live in train.py, which torchrun also starts (-m p03_cnn.train)."""
-    from .train import main
+    """run_cnn_train: the flags are parsed before torch is imported; the run lives in train.py, which torchrun
+    also starts (-m p03_cnn.train)."""
+    args = train_parser().parse_args(argv)
+    from .train import run_args
 
-    return main(argv)
+    return run_args(args)
 
 
 @cli_entry
@@ -28,8 +39,6 @@ def evaluate_main(argv=None) -> int:
     p.add_argument("run_dir", help="a folder under runs/p03_cnn/")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
     args = p.parse_args(argv)
-    from dlm_core.device import select_device
-
     from .evaluate import evaluate_run
 
     device = select_device(args.device)
@@ -50,22 +59,15 @@ def predict_main(argv=None) -> int:
     p.add_argument("--top", type=int, default=3, help="classes shown per image (default: 3)")
     p.add_argument("--invert", action="store_true", help="invert grey levels (dark object on a white background)")
     args = p.parse_args(argv)
-    import numpy as np
-
-    from .data import SIZE, load_image
+    from .data import SIZE, load_image, normalize
 
     if (Path(args.run_dir) / "manifest.json").is_file():
-        from dlm_core.predictors import load_predictor
-
         pred = load_predictor(args.run_dir)
         pred.self_check()
         loaded = [load_image(path, args.invert) for path in args.images]  # every file checked before any output
         probs_rows = [[(t["label"], t["probability"]) for t in r["top_k"]]
                       for r in pred.predict([a[0] for a, _ in loaded])]
     else:
-        from dlm_core.data import FASHION_CLASSES
-
-        from .data import normalize
         from .evaluate import load_run_model, predict_logits, softmax
 
         model, cfg, state = load_run_model(args.run_dir)
@@ -111,8 +113,6 @@ def retrain_main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.epochs < 1 or args.lr_scale <= 0 or not 0 < args.feedback_share < 1:
         raise DlmError("need --epochs >= 1, --lr-scale > 0 and 0 < --feedback-share < 1")
-    from dlm_core.retrain import read_event, write_result
-
     from .retrain import retrain
 
     event = read_event(args.event)
@@ -134,8 +134,6 @@ def ablation_main(argv=None) -> int:
     p.add_argument("--out", default=None, help="output folder (default: runs/p03_cnn_ablation/<timestamp>)")
     add_config_args(p, CNNConfig, exclude=("augment", "seed"))
     args = p.parse_args(argv)
-    import dataclasses
-
     from .ablation import run_ablation
 
     try:

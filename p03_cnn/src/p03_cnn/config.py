@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from dlm_core.config import check
+from dlm_core.config import ArgumentParser, add_config_args, add_run_args, check
 
 
 @dataclasses.dataclass
@@ -69,3 +69,12 @@ PRESETS = {
                        augment=False, train_subset=8000, eval_subset=2000, baseline_iters=50),
     "tiny": CNNConfig(width=8, epochs=1, train_subset=512, eval_subset=256, baseline_iters=20, batch_size=64),
 }
+
+
+def train_parser() -> ArgumentParser:
+    """run_cnn_train's flags; here, away from torch, so that `--help` and a bad flag are answered at once."""
+    p = ArgumentParser(prog="run_cnn_train", description="Train a small ResNet (or plain) CNN on Fashion-MNIST; "
+                       "also runs under `torchrun --standalone --nproc_per_node=2 -m p03_cnn.train`.")
+    add_run_args(p, PRESETS, "p03_cnn", "default: full run (<=15 min on 2 idle cores); quick: the demo; tiny: tests")
+    add_config_args(p, CNNConfig)
+    return p

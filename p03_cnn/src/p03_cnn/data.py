@@ -3,7 +3,10 @@ and the torchvision.transforms.v2 augmentation applied per image."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from dlm_core.data import ArrayDataset, Split, load_dataset
 from dlm_core.errors import DlmError
@@ -44,8 +47,6 @@ def load_data(name: str, seed: int = 0, train_subset: int = 0, eval_subset: int 
 def load_extra(path, num_classes: int) -> Split:
     """Extra labelled images (`--extra-data`, e.g. the feedback a server collected): an .npz with x (N, 28, 28)
     pixel values 0..255 and y (N,) class indices. Checked here so a bad file fails before training starts."""
-    from pathlib import Path
-
     path = Path(path)
     if not path.is_file():
         raise DlmError(f"--extra-data {path} does not exist; pass an .npz with arrays x and y")
@@ -67,6 +68,8 @@ def build_augment(padding: int = 2, erasing_p: float = 0.25):
     """Random crop with padding, horizontal flip, random erasing, on one normalized (1, 28, 28) tensor.
 
     Padding and erased patches get the value of a black pixel, like the background."""
+    # torchvision/torch stay out of the module top: run_cnn_predict on an ONNX bundle uses load_image and runs
+    # without torch (dlm_core.predictors); only training needs them
     from torchvision.transforms import v2
 
     return v2.Compose([v2.RandomCrop(SIZE, padding=padding, fill=-MEAN / STD), v2.RandomHorizontalFlip(),
@@ -75,7 +78,7 @@ def build_augment(padding: int = 2, erasing_p: float = 0.25):
 
 def augment_batch(xb, augment):
     """Each image gets its own random crop/flip/erasing (a v2 transform on a batch would share them)."""
-    import torch
+    import torch  # inside, like build_augment's: the ONNX predict path runs without torch
 
     return torch.stack([augment(x) for x in xb])
 
@@ -83,10 +86,6 @@ def augment_batch(xb, augment):
 def load_image(path, invert: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
     """A PNG/JPEG/... file -> ((1, 28, 28) uint8, original (width, height)), per preprocess_spec():
     grayscale, bilinear resize to 28x28 (any size is accepted), optional inversion for dark-on-white photos."""
-    from pathlib import Path
-
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise DlmError(f"image {path} does not exist; pass the path of a PNG or JPEG file")

@@ -6,20 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from dlm_core.checkpoint import Checkpointer, load_checkpoint
 from dlm_core.errors import DlmError
+from dlm_core.io import read_json
+from dlm_core.plotting import plot_curves, plt, save_figure
+from dlm_core.runs import RunDir, print_metrics
+
+from .config import CNNConfig
+from .data import load_data, normalize
+from .model import build_model, count_params, receptive_field
 
 
 def load_run_model(run_path, device: str = "cpu"):
     """(model in eval mode, config, checkpoint) from a run folder's best checkpoint (or a .pt file)."""
-    import torch
-
-    from dlm_core.checkpoint import Checkpointer, load_checkpoint
-    from dlm_core.runs import RunDir
-
-    from .config import CNNConfig
-    from .model import build_model
-
     path = Path(run_path)
     if path.is_file() and path.suffix == ".pt":
         state = load_checkpoint(path)
@@ -37,8 +38,6 @@ def load_run_model(run_path, device: str = "cpu"):
 
 def predict_logits(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """Logits for normalized (N, 1, 28, 28) float32 images."""
-    import torch
-
     device = next(model.parameters()).device
     out = []
     with torch.no_grad():
@@ -68,8 +67,6 @@ def per_class(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # --- plots ------------------------------------------------------------------------------------------------
 def plot_confusion(cm, classes, path):
-    from dlm_core.plotting import plt, save_figure
-
     pyplot = plt()
     precision, recall = per_class(cm)
     rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
@@ -92,8 +89,6 @@ def plot_confusion(cm, classes, path):
 
 def plot_wrong(images, y_true, probs, classes, path, n: int = 24):
     """The test images the model got wrong with the highest confidence in its wrong answer."""
-    from dlm_core.plotting import plt, save_figure
-
     pyplot = plt()
     pred = probs.argmax(1)
     wrong = np.flatnonzero(pred != y_true)
@@ -111,8 +106,6 @@ def plot_wrong(images, y_true, probs, classes, path, n: int = 24):
 
 
 def plot_filters(conv_weight: np.ndarray, path):
-    from dlm_core.plotting import plt, save_figure
-
     pyplot = plt()
     w = conv_weight[:, 0]
     n = len(w)
@@ -129,8 +122,6 @@ def plot_filters(conv_weight: np.ndarray, path):
 
 
 def plot_run_curves(rows, out: Path) -> None:
-    from dlm_core.plotting import plot_curves
-
     plot_curves(rows, "epoch", ["train_loss", "train_loss_clean", "val_loss"], out / "loss.png",
                 title="loss (train_loss: augmented batches, smoothed labels)")
     plot_curves(rows, "epoch", ["train_acc", "val_acc"], out / "accuracy.png",
@@ -140,12 +131,6 @@ def plot_run_curves(rows, out: Path) -> None:
 # --- the report ----------------------------------------------------------------------------------------
 def evaluate_run(run_path, device: str = "cpu", ds=None, verbose: bool = True) -> dict:
     """Test the run's best checkpoint once, write plots, evaluation.json and report.md; return the metrics."""
-    from dlm_core.io import read_json
-    from dlm_core.runs import RunDir, print_metrics
-
-    from .data import load_data, normalize
-    from .model import count_params, receptive_field
-
     run = RunDir.open(run_path)
     model, cfg, state = load_run_model(run.path, device)
     if ds is None:

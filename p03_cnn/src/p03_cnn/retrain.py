@@ -21,6 +21,8 @@ from dlm_core.errors import DlmError
 from dlm_core.retrain import feedback, read_event
 
 from .config import CNNConfig
+from .export import export_run
+from .train import train
 
 
 def retrain_config(base: dict, extra_path: str, rows: int, run_dir: str, epochs: int, lr_scale: float,
@@ -34,9 +36,6 @@ def retrain_config(base: dict, extra_path: str, rows: int, run_dir: str, epochs:
 
 def retrain(event_path, epochs: int = 2, lr_scale: float = 0.3, feedback_share: float = 0.25,
             runs_root: str | None = None) -> dict:
-    from .export import export_run
-    from .train import train
-
     t0 = time.perf_counter()
     event = read_event(event_path)
     if event["task"] != "image-classification":

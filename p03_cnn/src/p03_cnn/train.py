@@ -3,19 +3,38 @@ smoothing, per-epoch checkpoint (resume), best-on-val checkpoint, early stopping
 
     run_cnn_train [--preset quick] [flags]
     torchrun --standalone --nproc_per_node=2 -m p03_cnn.train [flags]
+
+Laid out like torchvision's reference scripts: `train_one_epoch` (one pass over the shuffled batches),
+`evaluate` (loss and accuracy of one split), and `train`, which reads top-down: data, model, resume, the epochs
+(train, evaluate, log, checkpoint, early stop), then the baseline and the test pass.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
+import warnings
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
 
-from dlm_core.errors import DlmError, cli_entry
-from dlm_core.optim import cosine_decay
+from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
+from dlm_core.config import run_config
+from dlm_core.device import autocast, select_device
+from dlm_core.distributed import init_distributed
+from dlm_core.errors import DlmError, check_finite, cli_entry
+from dlm_core.optim import cosine_decay, decay_groups
+from dlm_core.runs import RunDir, print_metrics, progress
+from dlm_core.seed import data_rng, seed_everything
 
-from .config import CNNConfig
+from .config import PRESETS, CNNConfig, train_parser
+from .data import augment_batch, build_augment, load_data, load_extra, normalize
+from .evaluate import evaluate_run, load_run_model
+from .model import build_model, count_params
 
 PROJECT = "p03_cnn"
 
@@ -33,21 +52,130 @@ def lr_at(cfg: CNNConfig, step: int, total: int) -> float:
 
 
 def make_optimizer(cfg: CNNConfig, model):
-    import torch
-
-    from dlm_core.optim import decay_groups
-
     groups = decay_groups(model, cfg.weight_decay)  # no weight decay on BatchNorm and biases (1-d parameters)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
 
 
-def evaluate_split(model, x, y, device, batch_size: int = 500, channels_last: bool = False) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of model on tensors x, y, in eval mode."""
-    import torch
-    import torch.nn.functional as F
+@dataclasses.dataclass(frozen=True)
+class Tensors:
+    """The splits as tensors: normalized images and labels; probe is a fixed slice of the training images, seen
+    without augmentation (the train side of the train/val gap); train includes any --extra-data."""
 
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_probe: torch.Tensor
+    y_probe: torch.Tensor
+
+
+def load_tensors(cfg: CNNConfig, ds) -> Tensors:
+    x_train, y_train = torch.from_numpy(normalize(ds.train.x)), torch.from_numpy(ds.train.y)
+    x_val, y_val = torch.from_numpy(normalize(ds.val.x)), torch.from_numpy(ds.val.y)
+    probe = data_rng(cfg.seed, 7).permutation(len(x_train))[:len(x_val)]
+    x_probe, y_probe = x_train[probe], y_train[probe]
+    if cfg.extra_data:  # extra labelled images (a server's feedback) join the training split, repeated
+        extra = load_extra(cfg.extra_data, ds.num_classes)
+        x_train = torch.cat([x_train] + [torch.from_numpy(normalize(extra.x))] * cfg.extra_repeat)
+        y_train = torch.cat([y_train] + [torch.from_numpy(extra.y)] * cfg.extra_repeat)
+    return Tensors(x_train, y_train, x_val, y_val, x_probe, y_probe)
+
+
+def build_run_model(cfg: CNNConfig, num_classes: int, device, resume: bool):
+    """The model on its device; when fine-tuning (--init-from, not resuming) with another run's best weights."""
+    model = build_model(cfg.arch, num_classes, cfg.width, cfg.blocks, cfg.dropout).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.init_from and not resume:
+        base, base_cfg, _ = load_run_model(cfg.init_from)
+        if (base_cfg.arch, base_cfg.width, base_cfg.blocks) != (cfg.arch, cfg.width, cfg.blocks):
+            raise DlmError(f"--init-from {cfg.init_from} is a {base_cfg.arch} width {base_cfg.width} blocks "
+                           f"{base_cfg.blocks}; this run is {cfg.arch} width {cfg.width} blocks {cfg.blocks}")
+        model.load_state_dict(base.state_dict())
+    return model
+
+
+@dataclasses.dataclass(frozen=True)
+class Standing:
+    """What carries from epoch to epoch (and through a resume): the best val accuracy so far, the epoch that
+    reached it, the epochs since then without a gain, and the training time spent."""
+
+    epoch: int = 0
+    best_val: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    train_seconds: float = 0.0
+
+    def after(self, epoch: int, val_acc: float, seconds: float) -> Standing:
+        if val_acc > self.best_val:
+            return Standing(epoch, val_acc, epoch, 0, self.train_seconds + seconds)
+        return dataclasses.replace(self, epoch=epoch, bad_epochs=self.bad_epochs + 1,
+                                   train_seconds=self.train_seconds + seconds)
+
+    @property
+    def is_best(self) -> bool:
+        return self.best_epoch == self.epoch
+
+
+def resume_standing(ckpt: Checkpointer, model, opt, run: RunDir, dist) -> Standing:
+    """The weights, optimizer and RNG states of the latest checkpoint, and where the run stood then."""
+    state = resume_training(ckpt, model, opt, run, quiet=True)  # every rank reads the same file
+    if state is None:
+        return Standing()
+    standing = Standing(state["epoch"], state["best_val"], state["best_epoch"], state["bad_epochs"],
+                        state.get("train_seconds", 0.0))
+    if dist.is_main:
+        print(f"resumed from epoch {state['epoch']} (best val_acc {standing.best_val:.4f} at epoch "
+              f"{standing.best_epoch})", flush=True)
+    return standing
+
+
+def train_one_epoch(model, opt, augment, tensors: Tensors, cfg: CNNConfig, epoch: int, step: int,
+                    total_steps: int, per_rank: int, dist) -> dict:
+    """One pass over this rank's share of the epoch's shuffled batches. Returns the step count after it, the
+    last learning rate, the mean loss and accuracy on the (augmented) batches over all ranks, the images seen
+    on this rank and the seconds it took."""
+    t0 = time.perf_counter()
+    device = dist.device
+    x_train, y_train = tensors.x_train, tensors.y_train
+    # the epoch's batches and augmentations depend only on (seed, epoch, rank): a resumed run sees the same ones
+    torch.manual_seed(int(data_rng(cfg.seed, epoch, dist.rank).integers(0, 2**62)))
+    order = torch.from_numpy(data_rng(cfg.seed, epoch).permutation(len(x_train))[:per_rank * dist.world_size])
+    order = order[dist.rank::dist.world_size]
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = progress(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}")
+    for i in bar:
+        idx = order[i:i + cfg.batch_size]
+        xb, yb = x_train[idx], y_train[idx]
+        if augment is not None:
+            xb = augment_batch(xb, augment)
+        xb, yb = xb.to(device), yb.to(device)
+        if cfg.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        lr = lr_at(cfg, step, total_steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with autocast(device):
+            logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+        step += 1
+        check_finite(loss.item(), step, lr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total_loss += loss.item() * len(idx)
+        correct += (logits.argmax(1) == yb).sum().item()
+        seen += len(idx)
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}")
+    seconds = time.perf_counter() - t0
+    return {"step": step, "lr": lr, "train_loss": dist.all_reduce_mean(total_loss / seen),
+            "train_acc_batches": dist.all_reduce_mean(correct / seen), "seen": seen, "seconds": seconds}
+
+
+def evaluate(model, x, y, device, batch_size: int = 500, channels_last: bool = False) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of model on tensors x, y, in eval mode."""
     model.eval()
     loss, correct = 0.0, 0
     with torch.no_grad():
@@ -62,12 +190,26 @@ def evaluate_split(model, x, y, device, batch_size: int = 500, channels_last: bo
     return loss / len(x), correct / len(x)
 
 
+def epoch_row(epoch: int, stats: dict, tensors: Tensors, model, cfg: CNNConfig, dist) -> dict:
+    """The metrics row of an epoch: its training stats, then the probe (train, clean) and val scores."""
+    probe_loss, probe_acc = evaluate(model, tensors.x_probe, tensors.y_probe, dist.device,
+                                     channels_last=cfg.channels_last)
+    val_loss, val_acc = evaluate(model, tensors.x_val, tensors.y_val, dist.device, channels_last=cfg.channels_last)
+    return {"epoch": epoch, "train_loss": stats["train_loss"], "train_acc": probe_acc, "val_loss": val_loss,
+            "val_acc": val_acc, "lr": stats["lr"], "train_loss_clean": probe_loss,
+            "train_acc_batches": stats["train_acc_batches"],
+            "images_per_s": stats["seen"] * dist.world_size / stats["seconds"], "seconds": stats["seconds"]}
+
+
+def checkpoint_state(model, opt, cfg: CNNConfig, classes, standing: Standing) -> dict:
+    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
+            "config": dataclasses.asdict(cfg), "classes": list(classes), "best_val": standing.best_val,
+            "best_epoch": standing.best_epoch, "bad_epochs": standing.bad_epochs,
+            "train_seconds": standing.train_seconds}
+
+
 def fit_baseline(cfg: CNNConfig, ds) -> dict:
     """Logistic regression on raw pixels (/255), fit on the same training split, scored on val and test."""
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
 
     def flat(s):
         return s.x.reshape(len(s), -1).astype(np.float32) / 255.0
@@ -81,171 +223,72 @@ def fit_baseline(cfg: CNNConfig, ds) -> dict:
             "baseline_seconds": time.perf_counter() - t0}
 
 
+def final_results(cfg: CNNConfig, run: RunDir, ds, device, trained: dict, t_start: float) -> dict:
+    """The baseline (if any), results.json as it stands before the test pass, then the test pass
+    (evaluate_run: report, figures, evaluation.json) and the final results.json."""
+    before_test = {**trained, **(fit_baseline(cfg, ds) if cfg.baseline else {}),
+                   "total_seconds_before_test": time.perf_counter() - t_start}
+    run.write_json("results.json", before_test)
+    tested = {**before_test, **evaluate_run(run.path, device=str(device.type), ds=ds, verbose=True)}
+    result = {**tested, "total_seconds": time.perf_counter() - t_start}
+    run.write_json("results.json", result)
+    print(f"run: {run.path} ({result['total_seconds']:.0f} s in all)", flush=True)
+    return result
+
+
 def train(cfg: CNNConfig, run_dir=None, resume: bool = False, final_eval: bool = True) -> dict:
-    import torch
-    import torch.nn.functional as F
-
-    from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
-    from dlm_core.device import autocast, select_device
-    from dlm_core.distributed import init_distributed
-    from dlm_core.errors import check_finite
-    from dlm_core.runs import RunDir, print_metrics, progress
-    from dlm_core.seed import data_rng, seed_everything
-
-    from .data import augment_batch, build_augment, load_data, load_extra, normalize
-    from .model import build_model, count_params
-
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
     dist = init_distributed(select_device(cfg.device))
-    device = dist.device
     ds = load_data(cfg.dataset, cfg.seed, cfg.train_subset, cfg.eval_subset)
-    x_train, y_train = torch.from_numpy(normalize(ds.train.x)), torch.from_numpy(ds.train.y)
-    x_val, y_val = torch.from_numpy(normalize(ds.val.x)), torch.from_numpy(ds.val.y)
-    # a fixed slice of the training images, seen without augmentation: the train side of the train/val gap
-    probe = data_rng(cfg.seed, 7).permutation(len(x_train))[:len(x_val)]
-    x_probe, y_probe = x_train[probe], y_train[probe]
-    if cfg.extra_data:  # extra labelled images (a server's feedback) join the training split, repeated
-        extra = load_extra(cfg.extra_data, ds.num_classes)
-        x_train = torch.cat([x_train] + [torch.from_numpy(normalize(extra.x))] * cfg.extra_repeat)
-        y_train = torch.cat([y_train] + [torch.from_numpy(extra.y)] * cfg.extra_repeat)
-
+    tensors = load_tensors(cfg, ds)
     run = (RunDir.create(PROJECT, cfg, enabled=dist.is_main) if run_dir is None
            else RunDir.at(run_dir, cfg, enabled=dist.is_main))
     ckpt = Checkpointer(run.checkpoint_dir, enabled=dist.is_main)
-
-    model = build_model(cfg.arch, ds.num_classes, cfg.width, cfg.blocks, cfg.dropout).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if cfg.init_from and not resume:  # fine-tuning: start from another run's best weights
-        from .evaluate import load_run_model
-
-        base, base_cfg, _ = load_run_model(cfg.init_from)
-        if (base_cfg.arch, base_cfg.width, base_cfg.blocks) != (cfg.arch, cfg.width, cfg.blocks):
-            raise DlmError(f"--init-from {cfg.init_from} is a {base_cfg.arch} width {base_cfg.width} blocks "
-                           f"{base_cfg.blocks}; this run is {cfg.arch} width {cfg.width} blocks {cfg.blocks}")
-        model.load_state_dict(base.state_dict())
+    model = build_run_model(cfg, ds.num_classes, dist.device, resume)
     opt = make_optimizer(cfg, model)
     augment = build_augment(cfg.crop_padding, cfg.erasing_p) if cfg.augment else None
 
-    per_rank = (len(x_train) - len(x_train) % dist.world_size) // dist.world_size  # equal work on every rank
+    n_train = len(tensors.x_train)
+    per_rank = (n_train - n_train % dist.world_size) // dist.world_size  # equal work on every rank
     steps_per_epoch = -(-per_rank // cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    start_epoch, best_val, best_epoch, bad_epochs, train_seconds = 1, -1.0, 0, 0, 0.0
-    if resume:
-        state = resume_training(ckpt, model, opt, run, quiet=True)  # every rank reads the same file
-        if state is not None:
-            start_epoch = state["epoch"] + 1
-            best_val, best_epoch, bad_epochs = state["best_val"], state["best_epoch"], state["bad_epochs"]
-            train_seconds = state.get("train_seconds", 0.0)
-            if dist.is_main:
-                print(f"resumed from epoch {state['epoch']} (best val_acc {best_val:.4f} at epoch {best_epoch})",
-                      flush=True)
+    standing = resume_standing(ckpt, model, opt, run, dist) if resume else Standing()
     ddp_model = dist.wrap(model)
-    if dist.is_main and start_epoch == 1:
-        print(f"{cfg.arch} width={cfg.width}: {count_params(model):,} parameters; {len(x_train)} train / "
-              f"{len(x_val)} val / {len(ds.test)} test images; world size {dist.world_size}; device {device}",
-              flush=True)
+    if dist.is_main and standing.epoch == 0:
+        print(f"{cfg.arch} width={cfg.width}: {count_params(model):,} parameters; {n_train} train / "
+              f"{len(tensors.x_val)} val / {len(ds.test)} test images; world size {dist.world_size}; "
+              f"device {dist.device}", flush=True)
 
-    step = (start_epoch - 1) * steps_per_epoch
-    stopped_early = False
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        # the epoch's batches and augmentations depend only on (seed, epoch, rank): a resumed run sees the same ones
-        torch.manual_seed(int(data_rng(cfg.seed, epoch, dist.rank).integers(0, 2**62)))
-        order = torch.from_numpy(data_rng(cfg.seed, epoch).permutation(len(x_train))[:per_rank * dist.world_size])
-        order = order[dist.rank::dist.world_size]
-        total_loss, correct, seen = 0.0, 0, 0
-        bar = progress(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}")
-        for i in bar:
-            idx = order[i:i + cfg.batch_size]
-            xb, yb = x_train[idx], y_train[idx]
-            if augment is not None:
-                xb = augment_batch(xb, augment)
-            xb, yb = xb.to(device), yb.to(device)
-            if cfg.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            lr = lr_at(cfg, step, total_steps)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            with autocast(device):
-                logits = ddp_model(xb)
-                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-            step += 1
-            check_finite(loss.item(), step, lr)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total_loss += loss.item() * len(idx)
-            correct += (logits.argmax(1) == yb).sum().item()
-            seen += len(idx)
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.3g}")
-        epoch_seconds = time.perf_counter() - t0
-        train_seconds += epoch_seconds
-        train_loss = dist.all_reduce_mean(total_loss / seen)
-        aug_acc = dist.all_reduce_mean(correct / seen)
-        probe_loss, probe_acc = evaluate_split(model, x_probe, y_probe, device, channels_last=cfg.channels_last)
-        val_loss, val_acc = evaluate_split(model, x_val, y_val, device, channels_last=cfg.channels_last)
-        is_best = val_acc > best_val
-        if is_best:
-            best_val, best_epoch, bad_epochs = val_acc, epoch, 0
-        else:
-            bad_epochs += 1
-        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": probe_acc, "val_loss": val_loss,
-               "val_acc": val_acc, "lr": lr, "train_loss_clean": probe_loss, "train_acc_batches": aug_acc,
-               "images_per_s": seen * dist.world_size / epoch_seconds, "seconds": epoch_seconds}
+    step, stopped_early = standing.epoch * steps_per_epoch, False
+    for epoch in range(standing.epoch + 1, cfg.epochs + 1):
+        stats = train_one_epoch(ddp_model, opt, augment, tensors, cfg, epoch, step, steps_per_epoch * cfg.epochs,
+                                per_rank, dist)
+        step = stats["step"]
+        row = epoch_row(epoch, stats, tensors, model, cfg, dist)
+        standing = standing.after(epoch, row["val_acc"], stats["seconds"])
         if dist.is_main:
             run.log(**row)
-            print_metrics(epoch=epoch, train_loss=train_loss, train_acc=probe_acc, val_loss=val_loss,
-                          val_acc=val_acc, lr=lr, s=epoch_seconds)
-            ckpt.save(epoch, {"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
-                              "config": dataclasses.asdict(cfg), "classes": list(ds.classes),
-                              "best_val": best_val, "best_epoch": best_epoch,
-                              "bad_epochs": bad_epochs, "train_seconds": train_seconds}, is_best=is_best)
-        if cfg.patience and bad_epochs >= cfg.patience:
+            print_metrics(epoch=epoch, train_loss=row["train_loss"], train_acc=row["train_acc"],
+                          val_loss=row["val_loss"], val_acc=row["val_acc"], lr=row["lr"], s=row["seconds"])
+            ckpt.save(epoch, checkpoint_state(model, opt, cfg, ds.classes, standing), is_best=standing.is_best)
+        if cfg.patience and standing.bad_epochs >= cfg.patience:
             stopped_early = True
             if dist.is_main:
-                print(f"early stop: no val_acc gain for {cfg.patience} epochs (best {best_val:.4f} at epoch "
-                      f"{best_epoch})", flush=True)
+                print(f"early stop: no val_acc gain for {cfg.patience} epochs (best {standing.best_val:.4f} at "
+                      f"epoch {standing.best_epoch})", flush=True)
             break
 
-    result = {"run_dir": str(run.path), "best_val_acc": best_val, "best_epoch": best_epoch,
-              "stopped_early": stopped_early, "train_seconds": train_seconds, "world_size": dist.world_size}
+    result = {"run_dir": str(run.path), "best_val_acc": standing.best_val, "best_epoch": standing.best_epoch,
+              "stopped_early": stopped_early, "train_seconds": standing.train_seconds,
+              "world_size": dist.world_size}
     if dist.is_main and final_eval:
-        if cfg.baseline:
-            result.update(fit_baseline(cfg, ds))
-        result["total_seconds_before_test"] = time.perf_counter() - t_start
-        run.write_json("results.json", result)
-        from .evaluate import evaluate_run
-
-        result.update(evaluate_run(run.path, device=str(device.type), ds=ds, verbose=True))
-        result["total_seconds"] = time.perf_counter() - t_start
-        run.write_json("results.json", result)
-        print(f"run: {run.path} ({result['total_seconds']:.0f} s in all)", flush=True)
+        result = final_results(cfg, run, ds, dist.device, result, t_start)
     dist.shutdown()
     return result
 
 
-def parser():
-    from dlm_core.config import ArgumentParser, add_config_args, add_run_args
-
-    from .config import PRESETS
-
-    p = ArgumentParser(prog="run_cnn_train", description="Train a small ResNet (or plain) CNN on Fashion-MNIST; "
-                       "also runs under `torchrun --standalone --nproc_per_node=2 -m p03_cnn.train`.")
-    add_run_args(p, PRESETS, "p03_cnn", "default: full run (<=15 min on 2 idle cores); quick: the demo; tiny: tests")
-    add_config_args(p, CNNConfig)
-    return p
-
-
-@cli_entry
-def main(argv=None) -> int:
-    """Entry of `run_cnn_train` (cli.train_main) and of `python -m p03_cnn.train` (torchrun)."""
-    from dlm_core.config import run_config
-
-    from .config import PRESETS
-
-    args = parser().parse_args(argv)
+def run_args(args) -> int:
+    """Train as the parsed flags of config.train_parser() say (a new run, or --resume)."""
     cfg, run_dir, resume = run_config(CNNConfig, args, PRESETS)
     if resume and not (run_dir / "checkpoints").is_dir():
         raise DlmError(f"{args.resume} has no checkpoints/ folder; nothing to resume")
@@ -253,7 +296,11 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    import sys
+@cli_entry
+def main(argv=None) -> int:
+    """Entry of `python -m p03_cnn.train` (what torchrun starts); run_cnn_train is cli.train_main."""
+    return run_args(train_parser().parse_args(argv))
 
+
+if __name__ == "__main__":
     sys.exit(main())

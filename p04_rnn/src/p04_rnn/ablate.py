@@ -9,26 +9,27 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 from pathlib import Path
 
+from dlm_core.errors import NonFiniteLossError
+from dlm_core.io import write_json
+from dlm_core.plotting import plt, save_figure
+from dlm_core.runs import RunDir, print_metrics, runs_root
+
 from .config import RNNConfig
+from .model import hidden_for_params, params_for
+from .train import train
 
 BASE = RNNConfig(embed=32, hidden=192, layers=1, dropout=0.0, batch_size=32, seq_len=64, lr=1e-2, warmup_steps=20,
                  eval_every=100, log_every=1, val_chars=20000, final_test=False)
 
 
 def _arm(name: str, cfg: RNNConfig) -> tuple[dict, list[dict]]:
-    from dlm_core.runs import RunDir, print_metrics, runs_root
-
-    from .train import train
-
     path = runs_root() / "p04_rnn_ablate" / name
     if path.exists():
-        import shutil
-
         shutil.rmtree(path)
-    from dlm_core.errors import NonFiniteLossError
-
     try:
         result = train(cfg, run_dir=path, quiet=True)
     except NonFiniteLossError as err:          # a diverged arm is a result, not a crash
@@ -44,8 +45,6 @@ def _arm(name: str, cfg: RNNConfig) -> tuple[dict, list[dict]]:
 
 
 def plot_clip(arms: dict[str, list[dict]], title: str, path: Path) -> Path:
-    from dlm_core.plotting import plt, save_figure
-
     pyplot = plt()
     fig, (ax1, ax2) = pyplot.subplots(1, 2, figsize=(10, 3.6))
     for label, rows in arms.items():
@@ -82,10 +81,6 @@ def clip_ablation(steps: int, out: Path, cell: str = "lstm", lr: float = 2e-2, m
 
 
 def cell_ablation(steps: int, out: Path) -> dict:
-    from dlm_core.plotting import plt, save_figure
-
-    from .model import hidden_for_params, params_for
-
     vocab = 73  # the shakespeare training vocabulary (checked against the real count below)
     target = params_for("lstm", vocab, BASE.embed, BASE.hidden, BASE.layers)
     arms = {}
@@ -115,10 +110,6 @@ def cell_ablation(steps: int, out: Path) -> dict:
 
 def run_ablations(which: str, steps: int, out: str, clip_cell: str = "lstm", clip_lr: float = 2e-2,
                   clip_max: float = 1.0, clip_seq: int = 64, clip_optimizer: str = "adamw") -> dict:
-    import json
-
-    from dlm_core.io import write_json
-
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "ablation.json"

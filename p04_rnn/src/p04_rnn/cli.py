@@ -1,13 +1,17 @@
-"""Console scripts: run_rnn_train, run_rnn_generate, run_rnn_ablate. torch is imported inside main (fast --help)."""
+"""Console scripts: run_rnn_train, run_rnn_generate, run_rnn_ablate. torch (and the modules that import it: train,
+evaluate, generate, ablate) is imported inside each main, so --help is fast; the light imports are here."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from dlm_core.config import ArgumentParser, add_config_args, add_run_args, config_from_args, run_config
+from dlm_core.device import select_device
 from dlm_core.errors import DlmError, cli_entry
 
 from .config import PRESETS, GenerateConfig, RNNConfig
+from .data import Vocab, latest_run
 
 
 def train_parser() -> ArgumentParser:
@@ -40,15 +44,9 @@ def generate_parser() -> ArgumentParser:
 def generate_main(argv: list[str] | None = None) -> int:
     args = generate_parser().parse_args(argv)
     cfg = config_from_args(GenerateConfig, args)
-    from pathlib import Path
-
-    from .data import Vocab, latest_run
-
     run_dir = Path(args.run_dir) if args.run_dir else latest_run()
     Vocab.load(run_dir / "vocab.json").encode(cfg.seed_text)   # unknown characters: one error line, before torch
     import torch
-
-    from dlm_core.device import select_device
 
     from .evaluate import load_run
     from .generate import generate

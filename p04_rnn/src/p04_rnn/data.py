@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dlm_core.data import load_dataset
 from dlm_core.errors import DlmError
 from dlm_core.io import write_json
+from dlm_core.runs import runs_root
 
 
 class Vocab:
@@ -54,8 +56,6 @@ class Vocab:
 
 def load_corpus(name: str = "shakespeare"):
     """dlm_core's TextDataset: contiguous train/val/test strings (90/5/5 at line boundaries)."""
-    from dlm_core.data import load_dataset
-
     return load_dataset(name)
 
 
@@ -79,8 +79,6 @@ def bptt_windows(matrix: np.ndarray, seq_len: int, offset: int = 0):
 
 
 def latest_run(root: str | Path | None = None) -> Path:
-    from dlm_core.runs import runs_root
-
     base = Path(root) if root is not None else runs_root() / "p04_rnn"
     ckpts = sorted(base.glob("*/checkpoints/*.pt"), key=lambda p: p.stat().st_mtime)
     if not ckpts:

@@ -9,6 +9,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlm_core.checkpoint import Checkpointer
+from dlm_core.plotting import plt, save_figure
+from dlm_core.runs import RunDir
+
+from .config import RNNConfig
+from .data import Vocab
+from .model import CharRNN
+
 LN2 = math.log(2.0)
 
 
@@ -38,8 +46,6 @@ def bpc(model, ids: np.ndarray, streams: int = 1, device="cpu") -> float:
 
 
 def plot_training(rows: list[dict], path: Path, baseline_val_bpc: float | None = None, title: str = "") -> Path:
-    from dlm_core.plotting import plt, save_figure
-
     pyplot = plt()
     fig, (ax1, ax2) = pyplot.subplots(1, 2, figsize=(10, 3.6))
     fig.subplots_adjust(wspace=0.35)
@@ -67,13 +73,6 @@ def plot_training(rows: list[dict], path: Path, baseline_val_bpc: float | None =
 
 def load_run(run_dir: str | Path, device="cpu"):
     """(model in eval mode, vocab, config) from a run directory's best (or latest) checkpoint."""
-    from dlm_core.checkpoint import Checkpointer
-    from dlm_core.runs import RunDir
-
-    from .config import RNNConfig
-    from .data import Vocab
-    from .model import CharRNN
-
     run = RunDir.open(run_dir)
     cfg = RNNConfig(**run.load_config())
     vocab = Vocab.load(run.file("vocab.json"))

@@ -4,10 +4,15 @@ training pairs, Brown et al. 1993)."""
 from __future__ import annotations
 
 import re
+import time
 
 import numpy as np
+import torch
+from torch import nn
 
 from dlm_core.optim import cosine_decay
+
+from . import data as D
 
 WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -73,9 +78,6 @@ class IBMModel1:
 
 # --- GRU encoder-decoder with additive (Bahdanau) attention ------------------------------------------------
 def gru_model(vocab_size: int, d: int = 128, hidden: int = 192):
-    import torch
-    from torch import nn
-
     class GRUAttention(nn.Module):
         """Bidirectional GRU encoder; GRU decoder that scores every source state with
         v^T tanh(W s + U h) (Bahdanau et al. 2015) and feeds the context into its next step."""
@@ -133,13 +135,6 @@ def train_gru(tok, train_pairs, cfg, minutes: float, seed: int = 0, log=print):
     so a shared machine does not shorten it; with one torch thread, core-minutes like the transformer's
     train_cpu_minutes): AdamW from cfg.lr with cosine decay to 0 over the budget (so it anneals like the
     transformer), label smoothing, clipping."""
-    import time
-
-    import torch
-    from torch import nn
-
-    from . import data as D
-
     torch.manual_seed(seed)
     ids = D.encode_pairs(tok, train_pairs, cfg.max_len)
     model = gru_model(tok.get_vocab_size())

@@ -1,12 +1,17 @@
-"""Console scripts: run_transformer_train, run_transformer_translate, run_transformer_evaluate.
-torch is imported inside main(), so --help is instant."""
+"""Console scripts: run_transformer_train, run_transformer_translate, run_transformer_evaluate,
+run_transformer_export. torch (with the modules that import it or tokenizers, sacrebleu, onnx: train, evaluate,
+export, data, baselines) is imported inside each main, so --help is instant; the light imports are here."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from dlm_core.config import ArgumentParser, add_config_args, add_run_args, run_config
+from dlm_core.device import select_device
 from dlm_core.errors import DlmError, cli_entry
+from dlm_core.predictors import BadInput, load_predictor
+from dlm_core.runs import print_metrics
 
 from .config import PRESETS, TransformerConfig
 
@@ -20,8 +25,6 @@ def add_decoding_args(p: ArgumentParser) -> None:
 
 def with_decoding_args(cfg: TransformerConfig, args) -> TransformerConfig:
     """The run's config with the decoding flags given on the command line (re-validated)."""
-    import dataclasses
-
     given = {k: v for k, v in (("length_alpha", args.length_alpha), ("no_repeat_ngram", args.no_repeat_ngram))
              if v is not None}
     return dataclasses.replace(cfg, **given)
@@ -58,8 +61,6 @@ def translate_main(argv: list[str] | None = None) -> int:
     if args.bundle:
         if args.run or args.attention:
             raise DlmError("--bundle translates with the bundle alone; drop --run/--attention")
-        from dlm_core.predictors import BadInput, load_predictor
-
         pred = load_predictor(args.bundle)
         pred.self_check()
         try:
@@ -69,8 +70,6 @@ def translate_main(argv: list[str] | None = None) -> int:
         for text, out in zip(args.text, pred.run(rows).results):
             print(f'input: "{text}"  output: "{out["translation"]}"')
         return 0
-
-    from dlm_core.device import select_device
 
     from .evaluate import attention_figure, latest_run, load_trained, translate_texts
 
@@ -116,11 +115,6 @@ def evaluate_main(argv: list[str] | None = None) -> int:
                    help="also train the GRU+additive-attention baseline for this many CPU minutes (process time; "
                         "compare with the run's train_cpu_minutes under DLM_THREADS=1) and score it")
     args = p.parse_args(argv)
-    import dataclasses
-
-    from dlm_core.device import select_device
-    from dlm_core.runs import print_metrics
-
     from . import data as D
     from .evaluate import evaluate_model, load_trained
 

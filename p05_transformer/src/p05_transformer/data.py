@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from dlm_core.data import load_dataset
 from dlm_core.errors import DlmError
 from dlm_core.seed import data_rng
 
@@ -22,8 +24,6 @@ def load_pairs(cfg):
     cfg.train_limit pairs.
     The split is always the one of SPLIT_SEED: --seed changes the model's initialisation and data order, never
     which pairs are test, so seeds are comparable."""
-    from dlm_core.data import load_dataset
-
     ds = load_dataset(cfg.dataset, seed=SPLIT_SEED, max_words=cfg.max_words)
     train = ds.train
     if cfg.extra_train_words > cfg.max_words:  # longer verses: training only, val/test untouched
@@ -37,8 +37,6 @@ def load_pairs(cfg):
 def train_tokenizer(texts: list[str], vocab_size: int):
     """BPE over Unicode-normalised text with a metaspace pre-tokenizer (spaces survive decoding).
     Characters never seen in training become <unk>."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -51,8 +49,6 @@ def train_tokenizer(texts: list[str], vocab_size: int):
 
 
 def load_tokenizer(path: str | Path):
-    from tokenizers import Tokenizer
-
     path = Path(path)
     if not path.is_file():
         raise DlmError(f"{path} not found; a run folder holds tokenizer.json after training")

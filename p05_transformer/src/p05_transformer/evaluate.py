@@ -6,30 +6,27 @@ import dataclasses
 import time
 from pathlib import Path
 
+import sacrebleu
 import torch
 
 from dlm_core.errors import DlmError
 from dlm_core.plotting import plot_curves, plt, save_figure
-from dlm_core.runs import RunDir, print_metrics
+from dlm_core.runs import RunDir, print_metrics, runs_root
 
 from . import data as D
-from .config import TransformerConfig
+from .baselines import IBMModel1, copy_source
+from .config import PROJECT, TransformerConfig
 from .decode import greedy, translate_ids
+from .export import export_bundle
 from .model import BOS, EOS, Transformer
 from .trained import load_trained  # noqa: F401 - also the cli's, the tests' and the bench's name
 
 
 def score(hyps: list[str], refs: list[str]) -> tuple[float, float]:
-    import sacrebleu
-
     return sacrebleu.corpus_bleu(hyps, [refs]).score, sacrebleu.corpus_chrf(hyps, [refs]).score
 
 
 def latest_run() -> Path:
-    from dlm_core.runs import runs_root
-
-    from .config import PROJECT
-
     runs = sorted(p.parent for p in (runs_root() / PROJECT).glob("*/tokenizer.json")
                   if (p.parent / "checkpoints").is_dir() and any((p.parent / "checkpoints").glob("*.pt")))
     if not runs:
@@ -88,8 +85,6 @@ def attention_figure(model: Transformer, tok, text: str, path: str | Path, max_l
 
 
 def baselines(train_pairs, test_pairs) -> dict:
-    from .baselines import IBMModel1, copy_source
-
     refs = [es for _, es in test_pairs]
     t0 = time.perf_counter()
     ibm = IBMModel1().fit(train_pairs)
@@ -117,8 +112,6 @@ def evaluate_model(model, tok, cfg, train_pairs, test_pairs, beam: int) -> dict:
 
 def examples_table(examples: list[dict], n: int = 4) -> str:
     """The n best and n worst test sentences by sentence chrF."""
-    import sacrebleu
-
     ranked = sorted(examples, key=lambda e: sacrebleu.sentence_chrf(e["out"], [e["ref"]]).score)
     rows = ["| | English | reference | transformer |", "|---|---|---|---|"]
     for tag, group in (("good", ranked[-n:][::-1]), ("bad", ranked[:n])):
@@ -160,8 +153,6 @@ def finish_run(run: RunDir, cfg: TransformerConfig, tok, train_pairs, test_pairs
         f"![loss](loss.png) ![bleu](val_bleu.png)\n\n![attention](attention_0.png)\n\n"
         f"## Examples (best and worst by sentence chrF)\n\n{examples_table(res['examples'])}\n")
     if cfg.export:
-        from .export import export_bundle
-
         bundle = export_bundle(run.path)
         res["bundle"] = str(bundle)
         run.write_json("results.json", res)

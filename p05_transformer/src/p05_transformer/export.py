@@ -6,6 +6,7 @@ exactly torch's tokens."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from pathlib import Path
 
@@ -13,9 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlm_core.bundle import provenance, save_bundle
 from dlm_core.errors import DlmError
+from dlm_core.export import text_preprocess
 
+from . import data as D
+from .decode import translate_ids
 from .model import BOS, EOS, PAD, Transformer
+from .trained import load_trained
 
 BUNDLE_NAME = "translator-en-es"
 
@@ -99,12 +105,6 @@ def save_translator(model: Transformer, tokenizer_file, cfg, name: str, version:
     """Graphs + tokenizer + decode settings of `cfg` as a dlm-bundle/1. Before the bundle is renamed into
     place, the torch-free Translator must decode `check_sources` to exactly torch's tokens, greedy and with
     the bundle's beam, or nothing is saved."""
-    from dlm_core.bundle import save_bundle
-    from dlm_core.export import text_preprocess
-
-    from . import data as D
-    from .decode import translate_ids
-
     def same_tokens_as_torch(pred) -> None:
         for beam in sorted({1, cfg.beam}):
             want = translate_ids(model, check_sources, cfg.max_len + 1, beam=beam, alpha=cfg.length_alpha,
@@ -134,13 +134,6 @@ def export_bundle(run_path: str | Path, version: str | None = None, overwrite: b
                   name: str = BUNDLE_NAME, n_drift: int = 600) -> Path:
     """A trained run as a dlm-bundle/1: its test scores, the decoding it was scored with (beam, length alpha,
     n-gram blocking, chosen on val) and a drift reference from `n_drift` validation sentences."""
-    import json
-
-    from dlm_core.bundle import provenance
-
-    from . import data as D
-    from .trained import load_trained
-
     model, tok, cfg, run = load_trained(run_path)
     res = json.loads((run.path / "results.json").read_text()) if (run.path / "results.json").is_file() else {}
     if "test_bleu" not in res:

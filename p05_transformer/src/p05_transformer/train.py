@@ -21,6 +21,7 @@ from dlm_core.seed import seed_everything
 from . import data as D
 from .config import PROJECT, TransformerConfig
 from .decode import translate_ids
+from .evaluate import finish_run, score
 from .model import PAD, build_model, count_parameters
 
 
@@ -38,8 +39,6 @@ def loss_on(model, pairs, cfg, loss_fn, device) -> float:
 
 
 def bleu_on(model, tok, pairs, cfg, beam: int = 1) -> tuple[float, float, list[str]]:
-    from .evaluate import score
-
     hyps = translate_ids(model, [D.encode(tok, en)[:cfg.max_len] for en, _ in pairs], cfg.max_len + 1, beam=beam,
                          alpha=cfg.length_alpha)
     texts = [D.decode(tok, h) for h in hyps]
@@ -114,8 +113,6 @@ def train(cfg: TransformerConfig, run_dir=None, resume: bool = False) -> dict:
                   f"{cfg.epochs}: this run is INCOMPLETE, its scores are not the default's (resume with a larger "
                   f"--max-minutes or 0)", flush=True)
             break
-
-    from .evaluate import finish_run
 
     result = finish_run(run, cfg, tok, train_pairs, test_pairs, elapsed)
     result["run_dir"] = str(run.path)

@@ -42,10 +42,10 @@ def test_predictor_equals_torch_on_100_test_images(bundle):
 
     from dlm_core.predictors import load_predictor
     from p03_cnn.data import load_data, normalize
-    from p03_cnn.evaluate import load_run_model
+    from p03_cnn.evaluate import load_run
 
     run, path = bundle
-    model, cfg, _ = load_run_model(run)
+    model, cfg, _ = load_run(run)
     x = load_data(cfg.dataset, cfg.seed).test.x[:100]
     with torch.no_grad():
         want = torch.softmax(model(torch.from_numpy(normalize(x))), 1).numpy()

@@ -68,9 +68,9 @@ def predict_main(argv=None) -> int:
         probs_rows = [[(t["label"], t["probability"]) for t in r["top_k"]]
                       for r in pred.predict([a[0] for a, _ in loaded])]
     else:
-        from .evaluate import load_run_model, predict_logits, softmax
+        from .evaluate import load_run, predict_logits, softmax
 
-        model, cfg, state = load_run_model(args.run_dir)
+        model, cfg, state = load_run(args.run_dir)
         classes = state.get("classes") or FASHION_CLASSES
         loaded = [load_image(path, args.invert) for path in args.images]
         probs = softmax(predict_logits(model, normalize(np.concatenate([a for a, _ in loaded]))))

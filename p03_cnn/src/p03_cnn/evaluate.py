@@ -19,7 +19,7 @@ from .data import load_data, normalize
 from .model import build_model, count_params, receptive_field
 
 
-def load_run_model(run_path, device: str = "cpu"):
+def load_run(run_path, device: str = "cpu"):
     """(model in eval mode, config, checkpoint) from a run folder's best checkpoint (or a .pt file)."""
     path = Path(run_path)
     if path.is_file() and path.suffix == ".pt":
@@ -132,7 +132,7 @@ def plot_run_curves(rows, out: Path) -> None:
 def evaluate_run(run_path, device: str = "cpu", ds=None, verbose: bool = True) -> dict:
     """Test the run's best checkpoint once, write plots, evaluation.json and report.md; return the metrics."""
     run = RunDir.open(run_path)
-    model, cfg, state = load_run_model(run.path, device)
+    model, cfg, state = load_run(run.path, device)
     if ds is None:
         ds = load_data(cfg.dataset, cfg.seed, cfg.train_subset, cfg.eval_subset)
     logits = predict_logits(model, normalize(ds.test.x))

@@ -17,7 +17,7 @@ from dlm_core.export import image_preprocess, onnx_export, ort_outputs, plot_par
 from dlm_core.io import read_json
 
 from .data import MEAN, STD, load_data, normalize
-from .evaluate import load_run_model
+from .evaluate import load_run
 
 PARITY_TOL = 1e-4
 
@@ -38,7 +38,7 @@ def export_run(run_path, name: str = "fashion-cnn", version: str | None = None, 
                n_reference: int = 32, n_drift: int = 1000, drift_inputs=None, root=None) -> dict:
     """drift_inputs: raw images for drift_reference.npz (default: the first `n_drift` validation images; a
     retrained model passes the traffic it was adapted to). root: the artifacts folder (default: $DLM_ARTIFACTS)."""
-    model, cfg, state = load_run_model(run_path, "cpu")
+    model, cfg, state = load_run(run_path, "cpu")
     model = model.to(memory_format=torch.contiguous_format)
     run_path = Path(run_path)
     version = version or run_path.name

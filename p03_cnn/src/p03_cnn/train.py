@@ -33,7 +33,7 @@ from dlm_core.seed import data_rng, seed_everything
 
 from .config import PRESETS, CNNConfig, train_parser
 from .data import augment_batch, build_augment, load_data, load_extra, normalize
-from .evaluate import evaluate_run, load_run_model
+from .evaluate import evaluate_run, load_run
 from .model import build_model, count_params
 
 PROJECT = "p03_cnn"
@@ -89,7 +89,7 @@ def build_run_model(cfg: CNNConfig, num_classes: int, device, resume: bool):
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if cfg.init_from and not resume:
-        base, base_cfg, _ = load_run_model(cfg.init_from)
+        base, base_cfg, _ = load_run(cfg.init_from)
         if (base_cfg.arch, base_cfg.width, base_cfg.blocks) != (cfg.arch, cfg.width, cfg.blocks):
             raise DlmError(f"--init-from {cfg.init_from} is a {base_cfg.arch} width {base_cfg.width} blocks "
                            f"{base_cfg.blocks}; this run is {cfg.arch} width {cfg.width} blocks {cfg.blocks}")

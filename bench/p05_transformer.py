@@ -35,13 +35,13 @@ def main() -> None:
     from p05_transformer import data as D
     from p05_transformer.config import TransformerConfig
     from p05_transformer.decode import CachedStepper, UncachedStepper
-    from p05_transformer.evaluate import latest_run, load_trained
+    from p05_transformer.evaluate import latest_run, load_run
     from p05_transformer.export import export_onnx
     from p05_transformer.model import BOS
     from p05_transformer.train import build_model
 
     try:
-        model, tok, cfg, run = load_trained(args.run or latest_run())
+        model, tok, cfg, run = load_run(args.run or latest_run())
         source = str(run.path)
     except DlmError:
         cfg = TransformerConfig()

@@ -47,12 +47,12 @@ def test_training_writes_the_run_and_a_verified_bundle(tiny_run):
 def test_bundle_translates_100_held_out_sentences_like_torch(tiny_run):
     from dlm_core.predictors import load_predictor
     from p05_transformer.decode import translate_ids
-    from p05_transformer.evaluate import load_trained
+    from p05_transformer.evaluate import load_run
 
     run, res = tiny_run
     pred = load_predictor(res["bundle"])
     assert pred.self_check() <= 1e-4 and pred.manifest["postprocess"]["beam"] == TINY["beam"]
-    model, tok, cfg, _ = load_trained(run)
+    model, tok, cfg, _ = load_run(run)
     _, _, test = D.load_pairs(cfg)
     english = [en for en, _ in test if len(D.encode(tok, en)) <= cfg.max_len][:100]
     want = translate_ids(model, [D.encode(tok, en) for en in english], cfg.max_len + 1, beam=cfg.beam,

@@ -71,10 +71,10 @@ def translate_main(argv: list[str] | None = None) -> int:
             print(f'input: "{text}"  output: "{out["translation"]}"')
         return 0
 
-    from .evaluate import attention_figure, latest_run, load_trained, translate_texts
+    from .evaluate import attention_figure, latest_run, load_run, translate_texts
 
     select_device(args.device)
-    model, tok, cfg, _ = load_trained(args.run or latest_run())
+    model, tok, cfg, _ = load_run(args.run or latest_run())
     cfg = with_decoding_args(cfg, args)
     outs = translate_texts(model, tok, cfg, args.text, beam=args.beam)
     for text, out in zip(args.text, outs):
@@ -116,10 +116,10 @@ def evaluate_main(argv: list[str] | None = None) -> int:
                         "compare with the run's train_cpu_minutes under DLM_THREADS=1) and score it")
     args = p.parse_args(argv)
     from . import data as D
-    from .evaluate import evaluate_model, load_trained
+    from .evaluate import evaluate_model, load_run
 
     select_device("cpu")  # honours DLM_THREADS (the GRU's CPU-minute budget counts every thread)
-    model, tok, cfg, run = load_trained(args.run)
+    model, tok, cfg, run = load_run(args.run)
     cfg = with_decoding_args(cfg, args)
     train_pairs, val, test = D.load_pairs(cfg)
     test = val if args.split == "val" else test

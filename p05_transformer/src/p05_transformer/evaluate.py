@@ -19,7 +19,7 @@ from .config import PROJECT, TransformerConfig
 from .decode import greedy, translate_ids
 from .export import export_bundle
 from .model import BOS, EOS, Transformer
-from .trained import load_trained  # noqa: F401 - also the cli's, the tests' and the bench's name
+from .trained import load_run  # noqa: F401 - the cli's, tests' and bench's name; in trained.py as export needs it
 
 
 def score(hyps: list[str], refs: list[str]) -> tuple[float, float]:
@@ -121,7 +121,7 @@ def examples_table(examples: list[dict], n: int = 4) -> str:
 
 def finish_run(run: RunDir, cfg: TransformerConfig, tok, train_pairs, test_pairs, elapsed: float) -> dict:
     """After training: the best checkpoint on the test split (once), baselines, plots, report, bundle."""
-    model, tok, _, _ = load_trained(run.path)
+    model, tok, _, _ = load_run(run.path)
     test = test_pairs[:cfg.test_sentences] if cfg.test_sentences else test_pairs
     res = evaluate_model(model, tok, cfg, train_pairs, test, cfg.beam)
     res["train_minutes"] = elapsed / 60

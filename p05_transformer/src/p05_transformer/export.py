@@ -21,7 +21,7 @@ from dlm_core.export import text_preprocess
 from . import data as D
 from .decode import translate_ids
 from .model import BOS, EOS, PAD, Transformer
-from .trained import load_trained
+from .trained import load_run
 
 BUNDLE_NAME = "translator-en-es"
 
@@ -134,7 +134,7 @@ def export_bundle(run_path: str | Path, version: str | None = None, overwrite: b
                   name: str = BUNDLE_NAME, n_drift: int = 600) -> Path:
     """A trained run as a dlm-bundle/1: its test scores, the decoding it was scored with (beam, length alpha,
     n-gram blocking, chosen on val) and a drift reference from `n_drift` validation sentences."""
-    model, tok, cfg, run = load_trained(run_path)
+    model, tok, cfg, run = load_run(run_path)
     res = json.loads((run.path / "results.json").read_text()) if (run.path / "results.json").is_file() else {}
     if "test_bleu" not in res:
         raise DlmError(f"{run.path} has no test score in results.json: the run did not finish; --resume it")

@@ -11,7 +11,7 @@ from .config import TransformerConfig
 from .model import build_model
 
 
-def load_trained(run_path):
+def load_run(run_path):
     """(model in eval mode, tokenizer, config, run) from a run folder's best checkpoint."""
     run = RunDir.open(run_path)
     cfg = TransformerConfig(**run.load_config())

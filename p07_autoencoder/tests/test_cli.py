@@ -101,7 +101,7 @@ def test_image_run_export_bundle_parity(tmp_path, capsys):
     from dlm_core.bundle import load_bundle
     from dlm_core.data import load_dataset
     from dlm_core.predictors import load_predictor
-    from p07_autoencoder.export import load_trained
+    from p07_autoencoder.evaluate import load_run
     from p07_autoencoder.model import ErrorModel
 
     b = load_bundle(tmp_path / "artifacts/fashion-anomaly/c7")
@@ -114,7 +114,7 @@ def test_image_run_export_bundle_parity(tmp_path, capsys):
     pred = load_predictor(b.path)
     assert pred.self_check() <= 1e-4
     raw = load_dataset("fashion-mnist", seed=0).test.x[:100]
-    cfg, _, ae = load_trained(run_dir)
+    cfg, _, ae = load_run(run_dir)
     with torch.no_grad():
         want = ErrorModel(ae, spec["error_blur"])(torch.from_numpy(raw[:, None] / np.float32(255))).numpy()
     got = pred.predict(list(raw))

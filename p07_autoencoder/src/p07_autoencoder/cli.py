@@ -167,12 +167,11 @@ def detector_main(argv: list[str] | None = None) -> int:
     args = detector_parser().parse_args(argv)
     import torch
 
-    from .evaluate import BASELINES, metrics_at, unit_scores
-    from .export import load_trained
+    from .evaluate import BASELINES, load_run, metrics_at, unit_scores
     from .model import squared_errors
 
     torch.set_num_threads(2)
-    cfg, spec, model = load_trained(args.run_dir)
+    cfg, spec, model = load_run(args.run_dir)
     threshold = spec["threshold"]
     blur = spec.get("error_blur", 0.0)
     if args.input is None:

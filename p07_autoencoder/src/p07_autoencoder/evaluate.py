@@ -9,10 +9,29 @@ from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
+from dlm_core.checkpoint import Checkpointer
+from dlm_core.errors import DlmError
+from dlm_core.io import read_json
 from dlm_core.plotting import plt, save_figure
+from dlm_core.runs import RunDir
 
+from .config import AEConfig
 from .data import Prepared, point_scores
-from .model import residual_errors
+from .model import build_model, residual_errors
+
+
+# --- a trained run, built from its own saved config ----------------------------------------------------
+def load_run(run_path) -> tuple[object, dict, object]:
+    """(config, preprocess spec, autoencoder in eval mode) from a finished run directory."""
+    run = RunDir.open(run_path)
+    cfg = AEConfig(**run.load_config())
+    if not run.file("preprocess.json").is_file():
+        raise DlmError(f"{run.path} has no preprocess.json: the run did not finish; train it again or --resume it")
+    spec = read_json(run.file("preprocess.json"))
+    model = build_model(spec["kind"], spec["input_shape"], cfg.bottleneck, cfg.width)
+    model.load_state_dict(Checkpointer(run.checkpoint_dir).best()["model"])
+    model.eval()
+    return cfg, spec, model
 
 
 # --- threshold and metrics -------------------------------------------------------------------------------

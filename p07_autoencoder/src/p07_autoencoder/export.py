@@ -11,32 +11,16 @@ import torch
 from torch import nn
 
 from dlm_core.bundle import provenance, save_bundle
-from dlm_core.checkpoint import Checkpointer
 from dlm_core.data import load_dataset
 from dlm_core.errors import DlmError
 from dlm_core.export import image_preprocess, onnx_export, ort_outputs, plot_parity, torch_reference
 from dlm_core.io import read_json
-from dlm_core.runs import RunDir
 
-from .config import AEConfig
 from .data import load
-from .evaluate import BASELINES
-from .model import ErrorModel, build_model
+from .evaluate import BASELINES, load_run
+from .model import ErrorModel
 
 BUNDLE_NAME = "fashion-anomaly"
-
-
-def load_trained(run_path) -> tuple[object, dict, object]:
-    """(config, preprocess spec, autoencoder in eval mode) from a finished run directory."""
-    run = RunDir.open(run_path)
-    cfg = AEConfig(**run.load_config())
-    if not run.file("preprocess.json").is_file():
-        raise DlmError(f"{run.path} has no preprocess.json: the run did not finish; train it again or --resume it")
-    spec = read_json(run.file("preprocess.json"))
-    model = build_model(spec["kind"], spec["input_shape"], cfg.bottleneck, cfg.width)
-    model.load_state_dict(Checkpointer(run.checkpoint_dir).best()["model"])
-    model.eval()
-    return cfg, spec, model
 
 
 class ServingGraph(nn.Module):
@@ -55,7 +39,7 @@ def export_bundle(run_path, version: str | None = None, overwrite: bool = False,
     """The image detector as a dlm-bundle/1: one graph (error + code), the validation-chosen threshold in
     postprocess, the drift reference from the validation split's normal images plus 1% of its other-class
     images (the live mix the threshold was set for)."""
-    cfg, spec, ae = load_trained(run_path)
+    cfg, spec, ae = load_run(run_path)
     if spec["kind"] != "image":
         raise DlmError(f"{run_path} is a {spec['kind']} run; only image detectors (fashion-oneclass) are exported")
     results = read_json(Path(run_path) / "results.json")

@@ -97,16 +97,15 @@ def cli(*args):
 def trained(tmp_path_factory):
     """One short seeded run on real MNIST (2,000 images, 3 epochs), shared by the tests below."""
     runs = tmp_path_factory.mktemp("runs")
-    from dlm_core.runs import RunDir
-    from p08_vae.evaluate import final_evaluation
-    from p08_vae.train import load_model, train
+    from p08_vae.evaluate import final_evaluation, load_run
+    from p08_vae.train import train
 
     cfg = VAEConfig(epochs=3, batch_size=64, warmup_epochs=1, max_train=2000, channels=16, hidden=128,
                     latent_dim=8, iwae_k=16, iwae_images=50, device="cpu")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DLM_RUNS", str(runs))
         run = train(cfg)
-        model, cfg = load_model(RunDir.open(run.path))
+        model, cfg = load_run(run.path)
         results = final_evaluation(run, model, cfg)
     return run, results
 

@@ -35,11 +35,11 @@ def train_main(argv: list[str] | None = None) -> int:
         cfg = resume_config(VAEConfig, run.load_config(), args, run.path)  # the saved config, budget flags only
     else:
         cfg = config_from_args(VAEConfig, args, base=PRESETS[args.preset or "default"])
-    from .evaluate import final_evaluation
-    from .train import load_model, train
+    from .evaluate import final_evaluation, load_run
+    from .train import train
 
     run = train(cfg, resume_dir=args.resume)
-    model, cfg = load_model(run)
+    model, cfg = load_run(run)
     final_evaluation(run, model, cfg)
     print(f"run: {run.path}")
     return 0
@@ -49,9 +49,9 @@ def _open_run(path: str):
     run = RunDir.open(path)
     if not (run.checkpoint_dir / "best.pt").exists():
         raise DlmError(f"{path} has no trained model (checkpoints/best.pt); train with run_vae_train first")
-    from .train import load_model
+    from .evaluate import load_run
 
-    return run, *load_model(run)
+    return run, *load_run(run)
 
 
 @cli_entry

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
+from dlm_core.checkpoint import Checkpointer
 from dlm_core.plotting import plot_curves, plt, save_figure
 from dlm_core.runs import RunDir, print_metrics
 
@@ -12,6 +15,17 @@ from .config import VAEConfig
 from .data import fixed_binarization, load_images
 from .model import VAE
 from .train import evaluate_elbo
+
+
+def load_run(run: str | os.PathLike | RunDir, device="cpu") -> tuple[VAE, VAEConfig]:
+    """(model in eval mode, config) from a run folder (a path or a RunDir)'s best checkpoint."""
+    run = run if isinstance(run, RunDir) else RunDir.open(run)
+    cfg = VAEConfig(**run.load_config())
+    state = Checkpointer(run.checkpoint_dir).best(map_location=device)
+    model = VAE(cfg.latent_dim, cfg.channels, cfg.hidden).to(device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, cfg
 
 
 def bernoulli_baseline_nll(x_train_grey: np.ndarray, x_test_bin: np.ndarray) -> float:

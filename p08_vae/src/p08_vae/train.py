@@ -95,12 +95,3 @@ def train(cfg: VAEConfig, resume_dir: str | None = None) -> RunDir:
         ckpt.save(epoch, {"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
                           "best_val_elbo": best, "config": dataclasses.asdict(cfg)}, is_best=is_best)
     return run
-
-
-def load_model(run: RunDir, device="cpu") -> tuple[VAE, VAEConfig]:
-    cfg = VAEConfig(**run.load_config())
-    state = Checkpointer(run.checkpoint_dir).best(map_location=device)
-    model = VAE(cfg.latent_dim, cfg.channels, cfg.hidden).to(device)
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, cfg

@@ -9,14 +9,17 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from dlm_core.config import ArgumentParser, add_config_args, config_from_args, resume_config
 from dlm_core.errors import DlmError, cli_entry
+from dlm_core.runs import RunDir, print_metrics
+
+from .config import PRESETS, Config
+from .train import train
 
 
 def build_parser() -> ArgumentParser:
-    from .config import Config
-
     p = ArgumentParser(prog="run_autodiff_demo",
                        description="Train an MLP whose gradients all come from p01_autodiff's numpy engine.")
     p.add_argument("--preset", default=None, help="default (30 epochs) | quick (10 epochs) (default: default)")
@@ -29,13 +32,7 @@ def build_parser() -> ArgumentParser:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    import time
-
-    from dlm_core.runs import RunDir, print_metrics
-
-    from .config import PRESETS, Config
-    from .evaluate import evaluate
-    from .train import train
+    from .evaluate import evaluate  # here, not at the top: it imports scikit-learn (~1 s), --help stays fast
 
     args = build_parser().parse_args(argv)
     if args.preset is not None and args.preset not in PRESETS:

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from dlm_core.data import load_dataset
 from dlm_core.seed import data_rng
 
 
@@ -31,8 +32,6 @@ def load_data(dataset: str, seed: int = 0, dtype: str = "float32", n_points: int
         classes = [str(c) for c in range(int(y.max()) + 1)]
         return Data(x[train].astype(dtype), y[train], x[val].astype(dtype), y[val], x[test].astype(dtype), y[test],
                     classes)
-    from dlm_core.data import load_dataset
-
     ds = load_dataset(dataset, seed=seed)
     scale = 255.0 if ds.train.x.dtype == np.uint8 else 1.0
 

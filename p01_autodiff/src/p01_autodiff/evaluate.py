@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits  # installed with scikit-learn
 
 from dlm_core.plotting import plot_curves, plt, save_figure
 from dlm_core.runs import RunDir
@@ -16,9 +18,6 @@ from .train import accuracy
 
 def baseline_logreg(data: Data, seed: int = 0) -> float:
     """sklearn's logistic regression on the same train split, scored on the same test split."""
-    from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits  # installed with scikit-learn
-
     # One BLAS thread: on a busy 2-core machine OpenBLAS's threads made this fit ~100x slower (9 s vs 0.1 s).
     with threadpool_limits(limits=1, user_api="blas"):
         clf = LogisticRegression(max_iter=3000, random_state=seed).fit(data.x_train, data.y_train)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dlm_core.plotting import plt, save_figure
+
 from .tensor import Tensor
 
 
@@ -43,8 +45,6 @@ def draw_graph(root: Tensor, path: str | Path, title: str = "") -> Path:
     Call root.backward() first to see the gradients. Graphs over ~60 nodes get unreadable: use it on small
     expressions. Constants folded into an op (a python number in `x * 2`) show up as unnamed leaves.
     """
-    from dlm_core.plotting import plt, save_figure
-
     nodes = _all_nodes(root)
     if len(nodes) > 200:
         raise ValueError(f"the graph has {len(nodes)} nodes; draw_graph is for small expressions (<= 200)")

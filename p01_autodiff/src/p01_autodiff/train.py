@@ -23,7 +23,7 @@ from .data import Data, batches, load_data
 from .model import build_model
 from .nn import Module
 from .optim import SGD, Adam, Optimizer
-from .tensor import Tensor
+from .tensor import Tensor, no_grad
 
 PROJECT = "p01_autodiff"
 _CKPT = re.compile(r"epoch-(\d+)\.npz$")
@@ -70,8 +70,6 @@ def load_checkpoint(run: RunDir, model: Module, opt: Optimizer) -> int:
 
 # --- the loop ------------------------------------------------------------------------------------------
 def accuracy(model: Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
-    from .tensor import no_grad
-
     with no_grad():
         pred = np.concatenate([model(Tensor(x[i:i + batch_size])).data.argmax(1) for i in range(0, len(x), batch_size)])
     return float((pred == y).mean())

@@ -14,6 +14,7 @@ import sys
 
 from dlm_core.config import ArgumentParser, add_config_args, config_from_args, resume_config
 from dlm_core.errors import DlmError, cli_entry
+from dlm_core.runs import RunDir
 
 from .config import LANDSCAPE_PRESETS, LandscapeConfig, PlaygroundConfig
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "several (paths, loss plot, GIF, table) or --sweep learning rates (CSV, heatmap).")
     add_config_args(p, PlaygroundConfig)
     cfg = config_from_args(PlaygroundConfig, p.parse_args(argv))
-    from . import experiments
+    from . import experiments  # here, not at the top: it imports torch, --help stays fast
 
     if cfg.sweep:
         experiments.sweep(cfg)
@@ -47,11 +48,9 @@ def landscape_main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run from its last epoch")
     add_config_args(p, LandscapeConfig)
     args = p.parse_args(argv)
-    from . import experiments
+    from . import experiments  # here, not at the top: it imports torch, --help stays fast
 
     if args.resume:  # the run's saved config is the truth (budget flags only; a model or data flag is refused)
-        from dlm_core.runs import RunDir
-
         if args.preset is not None or args.run_dir is not None:
             raise DlmError("--resume continues a run with its own saved config; drop --preset and --run-dir")
         run = RunDir.open(args.resume)  # a clear error when it is not a run folder

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import torch
+
+from dlm_core.data import load_dataset
 
 
 @dataclasses.dataclass
@@ -22,10 +25,6 @@ class Data:
 
 def load_data(dataset: str, seed: int, device) -> Data:
     """Load a core dataset (digits: 8x8 in [0, 1]; mnist10k: 28x28 uint8), flatten and scale to [0, 1]."""
-    import torch
-
-    from dlm_core.data import load_dataset
-
     ds = load_dataset(dataset, seed=seed)
     scale = 255.0 if ds.train.x.dtype == np.uint8 else 1.0
     arrays = {}

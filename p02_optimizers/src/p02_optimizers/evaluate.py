@@ -7,6 +7,7 @@ import csv
 import math
 from pathlib import Path
 
+import matplotlib.colors
 import numpy as np
 
 from dlm_core.plotting import plt, save_figure
@@ -42,8 +43,6 @@ def _contour(ax, surface: Surface, n: int = 250) -> None:
 
 
 def _lognorm():
-    import matplotlib.colors
-
     return matplotlib.colors.LogNorm()
 
 
@@ -82,7 +81,7 @@ def plot_losses(surface: Surface, results: list[PathResult], path: str | Path) -
 
 def write_gif(surface: Surface, results: list[PathResult], path: str | Path, frames: int = 40) -> Path:
     """Animated paths: frames spaced quadratically in time so the fast early moves are visible."""
-    import imageio.v2 as imageio
+    import imageio.v2 as imageio  # optional: not a dependency of p02, only the GIF needs it (--no-gif)
 
     pyplot = plt()
     fig, ax = pyplot.subplots(figsize=(4.8, 4.0), dpi=70)

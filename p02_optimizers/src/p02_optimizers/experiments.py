@@ -9,15 +9,23 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
+from dlm_core.device import select_device
 from dlm_core.errors import check_finite
+from dlm_core.plotting import plot_curves
 from dlm_core.runs import RunDir, new_run_id, print_metrics, runs_root
+from dlm_core.seed import seed_everything
 
 from . import evaluate
 from .config import LandscapeConfig, PlaygroundConfig
+from .data import load_data
+from .landscape import filter_normalized_direction, loss_slice, top_hessian_eigenvalue
 from .optim import OPTIMIZERS
 from .surfaces import get_surface
-from .train import PathResult, run_path
+from .train import PathResult, accuracy, run_path, train_pair
 
 PROJECT = "p02_optimizers"
 
@@ -123,23 +131,11 @@ def sweep(cfg: PlaygroundConfig) -> list[dict]:
 
 
 def landscape(cfg: LandscapeConfig, run_dir: str | None = None, resume: bool = False) -> dict:
-    from threadpoolctl import threadpool_limits
-
     with threadpool_limits(cfg.threads):  # BLAS threads (numpy, sklearn)
         return _landscape(cfg, run_dir, resume)
 
 
 def _landscape(cfg: LandscapeConfig, run_dir: str | None, resume: bool) -> dict:
-    import torch
-    from sklearn.linear_model import LogisticRegression
-
-    from dlm_core.device import select_device
-    from dlm_core.seed import seed_everything
-
-    from .data import load_data
-    from .landscape import filter_normalized_direction, loss_slice, top_hessian_eigenvalue
-    from .train import accuracy, train_pair
-
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.threads)
     device = select_device(cfg.device)
@@ -170,8 +166,6 @@ def _landscape(cfg: LandscapeConfig, run_dir: str | None, resume: bool) -> dict:
     results["baseline_logreg_test_acc"] = float(baseline)
 
     evaluate.plot_slices(slices, cfg.span, run.file("slices.png"))
-    from dlm_core.plotting import plot_curves
-
     rows = run.metrics()
     plot_curves(rows, "epoch", ["sgd_train_loss", "adam_train_loss"], run.file("loss.png"), title="training loss",
                 logy=True)

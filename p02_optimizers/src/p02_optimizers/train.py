@@ -10,8 +10,15 @@ import dataclasses
 import time
 
 import numpy as np
+import torch
+
+from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
+from dlm_core.errors import check_finite
+from dlm_core.runs import print_metrics, progress
+from dlm_core.seed import data_rng
 
 from .config import LandscapeConfig, PlaygroundConfig
+from .model import MLP
 from .optim import make_optimizer
 from .schedules import make_schedule
 from .surfaces import Surface
@@ -88,15 +95,6 @@ def train_pair(cfg: LandscapeConfig, data, run, resume: bool = False) -> dict:
 
     Returns {"sgd": model, "adam": model}. `data` comes from data.load_data(cfg).
     """
-    import torch
-
-    from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
-    from dlm_core.errors import check_finite
-    from dlm_core.runs import print_metrics, progress
-    from dlm_core.seed import data_rng
-
-    from .model import MLP
-
     device = data.device
     torch.manual_seed(cfg.seed)
     init = MLP(data.x_train.shape[1], cfg.hidden, cfg.layers, data.n_classes)
@@ -144,8 +142,6 @@ def train_pair(cfg: LandscapeConfig, data, run, resume: bool = False) -> dict:
 
 
 def accuracy(model, x, y) -> float:
-    import torch
-
     model.eval()
     with torch.no_grad():
         acc = float((model(x).argmax(1) == y).float().mean())

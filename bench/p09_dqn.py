@@ -67,9 +67,8 @@ def stability_summary(run_dir: Path, solve: float = 475.0) -> dict:
 
     import numpy as np
 
-    from p09_dqn.cli import load_policy
     from p09_dqn.data import test_seeds
-    from p09_dqn.evaluate import rollout
+    from p09_dqn.evaluate import load_policy, rollout
 
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     val = [(r["step"], r["val_return"]) for r in rows if "val_return" in r]

@@ -117,7 +117,7 @@ def _cli(*args):
 def test_eval_cli_with_gif(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     out = tmp_path / "ep.gif"
-    r = _cli("main_eval", str(run_dir), "--episodes", "3", "--gif", str(out))
+    r = _cli("evaluate_main", str(run_dir), "--episodes", "3", "--gif", str(out))
     assert r.returncode == 0, r.stderr
     assert "eval (3 greedy episodes of CartPole-v1): mean" in r.stdout
     assert out.stat().st_size > 1000 and out.read_bytes()[:3] == b"GIF"
@@ -125,10 +125,10 @@ def test_eval_cli_with_gif(tiny_run, tmp_path):
 
 def test_eval_cli_last_weights(tiny_run, tmp_path):
     run_dir, _ = tiny_run
-    r = _cli("main_eval", str(run_dir), "--episodes", "3", "--weights", "last")
+    r = _cli("evaluate_main", str(run_dir), "--episodes", "3", "--weights", "last")
     assert r.returncode == 0, r.stderr
     assert "eval (3 greedy episodes of CartPole-v1 (last weights)): mean" in r.stdout
-    r = _cli("main_eval", str(run_dir / "policy.pt"), "--weights", "last")  # a policy.pt holds only the best net
+    r = _cli("evaluate_main", str(run_dir / "policy.pt"), "--weights", "last")  # a policy.pt holds only the best net
     assert r.returncode == 2 and "--weights last" in r.stderr, r.stderr
 
 
@@ -141,7 +141,7 @@ def test_diagnostics_logged(tiny_run):
 
 
 def test_train_cli_smoke(tmp_path):
-    r = _cli("main_train", "--total-steps", "300", "--learning-starts", "100", "--eval-every", "300",
+    r = _cli("train_main", "--total-steps", "300", "--learning-starts", "100", "--eval-every", "300",
              "--eval-episodes", "2", "--test-episodes", "2", "--hidden", "16", "--run-dir", str(tmp_path / "cli"))
     assert r.returncode == 0, r.stderr
     assert "eval (2 greedy episodes): mean" in r.stdout and "val_return" in r.stdout
@@ -149,12 +149,12 @@ def test_train_cli_smoke(tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (("main_train", "--env", "NoSuchEnv-v9", "--total-steps", "10"), "NoSuchEnv-v9"),
-    (("main_train", "--env", "Pendulum-v1", "--total-steps", "10"), "Discrete actions"),
-    (("main_train", "--lr", "-1"), "--lr"),
-    (("main_train", "--resume", "/no/such/run"), "not a run directory"),
-    (("main_eval", "/no/such/run"), "does not exist"),
-    (("main_eval", "/no/such/policy.pt"), "does not exist"),
+    (("train_main", "--env", "NoSuchEnv-v9", "--total-steps", "10"), "NoSuchEnv-v9"),
+    (("train_main", "--env", "Pendulum-v1", "--total-steps", "10"), "Discrete actions"),
+    (("train_main", "--lr", "-1"), "--lr"),
+    (("train_main", "--resume", "/no/such/run"), "not a run directory"),
+    (("evaluate_main", "/no/such/run"), "does not exist"),
+    (("evaluate_main", "/no/such/policy.pt"), "does not exist"),
 ])
 def test_bad_input_one_line_exit_2(args, needle):
     r = _cli(*args)
@@ -166,5 +166,5 @@ def test_bad_input_one_line_exit_2(args, needle):
 def test_eval_cli_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
     bad = tmp_path / "policy.pt"
     bad.write_bytes(np.arange(10).tobytes())
-    r = _cli("main_eval", str(bad))
+    r = _cli("evaluate_main", str(bad))
     assert r.returncode == 2 and r.stderr.startswith("error: cannot read checkpoint"), r.stderr

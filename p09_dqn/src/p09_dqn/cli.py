@@ -5,10 +5,12 @@ torch and gymnasium are imported inside main(), so `--help` is instant.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from dlm_core.config import ArgumentParser, add_config_args, config_from_args, resume_config
 from dlm_core.errors import DlmError, cli_entry
+from dlm_core.runs import RunDir
 
 from .config import PRESETS, DQNConfig, preset_for
 
@@ -27,13 +29,9 @@ def train_parser() -> ArgumentParser:
 
 
 @cli_entry
-def main_train(argv: list[str] | None = None) -> int:
+def train_main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
     if args.resume:
-        import dataclasses
-
-        from dlm_core.runs import RunDir
-
         if args.preset is not None:
             raise DlmError("--resume continues a run with its own saved config; drop --preset")
         run = RunDir.open(args.resume)
@@ -64,55 +62,8 @@ def eval_parser() -> ArgumentParser:
     return p
 
 
-def load_policy(path: str, weights: str = "best"):
-    """(QNetwork, config dict) from a run folder's policy.pt, or from a policy/checkpoint .pt file.
-
-    weights="last" reads the latest checkpoint's online net instead of the best-on-validation one."""
-    from pathlib import Path
-
-    from dlm_core.checkpoint import load_checkpoint
-
-    from .model import QNetwork
-
-    p = Path(path)
-    if p.is_dir():
-        if weights == "last" or not (p / "policy.pt").is_file():
-            from dlm_core.checkpoint import Checkpointer
-            from dlm_core.runs import RunDir
-
-            RunDir.open(p)  # a clear error when it is not a run folder at all
-            if Checkpointer(p / "checkpoints").latest_path() is None:
-                raise DlmError(f"{p} has no policy.pt and no checkpoint; train it first (run_dqn_train)")
-            state = Checkpointer(p / "checkpoints").latest()
-        else:
-            state = load_checkpoint(p / "policy.pt")
-    else:
-        state = load_checkpoint(p)
-    if "config" not in state or not any(k in state for k in ("best_model", "model")):
-        raise DlmError(f"{path} is not a p09_dqn policy or checkpoint (no model/config inside)")
-    cfg = state["config"]
-    if weights == "last":
-        if "model" not in state or "best_model" not in state:
-            raise DlmError(f"{path}: --weights last needs a run folder or a checkpoint, not a policy.pt")
-        net = state["model"]
-    else:
-        net = state.get("best_model", state["model"])
-    from .data import env_dims, make_env
-
-    env = make_env(cfg["env"])
-    obs_dim, n_actions = env_dims(env)
-    env.close()
-    q = QNetwork(obs_dim, n_actions, cfg["hidden"])
-    try:
-        q.load_state_dict(net)
-    except RuntimeError as err:
-        raise DlmError(f"{path}: weights do not fit the saved config: {str(err).splitlines()[0]}") from None
-    q.eval()
-    return q, cfg
-
-
 @cli_entry
-def main_eval(argv: list[str] | None = None) -> int:
+def evaluate_main(argv: list[str] | None = None) -> int:
     args = eval_parser().parse_args(argv)
     if args.episodes < 1:
         raise DlmError("--episodes must be >= 1")
@@ -121,7 +72,7 @@ def main_eval(argv: list[str] | None = None) -> int:
     from dlm_core.device import select_device
 
     from .data import test_seeds
-    from .evaluate import rollout, save_gif
+    from .evaluate import load_policy, rollout, save_gif
 
     device = select_device(args.device)
     q, cfg = load_policy(args.path, args.weights)
@@ -141,4 +92,4 @@ def main_eval(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main_train())
+    sys.exit(train_main())

@@ -6,7 +6,9 @@ VAL_BASE + ..., the final test episodes TEST_BASE + ... . The test seeds are tou
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
+import torch
 
 from dlm_core.errors import DlmError
 
@@ -24,8 +26,6 @@ def test_seeds(seed: int, n: int) -> list[int]:
 
 def make_env(env_id: str, render_mode: str | None = None, max_episode_steps: int | None = None):
     """gym.make with a clear DlmError for unknown ids and unsupported spaces (Box obs, Discrete actions)."""
-    import gymnasium as gym
-
     try:
         env = gym.make(env_id, render_mode=render_mode, max_episode_steps=max_episode_steps)
     except gym.error.Error as err:
@@ -87,8 +87,6 @@ class ReplayBuffer:
 
     # checkpoints hold tensors and plain values only (torch.load weights_only=True)
     def state_dict(self) -> dict:
-        import torch
-
         n = self.size
         return {"obs": torch.from_numpy(self.obs[:n].copy()), "next_obs": torch.from_numpy(self.next_obs[:n].copy()),
                 "actions": torch.from_numpy(self.actions[:n].copy()),

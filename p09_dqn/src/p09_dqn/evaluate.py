@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
+from PIL import Image
 
-from .data import make_env
+from dlm_core.checkpoint import Checkpointer, load_checkpoint
+from dlm_core.errors import DlmError
+from dlm_core.plotting import plt, save_figure
+from dlm_core.runs import RunDir
+
+from .data import env_dims, make_env
+from .model import QNetwork, greedy_actions
 
 
 def rollout(env_id: str, seeds: list[int], policy=None, device="cpu", rng_seed: int = 0,
@@ -16,8 +26,6 @@ def rollout(env_id: str, seeds: list[int], policy=None, device="cpu", rng_seed: 
 
     policy: a QNetwork (greedy argmax, batched over the live envs) or None for the uniform random policy.
     """
-    from .model import greedy_actions
-
     envs = [make_env(env_id, max_episode_steps=max_episode_steps) for _ in seeds]
     obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, seeds)]).astype(np.float32)
     returns = np.zeros(len(envs))
@@ -41,6 +49,42 @@ def rollout(env_id: str, seeds: list[int], policy=None, device="cpu", rng_seed: 
     return returns
 
 
+def load_policy(path: str, weights: str = "best"):
+    """(QNetwork, config dict) from a run folder's policy.pt, or from a policy/checkpoint .pt file.
+
+    weights="last" reads the latest checkpoint's online net instead of the best-on-validation one."""
+    p = Path(path)
+    if p.is_dir():
+        if weights == "last" or not (p / "policy.pt").is_file():
+            RunDir.open(p)  # a clear error when it is not a run folder at all
+            if Checkpointer(p / "checkpoints").latest_path() is None:
+                raise DlmError(f"{p} has no policy.pt and no checkpoint; train it first (run_dqn_train)")
+            state = Checkpointer(p / "checkpoints").latest()
+        else:
+            state = load_checkpoint(p / "policy.pt")
+    else:
+        state = load_checkpoint(p)
+    if "config" not in state or not any(k in state for k in ("best_model", "model")):
+        raise DlmError(f"{path} is not a p09_dqn policy or checkpoint (no model/config inside)")
+    cfg = state["config"]
+    if weights == "last":
+        if "model" not in state or "best_model" not in state:
+            raise DlmError(f"{path}: --weights last needs a run folder or a checkpoint, not a policy.pt")
+        net = state["model"]
+    else:
+        net = state.get("best_model", state["model"])
+    env = make_env(cfg["env"])
+    obs_dim, n_actions = env_dims(env)
+    env.close()
+    q = QNetwork(obs_dim, n_actions, cfg["hidden"])
+    try:
+        q.load_state_dict(net)
+    except RuntimeError as err:
+        raise DlmError(f"{path}: weights do not fit the saved config: {str(err).splitlines()[0]}") from None
+    q.eval()
+    return q, cfg
+
+
 def q_bound(gamma: float, reward_abs_max: float) -> float:
     """|Q| can never exceed max|r| / (1 - gamma) (one reward per step, discounted forever)."""
     return math.inf if gamma >= 1 else reward_abs_max / (1.0 - gamma)
@@ -49,8 +93,6 @@ def q_bound(gamma: float, reward_abs_max: float) -> float:
 def plot_training(rows: list[dict], random_mean: float, path, title: str, window: int = 20,
                   q_limit: float | None = None) -> Path:
     """Four panels against env steps: episode return (+ rolling mean, random policy), TD loss, mean max-Q, epsilon."""
-    from dlm_core.plotting import plt, save_figure
-
     pyplot = plt()
     fig, axes = pyplot.subplots(2, 2, figsize=(10, 6.4))
     eps = [r for r in rows if "episode_return" in r]
@@ -106,19 +148,11 @@ def q_verdict(rows: list[dict], gamma: float, reward_abs_max: float) -> tuple[bo
 def save_gif(env_id: str, model, seed: int, path, device="cpu", every: int = 2, width: int = 300,
              max_frames: int = 300, max_episode_steps: int | None = None) -> tuple[Path, float]:
     """Record one greedy episode (rgb_array frames, every `every`-th, resized) as a looping GIF."""
-    import os
-    import warnings
-
-    import imageio.v3 as iio
-    from PIL import Image
-
-    from .model import greedy_actions
-
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # off-screen rendering: no display, no audio, no warnings
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pygame's pkg_resources deprecation notice
-        import pygame  # noqa: F401
+        import pygame  # noqa: F401  (here: it reads the SDL variables above when imported)
     env = make_env(env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps)
     obs, _ = env.reset(seed=seed)
     frames, total, t, done = [], 0.0, 0, False
@@ -139,8 +173,8 @@ def save_gif(env_id: str, model, seed: int, path, device="cpu", every: int = 2, 
     return path, total
 
 
-def write_report(run, cfg, result: dict, rows: list[dict]) -> None:
-    ok, verdict = q_verdict(rows, cfg.gamma, result["reward_abs_max"])
+def report_text(cfg, result: dict, q_text: str) -> str:
+    """report.md of a run: the test table beside the random policy, when it solved, and whether Q stayed bounded."""
     s2s = result["steps_to_solve"]
     lines = [
         f"# DQN on {cfg.env}",
@@ -160,10 +194,9 @@ def write_report(run, cfg, result: dict, rows: list[dict]) -> None:
         f"{s2s if s2s is not None else 'not reached'}. Test seeds are disjoint from the validation seeds "
         "that chose the model.",
         "",
-        f"**Did Q stay bounded?** {verdict}",
+        f"**Did Q stay bounded?** {q_text}",
         "",
         "![training](training.png)",
         "",
     ]
-    run.write_report("\n".join(lines))
-    result["q_bounded"] = ok
+    return "\n".join(lines)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dlm_core.checkpoint import Checkpointer, rng_state, set_rng_state
+from dlm_core.checkpoint import Checkpointer, rng_state, save_checkpoint, set_rng_state
 from dlm_core.device import select_device
 from dlm_core.errors import check_finite
 from dlm_core.runs import RunDir, print_metrics, progress
@@ -31,7 +31,7 @@ from dlm_core.seed import seed_everything
 
 from .config import DQNConfig
 from .data import ReplayBuffer, env_dims, make_env, nstep_transitions, sample_with_reserve, test_seeds, val_seeds
-from .evaluate import plot_training, q_bound, rollout, write_report
+from .evaluate import plot_training, q_bound, q_verdict, report_text, rollout
 from .model import QNetwork
 
 
@@ -85,6 +85,59 @@ def _set_gen_state(gen: np.random.Generator, text: str) -> None:
     gen.bit_generator.state = json.loads(text)
 
 
+def act(q: QNetwork, obs: np.ndarray, eps: float, rng: np.random.Generator, n_actions: int, device) -> int:
+    """Epsilon-greedy: a uniform random action with probability eps, else argmax_a Q(obs, a)."""
+    if rng.random() < eps:
+        return int(rng.integers(n_actions))
+    with torch.no_grad():
+        return int(q(torch.as_tensor(obs, device=device).unsqueeze(0)).argmax(1).item())
+
+
+def gradient_step(q: QNetwork, target: QNetwork, opt: torch.optim.Optimizer, batch: dict[str, np.ndarray],
+                  cfg: DQNConfig, reward_abs_max: float, device) -> dict[str, float]:
+    """One TD regression step on a replay batch; returns its loss, batch-mean max-Q, gradient norm and |TD error|."""
+    o, a, r, o2, d, disc = (torch.as_tensor(batch[k], device=device) for k in
+                            ("obs", "actions", "rewards", "next_obs", "terminated", "discounts"))
+    # one-step: the scalar gamma; n-step: gamma^k per transition
+    y = td_target(r, o2, d, cfg.gamma if cfg.n_step == 1 else disc, target, q if cfg.double else None)
+    if cfg.clip_target:  # no return can exceed this: a target above it is pure overestimation
+        bound = q_bound(cfg.gamma, reward_abs_max)
+        y = y.clamp(-bound, bound)
+    q_all = q(o)
+    q_sa = q_all.gather(1, a.unsqueeze(1)).squeeze(1)
+    loss = F.smooth_l1_loss(q_sa, y) if cfg.loss == "huber" else F.mse_loss(q_sa, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    # the global gradient norm before clipping (inf turns clipping off but still measures it)
+    gnorm = torch.nn.utils.clip_grad_norm_(q.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+    opt.step()
+    return {"loss": loss.item(), "q_max": q_all.detach().max(1).values.mean().item(), "grad_norm": float(gnorm),
+            "td_abs": (q_sa.detach() - y).abs().mean().item()}
+
+
+def validate(cfg: DQNConfig, q: QNetwork, device) -> float:
+    """Mean return of greedy episodes on the validation seeds (model selection and early stop)."""
+    return float(rollout(cfg.env, val_seeds(cfg.seed, cfg.eval_episodes), q, device,
+                         max_episode_steps=cfg.max_episode_steps).mean())
+
+
+def new_loop_state() -> dict:
+    """Everything the loop counts; a checkpoint holds it (as JSON) beside the nets, buffers and RNG states."""
+    return {"step": 0, "updates": 0, "episode": 0, "ep_return": 0.0, "ep_len": 0, "recent": [],
+            "best_val": -math.inf, "best_step": 0, "steps_to_solve": None, "seconds_to_solve": None,
+            "reward_abs_max": 0.0, "loss_sum": 0.0, "q_sum": 0.0, "n_sum": 0, "gn_sum": 0.0, "td_sum": 0.0,
+            "last_loss": None, "last_q": None, "epoch": 0, "finished": False, "train_seconds": 0.0,
+            "last_eval_step": -1}
+
+
+def test_policy(cfg: DQNConfig, q: QNetwork, device) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """The test: greedy episodes of q, once, on their own seeds, beside the random policy on the same seeds."""
+    seeds = test_seeds(cfg.seed, cfg.test_episodes)
+    test = rollout(cfg.env, seeds, q, device, max_episode_steps=cfg.max_episode_steps)
+    rand = rollout(cfg.env, seeds, None, rng_seed=cfg.seed, max_episode_steps=cfg.max_episode_steps)
+    return seeds, test, rand
+
+
 def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = False) -> dict:
     """Train, pick the best net on validation seeds, test it once on separate seeds; returns results.json."""
     seed_everything(cfg.seed)
@@ -106,35 +159,28 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
     nq: list = []  # n-step queue: the last (obs, action, reward) steps not yet stored
     rng = np.random.default_rng([cfg.seed, 7])  # exploration and replay sampling
     obs, _ = env.reset(seed=cfg.seed)
-    # everything below is the loop's state; a checkpoint holds all of it
-    s = {"step": 0, "updates": 0, "episode": 0, "ep_return": 0.0, "ep_len": 0, "recent": [],
-         "best_val": -math.inf, "best_step": 0, "steps_to_solve": None, "seconds_to_solve": None, "reward_abs_max": 0.0,
-         "loss_sum": 0.0, "q_sum": 0.0, "n_sum": 0, "gn_sum": 0.0, "td_sum": 0.0, "last_loss": None, "last_q": None,
-         "epoch": 0,
-         "finished": False, "train_seconds": 0.0, "last_eval_step": -1}
+    s = new_loop_state()
     best_model = copy.deepcopy(q.state_dict())
-    if resume:
-        state = ckpt.latest()
-        if state is None:
-            if not quiet:
-                print(f"no checkpoint in {run.checkpoint_dir}: starting from scratch", flush=True)
-        else:
-            q.load_state_dict(state["model"])
-            target.load_state_dict(state["target"])
-            opt.load_state_dict(state["optimizer"])
-            buf.load_state_dict(state["buffer"])
-            if reserve is not None:
-                reserve.load_state_dict(state["reserve"])
-            nq = [(np.asarray(o, dtype=np.float32), a, r) for o, a, r in json.loads(state.get("nstep_queue", "[]"))]
-            best_model = state["best_model"]
-            s = {"gn_sum": 0.0, "td_sum": 0.0, **json.loads(state["loop"])}  # older checkpoints lack these
-            set_rng_state(state["rng"])
-            _set_gen_state(rng, state["explore_rng"])
-            _set_gen_state(env.unwrapped.np_random, state["env_rng"])
-            run.truncate_metrics(lambda r: r.get("step", 0) <= s["step"])
-            obs, _ = env.reset()  # checkpoints are taken at episode ends, before the next reset
-            if not quiet:
-                print(f"resumed from step {s['step']} (checkpoint {state['epoch']})", flush=True)
+    state = ckpt.latest() if resume else None
+    if resume and state is None and not quiet:
+        print(f"no checkpoint in {run.checkpoint_dir}: starting from scratch", flush=True)
+    if state is not None:
+        q.load_state_dict(state["model"])
+        target.load_state_dict(state["target"])
+        opt.load_state_dict(state["optimizer"])
+        buf.load_state_dict(state["buffer"])
+        if reserve is not None:
+            reserve.load_state_dict(state["reserve"])
+        nq = [(np.asarray(o, dtype=np.float32), a, r) for o, a, r in json.loads(state.get("nstep_queue", "[]"))]
+        best_model = state["best_model"]
+        s = {"gn_sum": 0.0, "td_sum": 0.0, **json.loads(state["loop"])}  # older checkpoints lack these
+        set_rng_state(state["rng"])
+        _set_gen_state(rng, state["explore_rng"])
+        _set_gen_state(env.unwrapped.np_random, state["env_rng"])
+        run.truncate_metrics(lambda r: r.get("step", 0) <= s["step"])
+        obs, _ = env.reset()  # checkpoints are taken at episode ends, before the next reset
+        if not quiet:
+            print(f"resumed from step {s['step']} (checkpoint {state['epoch']})", flush=True)
 
     def save(finished: bool) -> None:
         s["epoch"] += 1
@@ -147,29 +193,24 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
                                "rng": rng_state(), "explore_rng": _gen_state(rng),
                                "env_rng": _gen_state(env.unwrapped.np_random), "config": dataclasses.asdict(cfg)})
 
-    def evaluate_val() -> float:
+    def record_validation(val: float) -> None:
+        """Keep the best net so far; note the step (and second) at which validation first reached the target."""
         nonlocal best_model
-        val = float(rollout(cfg.env, val_seeds(cfg.seed, cfg.eval_episodes), q, device,
-                            max_episode_steps=cfg.max_episode_steps).mean())
         s["last_eval_step"] = s["step"]
         if val > s["best_val"]:
             s["best_val"], s["best_step"] = val, s["step"]
             best_model = {k: v.detach().clone() for k, v in q.state_dict().items()}
         if val >= cfg.target_return and s["steps_to_solve"] is None:
             s["steps_to_solve"], s["seconds_to_solve"] = s["step"], time.perf_counter() - t_start
-        return val
 
     t_start = time.perf_counter() - s["train_seconds"]
     t_window, step_window = time.perf_counter(), s["step"]
     bar = progress(total=cfg.total_steps, initial=s["step"], desc=f"dqn {cfg.env}")
     checkpoint_due = False
     while not s["finished"] and s["step"] < cfg.total_steps:
+        # act, and store what the env said
         eps = linear_epsilon(s["step"], cfg)
-        if rng.random() < eps:
-            action = int(rng.integers(n_actions))
-        else:
-            with torch.no_grad():
-                action = int(q(torch.as_tensor(obs, device=device).unsqueeze(0)).argmax(1).item())
+        action = act(q, obs, eps, rng, n_actions, device)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         # n-step: store the oldest queued step once n are queued, every queued step at an episode end.
         # truncated is NOT stored as terminated: after a time limit the target must bootstrap
@@ -186,41 +227,26 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
         s["ep_len"] += 1
         s["reward_abs_max"] = max(s["reward_abs_max"], abs(float(reward)))
 
+        # learn
         if step > cfg.learning_starts:
             if step % cfg.train_freq == 0:
                 lr_now = linear_lr(step, cfg)
                 for group in opt.param_groups:
                     group["lr"] = lr_now
                 for _ in range(cfg.gradient_steps):
-                    b = sample_with_reserve(buf, reserve, cfg.terminal_share, cfg.batch_size, rng)
-                    o, a, r, o2, d, disc = (torch.as_tensor(b[k], device=device) for k in
-                                            ("obs", "actions", "rewards", "next_obs", "terminated", "discounts"))
-                    # one-step: the scalar gamma (as before); n-step: gamma^k per transition
-                    y = td_target(r, o2, d, cfg.gamma if cfg.n_step == 1 else disc, target,
-                                  q if cfg.double else None)
-                    if cfg.clip_target:  # no return can exceed this: a target above it is pure overestimation
-                        bound = q_bound(cfg.gamma, s["reward_abs_max"])
-                        y = y.clamp(-bound, bound)
-                    q_all = q(o)
-                    q_sa = q_all.gather(1, a.unsqueeze(1)).squeeze(1)
-                    loss = F.smooth_l1_loss(q_sa, y) if cfg.loss == "huber" else F.mse_loss(q_sa, y)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    # the global gradient norm before clipping (inf turns clipping off but still measures it)
-                    gnorm = torch.nn.utils.clip_grad_norm_(q.parameters(), cfg.grad_clip if cfg.grad_clip > 0
-                                                           else math.inf)
-                    opt.step()
+                    batch = sample_with_reserve(buf, reserve, cfg.terminal_share, cfg.batch_size, rng)
+                    m = gradient_step(q, target, opt, batch, cfg, s["reward_abs_max"], device)
                     s["updates"] += 1
-                    loss_v = loss.item()
-                    check_finite(loss_v, s["updates"], cfg.lr)
-                    s["loss_sum"] += loss_v
-                    s["q_sum"] += q_all.detach().max(1).values.mean().item()
+                    check_finite(m["loss"], s["updates"], cfg.lr)
+                    s["loss_sum"] += m["loss"]
+                    s["q_sum"] += m["q_max"]
                     s["n_sum"] += 1
-                    s["gn_sum"] += float(gnorm)
-                    s["td_sum"] += (q_sa.detach() - y).abs().mean().item()
+                    s["gn_sum"] += m["grad_norm"]
+                    s["td_sum"] += m["td_abs"]
             if step % cfg.target_every == 0:
                 update_target(target, q, cfg.tau)
 
+        # log, validate, checkpoint
         if step % cfg.log_every == 0:
             diag = {}
             if s["n_sum"]:
@@ -236,7 +262,8 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
 
         stop = False
         if step % cfg.eval_every == 0:
-            val = evaluate_val()
+            val = validate(cfg, q, device)
+            record_validation(val)
             now = time.perf_counter()
             sps = (step - step_window) / max(now - t_window, 1e-9)
             t_window, step_window = now, step
@@ -267,20 +294,18 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
     env.close()
     if not s["finished"]:
         if s["last_eval_step"] != s["step"]:
-            val = evaluate_val()
+            val = validate(cfg, q, device)
+            record_validation(val)
             run.log(step=s["step"], val_return=val, episode=s["episode"])
         s["train_seconds"] = time.perf_counter() - t_start
         save(finished=True)
 
-    # the test: the best validation net, once, on its own seeds, beside the random policy on the same seeds
     q.load_state_dict(best_model)
-    seeds = test_seeds(cfg.seed, cfg.test_episodes)
-    test = rollout(cfg.env, seeds, q, device, max_episode_steps=cfg.max_episode_steps)
-    rand = rollout(cfg.env, seeds, None, rng_seed=cfg.seed, max_episode_steps=cfg.max_episode_steps)
-    from dlm_core.checkpoint import save_checkpoint
-
+    seeds, test, rand = test_policy(cfg, q, device)
     save_checkpoint(run.file("policy.pt"), {"model": q.state_dict(), "obs_dim": obs_dim, "n_actions": n_actions,
                                             "config": dataclasses.asdict(cfg), "step": s["best_step"]})
+    rows = run.metrics()
+    q_ok, q_text = q_verdict(rows, cfg.gamma, s["reward_abs_max"])
     result = {"env": cfg.env, "seed": cfg.seed, "steps": s["step"], "updates": s["updates"],
               "episodes": s["episode"], "train_seconds": s["train_seconds"],
               "steps_to_solve": s["steps_to_solve"], "seconds_to_solve": s["seconds_to_solve"],
@@ -288,15 +313,13 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
               "best_val_return": s["best_val"], "model_step": s["best_step"], "test_episodes": len(seeds),
               "test_mean": float(test.mean()), "test_std": float(test.std()), "random_mean": float(rand.mean()),
               "random_std": float(rand.std()), "reward_abs_max": s["reward_abs_max"],
-              "solved_on_test": bool(test.mean() >= cfg.target_return)}
-    rows = run.metrics()
+              "solved_on_test": bool(test.mean() >= cfg.target_return), "q_bounded": q_ok}
     plot_training(rows, result["random_mean"], run.file("training.png"), f"DQN on {cfg.env}, seed {cfg.seed}",
                   q_limit=q_bound(cfg.gamma, s["reward_abs_max"]))
-    write_report(run, cfg, result, rows)
+    run.write_report(report_text(cfg, result, q_text))
     run.write_json("results.json", result)
     if not quiet:
         print(f"eval ({len(seeds)} greedy episodes): mean {test.mean():.1f} +- {test.std():.1f}   "
               f"random policy: {rand.mean():.1f}", flush=True)
         print(f"Q bounded: {result['q_bounded']}; run: {run.path}", flush=True)
-    result["run_dir"] = str(run.path)
-    return result
+    return {**result, "run_dir": str(run.path)}

@@ -1,6 +1,7 @@
 """Stability of no-early-stop CartPole runs: reads runs' metrics.jsonl, prints a table, draws the README figures.
 
     .venv/bin/python p09_dqn/docs/stability.py LABEL=RUN_DIR[,RUN_DIR...] ... [--plot-diag OUT.png] [--plot-val OUT.png]
+        [--plot-grid OUT.png]      (one panel per LABEL, one line per run: for groups of many seeds)
 
 Per run: the first validation eval >= 475 ("first solve"), the share of the later evals that stay >= 475,
 the last validation mean, and from the 500-step rows at the end: mean max-Q, |TD error|, grad norm, lr and
@@ -41,6 +42,7 @@ def main() -> None:
     ap.add_argument("groups", nargs="+", help="LABEL=RUN_DIR[,RUN_DIR...]")
     ap.add_argument("--plot-diag", default=None)
     ap.add_argument("--plot-val", default=None)
+    ap.add_argument("--plot-grid", default=None)
     args = ap.parse_args()
     groups = {}
     for g in args.groups:
@@ -55,7 +57,7 @@ def main() -> None:
             frac = f"{s['post_solve_ok']}/{s['post_solve_n']}" if s["first_solve"] is not None else "never solved"
             print(f"| {label} | {Path(d).name} | {s['first_solve']} | {frac} | {s['final_val']:.1f} | {s['q_max']:.1f} "
                   f"| {s['td_abs']:.3f} | {s['grad_norm']:.2f} | {s['lr']:.1e} | {s['buffer_terminal_frac']:.4f} |")
-    if args.plot_diag or args.plot_val:
+    if args.plot_diag or args.plot_val or args.plot_grid:
         import matplotlib
 
         matplotlib.use("Agg")
@@ -76,6 +78,32 @@ def main() -> None:
             ax.legend(fontsize=8)
             fig.tight_layout()
             fig.savefig(args.plot_val, dpi=90)
+        if args.plot_grid:
+            n = len(groups)
+            cols = min(n, 3)
+            rows_n = -(-n // cols)
+            fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), sharex=True, sharey=True,
+                                     squeeze=False)
+            for ax, (label, dirs) in zip(axes.flat, groups.items()):
+                ok = total = 0
+                for j, d in enumerate(dirs):
+                    rows = load(d)
+                    val = [(r["step"], r["val_return"]) for r in rows if "val_return" in r]
+                    sm = summary(rows)
+                    ok, total = ok + sm["post_solve_ok"], total + sm["post_solve_n"]
+                    ax.plot([x / 1000 for x, _ in val], [y for _, y in val], color=colors[j % len(colors)], lw=1,
+                            marker=".", ms=3, alpha=0.85, label=Path(d).name.rsplit("-", 1)[-1])
+                ax.axhline(475, color="grey", ls="--", lw=1)
+                share = f"{ok}/{total} = {ok / total:.0%}" if total else "never solved"
+                ax.set_title(f"{label}\npost-solve evals >= 475: {share}", fontsize=9)
+                ax.set_xlabel("env steps (thousands)", fontsize=8)
+                ax.legend(fontsize=6, ncol=2, loc="lower right")
+            for ax in axes.flat[n:]:
+                ax.axis("off")
+            axes[0, 0].set_ylabel("validation mean return\n(20 greedy episodes)", fontsize=8)
+            fig.suptitle("CartPole-v1, 100k steps, no early stop", fontsize=10)
+            fig.tight_layout()
+            fig.savefig(args.plot_grid, dpi=85)
         if args.plot_diag:
             keys = [("val_return", "validation mean return"), ("q_max", "batch mean of max-Q (ceiling 100)"),
                     ("buffer_terminal_frac", "share of replay that is a termination"),

@@ -252,13 +252,24 @@ def provenance(project: str, run_dir, dataset: str, split_seed: int, seed: int, 
             "config": {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool, list, type(None)))}}
 
 
-def graph_signature(path: str | os.PathLike) -> dict:
-    """inputs/outputs of an ONNX file as [{name, dtype, shape}] with -1 for every dynamic axis."""
+def ort_session(path: str | Path, threads: int = 1):
+    """An ONNX Runtime CPU session with `threads` intra-op threads (0 = ORT's default) and no spinning, so an
+    idle server does not burn its cores."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def graph_signature(path: str | os.PathLike) -> dict:
+    """inputs/outputs of an ONNX file as [{name, dtype, shape}] with -1 for every dynamic axis."""
+    sess = ort_session(path, threads=0)
 
     def spec(arg) -> dict:
         dtype = arg.type.removeprefix("tensor(").removesuffix(")")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .bundle import ort_session
+
 
 def onnx_export(module, example: tuple, path, input_names: list[str], output_names: list[str],
                 dynamic_shapes: tuple) -> Path:
@@ -31,8 +33,6 @@ def torch_reference(module, role: str, feeds: dict[str, np.ndarray], output_name
 
 
 def ort_outputs(onnx_path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from .predictors.base import ort_session
-
     sess = ort_session(onnx_path, threads=0)
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, feeds)))

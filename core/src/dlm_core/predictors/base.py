@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..bundle import Bundle
+from ..bundle import Bundle, ort_session  # noqa: F401  (re-exported: dlm_core.predictors.ort_session)
 from ..errors import DlmError
 
 # numpy dtype name -> KServe v2 datatype
@@ -24,21 +24,6 @@ V2_DATATYPES = {"float32": "FP32", "float16": "FP16", "float64": "FP64", "int64"
 
 class BadInput(DlmError):
     """A request the model cannot take (wrong type, shape, empty text, undecodable image): a 4xx, not a 500."""
-
-
-def ort_session(path: str | Path, threads: int = 1):
-    """An ONNX Runtime CPU session with `threads` intra-op threads (0 = ORT's default) and no spinning, so an
-    idle server does not burn its cores."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 @dataclasses.dataclass

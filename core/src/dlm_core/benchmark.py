@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,6 @@ from .io import write_json
 def unshadow(bench_file: str, package: str) -> None:
     """bench/p03_cnn.py run as a script puts bench/ first on sys.path, so `import p03_cnn` would find the
     bench file itself. Drop that folder (and a module already imported from it) before importing the package."""
-    import sys
 
     here = Path(bench_file).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]

@@ -7,6 +7,7 @@ which is exactly what torch.load(weights_only=True) accepts: no pickled code run
 from __future__ import annotations
 
 import os
+import random
 import re
 from pathlib import Path
 
@@ -38,7 +39,6 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 def rng_state() -> dict:
     """Python, numpy and torch RNG states as weights_only-loadable values."""
-    import random
 
     import numpy as np
     import torch
@@ -51,7 +51,6 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    import random
 
     import numpy as np
     import torch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from collections.abc import Callable
 
@@ -34,7 +35,6 @@ def cli_entry(main: Callable[..., int | None]) -> Callable[..., int | None]:
 
 def check_finite(loss: float, step: int, lr: float | None = None) -> None:
     """Stop training with a useful message when the loss is NaN or Inf."""
-    import math
 
     if not math.isfinite(float(loss)):
         lr_text = f" lr={lr:g}" if lr is not None else ""

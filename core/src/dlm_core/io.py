@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -67,7 +68,6 @@ def read_json(path):
 
 
 def _json_default(obj):
-    import dataclasses
 
     if dataclasses.is_dataclass(obj):
         return dataclasses.asdict(obj)

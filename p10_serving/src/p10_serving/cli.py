@@ -5,8 +5,13 @@ Heavy imports (fastapi, uvicorn, onnxruntime, httpx) happen inside the mains, so
 
 from __future__ import annotations
 
+import asyncio
 import json
+import shlex
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from dlm_core.config import ArgumentParser
@@ -145,10 +150,6 @@ def worker_main(argv: list[str] | None = None) -> int:
     p.add_argument("--poll", type=float, default=2.0, help="seconds between looks at the folder (default: 2)")
     p.add_argument("--once", action="store_true", help="handle the pending events, then exit")
     args = p.parse_args(argv)
-    import shlex
-    import signal
-    import subprocess
-    import time
 
     from dlm_core.retrain import folders, pending, read_event, write_result
 
@@ -196,7 +197,6 @@ def loadtest_parser() -> ArgumentParser:
 @cli_entry
 def loadtest_main(argv: list[str] | None = None) -> int:
     args = loadtest_parser().parse_args(argv)
-    import asyncio
 
     import httpx
 

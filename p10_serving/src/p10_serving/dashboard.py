@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -33,14 +35,12 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 def find_chromium() -> str | None:
-    import shutil
 
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
 def run_chromium(url: str, profile: str | Path, *extra: str, budget_ms: int = 5000, timeout: float = 120):
     """Load url in headless Chromium (virtual time budget_ms for the page's scripts); the finished process."""
-    import subprocess
 
     exe = find_chromium()
     if exe is None:

@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -158,7 +159,6 @@ async def replay(base: str, x: np.ndarray, y: np.ndarray, *, shift: tuple[str, f
 
 def screenshot(url: str, path: Path) -> str | None:
     """The live dashboard as a PNG, by headless Chromium (None, said, when Chromium is not installed)."""
-    import tempfile
 
     from .dashboard import find_chromium, run_chromium
 

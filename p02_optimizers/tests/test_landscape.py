@@ -79,7 +79,7 @@ def test_loss_slice_centre_is_the_loss_and_weights_are_restored():
 
 
 def test_tiny_sgd_vs_adam_learns_on_digits_and_resumes(tmp_path, capsys):
-    from p02_optimizers.experiments import landscape
+    from p02_optimizers.network import landscape
 
     cfg = LandscapeConfig(epochs=2, grid=3, hessian_iters=3, hidden=32, layers=1, sgd_lr=0.3, adam_lr=3e-3)
     run_dir = tmp_path / "run"

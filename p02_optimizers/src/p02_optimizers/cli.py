@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "several (paths, loss plot, GIF, table) or --sweep learning rates (CSV, heatmap).")
     add_config_args(p, PlaygroundConfig)
     cfg = config_from_args(PlaygroundConfig, p.parse_args(argv))
-    from . import experiments  # here, not at the top: it imports torch, --help stays fast
+    from . import experiments  # here, not at the top: it imports matplotlib, --help stays fast
 
     if cfg.sweep:
         experiments.sweep(cfg)
@@ -48,7 +48,7 @@ def landscape_main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run from its last epoch")
     add_config_args(p, LandscapeConfig)
     args = p.parse_args(argv)
-    from . import experiments  # here, not at the top: it imports torch, --help stays fast
+    from .network import landscape  # here, not at the top: it imports torch, --help stays fast
 
     if args.resume:  # the run's saved config is the truth (budget flags only; a model or data flag is refused)
         if args.preset is not None or args.run_dir is not None:
@@ -57,7 +57,7 @@ def landscape_main(argv: list[str] | None = None) -> int:
         cfg = resume_config(LandscapeConfig, run.load_config(), args, run.path)
     else:
         cfg = config_from_args(LandscapeConfig, args, base=LANDSCAPE_PRESETS[args.preset or "default"])
-    experiments.landscape(cfg, run_dir=args.resume or args.run_dir, resume=bool(args.resume))
+    landscape(cfg, run_dir=args.resume or args.run_dir, resume=bool(args.resume))
     return 0
 
 

@@ -1,24 +1,15 @@
-"""The loops: an optimizer walking a 2D surface (numpy), and SGD vs Adam training a torch MLP on real data.
+"""The playground's loop: an optimizer walking a 2D surface (numpy only; the torch MLP is in network.py).
 
     run_path(cfg, surface, "adam")   -> PathResult (the whole trajectory, losses, lrs, steps to tolerance)
-    train_pair(cfg, run, resume)     -> two MLPs (plain SGD, Adam) trained in lockstep from the same init
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
-import torch
 
-from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
-from dlm_core.errors import check_finite
-from dlm_core.runs import print_metrics, progress
-from dlm_core.seed import data_rng
-
-from .config import LandscapeConfig, PlaygroundConfig
-from .model import MLP
+from .config import PlaygroundConfig
 from .optim import make_optimizer
 from .schedules import make_schedule
 from .surfaces import Surface
@@ -86,64 +77,3 @@ def run_path(cfg: PlaygroundConfig, surface: Surface, name: str, lr: float | Non
     hits = np.flatnonzero(losses - surface.f_min < cfg.tol)
     return PathResult(name, lr, path, losses, lrs, diverged_at, int(hits[0]) if len(hits) else None,
                       surface.distance_to_minimum(path[-1]) if diverged_at is None else float("inf"))
-
-
-# --- the real network ------------------------------------------------------------------------
-
-def train_pair(cfg: LandscapeConfig, data, run, resume: bool = False) -> dict:
-    """Train one MLP with plain SGD and one with Adam, same init, same batches; checkpoint both every epoch.
-
-    Returns {"sgd": model, "adam": model}. `data` comes from data.load_data(cfg).
-    """
-    device = data.device
-    torch.manual_seed(cfg.seed)
-    init = MLP(data.x_train.shape[1], cfg.hidden, cfg.layers, data.n_classes)
-    models = {"sgd": init, "adam": MLP(data.x_train.shape[1], cfg.hidden, cfg.layers, data.n_classes)}
-    models["adam"].load_state_dict(init.state_dict())  # the same starting point for both
-    models = {k: m.to(device) for k, m in models.items()}
-    opts = {"sgd": torch.optim.SGD(models["sgd"].parameters(), lr=cfg.sgd_lr),
-            "adam": torch.optim.Adam(models["adam"].parameters(), lr=cfg.adam_lr)}
-    lrs = {"sgd": cfg.sgd_lr, "adam": cfg.adam_lr}
-    ckpt = Checkpointer(run.checkpoint_dir)
-    start_epoch = 1
-    if resume and (state := resume_training(ckpt, models, opts, run)) is not None:
-        start_epoch = state["epoch"] + 1
-
-    loss_fn = torch.nn.CrossEntropyLoss()
-    n = len(data.x_train)
-    step = (start_epoch - 1) * -(-n // cfg.batch_size)
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        order = data_rng(cfg.seed, epoch).permutation(n)
-        batches = [order[i:i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
-        totals = {k: 0.0 for k in models}
-        bar = progress(batches, desc=f"epoch {epoch}")
-        for idx in bar:
-            step += 1
-            xb, yb = data.x_train[idx], data.y_train[idx]
-            for k, model in models.items():
-                loss = loss_fn(model(xb), yb)
-                check_finite(loss.item(), step, lrs[k])
-                opts[k].zero_grad(set_to_none=True)
-                loss.backward()
-                opts[k].step()
-                totals[k] += loss.item() * len(idx)
-            bar.set_postfix(sgd=f"{totals['sgd'] / n:.3f}", adam=f"{totals['adam'] / n:.3f}")
-        row: dict = {"epoch": epoch}
-        for k, model in models.items():
-            row[f"{k}_train_loss"] = totals[k] / n
-            row[f"{k}_val_acc"] = accuracy(model, data.x_val, data.y_val)
-        print_metrics(**row)
-        run.log(**row, seconds=time.perf_counter() - t0)
-        ckpt.save(epoch, {"epoch": epoch, "models": {k: m.state_dict() for k, m in models.items()},
-                          "optimizers": {k: o.state_dict() for k, o in opts.items()}, "rng": rng_state(),
-                          "config": dataclasses.asdict(cfg)})
-    return models
-
-
-def accuracy(model, x, y) -> float:
-    model.eval()
-    with torch.no_grad():
-        acc = float((model(x).argmax(1) == y).float().mean())
-    model.train()
-    return acc

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -65,11 +64,14 @@ def test_spiral_draws_a_decision_boundary(tmp_path):
     assert "test_accuracy:" in out.stdout and "baseline_logreg:" in out.stdout
 
 
-def test_help_is_fast():
-    t0 = time.perf_counter()
+def test_help_lists_the_flags_without_loading_sklearn():
+    """--help stays fast by what it does not import (scikit-learn, for the baseline), not by a timed assertion."""
     out = _run([str(BIN / "run_autodiff_demo"), "--help"])
-    assert out.returncode == 0 and "--dataset" in out.stdout
-    assert time.perf_counter() - t0 < 5
+    assert out.returncode == 0 and "--dataset" in out.stdout and "--resume" in out.stdout
+    code = ("import sys, contextlib, io\nfrom p01_autodiff.cli import main\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n    main(['--help'])\n"
+            "print('sklearn' in sys.modules)")
+    assert _run([sys.executable, "-c", code]).stdout.strip() == "False"
 
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path):

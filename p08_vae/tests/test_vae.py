@@ -130,7 +130,8 @@ def test_resume_continues_from_the_checkpoint(trained, tmp_path):
     shutil.copytree(run.path, copy)
     for p in (copy / "checkpoints").glob("epoch-3.pt"):
         p.unlink()  # as if killed during epoch 3
-    resumed = train(VAEConfig(**__import__("json").loads((copy / "config.json").read_text())), resume_dir=copy)
+    saved = VAEConfig(**__import__("json").loads((copy / "config.json").read_text()))
+    resumed = train(saved, run_dir=copy, resume=True)
     rows = resumed.metrics()
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert rows[-1]["val_elbo"] == pytest.approx(run.metrics()[-1]["val_elbo"], abs=1e-4)

@@ -117,9 +117,9 @@ def resume_config(cls, saved: dict, args: argparse.Namespace, run_path):
     return config_from_args(cls, argparse.Namespace(**given), base=base)
 
 
-def run_config(cls, args: argparse.Namespace, presets: dict):
+def run_config(cls, args: argparse.Namespace, presets: dict, base=None):
     """(config, run_dir, resume) from add_run_args' flags: a resumed run starts from its own saved config
-    (resume_config); a fresh one from the preset with the flags on top."""
+    (resume_config); a fresh one from `base` (default: the --preset named, else "default") with the flags on top."""
     if args.resume:
         from .runs import RunDir
 
@@ -129,7 +129,8 @@ def run_config(cls, args: argparse.Namespace, presets: dict):
             raise DlmError("--resume RUN_DIR names the run already; drop --run-dir")
         run = RunDir.open(args.resume)  # one clear error if it is not a run folder
         return resume_config(cls, run.load_config(), args, run.path), run.path, True
-    return config_from_args(cls, args, base=presets[args.preset or "default"]), args.run_dir, False
+    base = presets[args.preset or "default"] if base is None else base
+    return config_from_args(cls, args, base=base), args.run_dir, False
 
 
 def check(condition: bool, message: str) -> None:

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from dlm_core.config import ArgumentParser, add_config_args, config_from_args, resume_config
-from dlm_core.errors import DlmError, cli_entry
-from dlm_core.runs import RunDir
+from dlm_core.config import ArgumentParser, add_config_args, add_run_args, config_from_args, run_config
+from dlm_core.errors import cli_entry
 
 from .config import LANDSCAPE_PRESETS, LandscapeConfig, PlaygroundConfig
 
@@ -42,22 +41,15 @@ def landscape_main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="run_loss_landscape",
                        description="Train an MLP on real data with plain SGD and with Adam (same init), then plot "
                                    "2D filter-normalised loss slices and estimate sharpness (top Hessian eigenvalue).")
-    p.add_argument("--preset", choices=list(LANDSCAPE_PRESETS), default=None,
-                   help="quick: seconds on digits; default: digits, 40 epochs; full: mnist10k (default: default)")
-    p.add_argument("--run-dir", default=None, help="run folder (default: runs/p02_optimizers_landscape/<time>)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a killed run from its last epoch")
+    add_run_args(p, LANDSCAPE_PRESETS, "p02_optimizers_landscape",
+                 "quick: seconds on digits; default: digits, 40 epochs; full: mnist10k (default: default)")
     add_config_args(p, LandscapeConfig)
     args = p.parse_args(argv)
     from .network import landscape  # here, not at the top: it imports torch, --help stays fast
 
-    if args.resume:  # the run's saved config is the truth (budget flags only; a model or data flag is refused)
-        if args.preset is not None or args.run_dir is not None:
-            raise DlmError("--resume continues a run with its own saved config; drop --preset and --run-dir")
-        run = RunDir.open(args.resume)  # a clear error when it is not a run folder
-        cfg = resume_config(LandscapeConfig, run.load_config(), args, run.path)
-    else:
-        cfg = config_from_args(LandscapeConfig, args, base=LANDSCAPE_PRESETS[args.preset or "default"])
-    landscape(cfg, run_dir=args.resume or args.run_dir, resume=bool(args.resume))
+    # the run's saved config is the truth on --resume (budget flags only; a model or data flag is refused)
+    cfg, run_dir, resume = run_config(LandscapeConfig, args, LANDSCAPE_PRESETS)
+    landscape(cfg, run_dir=run_dir, resume=resume)
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlm_core.config import ArgumentParser, add_config_args, config_from_args, resume_config
+from dlm_core.config import ArgumentParser, add_config_args, add_run_args, run_config
 from dlm_core.errors import DlmError, cli_entry
 from dlm_core.plotting import plt
 from dlm_core.runs import RunDir
@@ -23,22 +23,13 @@ from .data import fixed_binarization, load_images
 def train_main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="run_vae_train", description="Train a convolutional VAE on binarised digits or "
                        "Fashion-MNIST; report test ELBO and IWAE NLL beside a per-pixel Bernoulli baseline.")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="starting config, flags override it (default: default)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its latest checkpoint")
+    add_run_args(p, PRESETS, "p08_vae")
     add_config_args(p, VAEConfig)
-    args = p.parse_args(argv)
-    if args.resume:
-        if args.preset is not None:
-            raise DlmError("--resume continues a run with its own saved config; drop --preset")
-        run = RunDir.open(args.resume)
-        cfg = resume_config(VAEConfig, run.load_config(), args, run.path)  # the saved config, budget flags only
-    else:
-        cfg = config_from_args(VAEConfig, args, base=PRESETS[args.preset or "default"])
+    cfg, run_dir, resume = run_config(VAEConfig, p.parse_args(argv), PRESETS)  # on --resume: the saved config
     from .evaluate import final_evaluation, load_run
     from .train import train
 
-    run = train(cfg, resume_dir=args.resume)
+    run = train(cfg, run_dir=run_dir, resume=resume)
     model, cfg = load_run(run)
     final_evaluation(run, model, cfg)
     print(f"run: {run.path}")

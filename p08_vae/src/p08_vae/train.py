@@ -47,19 +47,19 @@ def evaluate_elbo(model: VAE, x: np.ndarray, device, batch_size: int = 500) -> d
             "active_units": int((activity > 0.01).sum()), "activity": activity.tolist()}
 
 
-def train(cfg: VAEConfig, resume_dir: str | None = None) -> RunDir:
+def train(cfg: VAEConfig, run_dir=None, resume: bool = False) -> RunDir:
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
     data = load_images(cfg.dataset, cfg.seed, cfg.max_train)
     x_train = data["train"][0]
     x_val = fixed_binarization(data["val"][0], cfg.seed, "val")
 
-    run = RunDir.open(resume_dir) if resume_dir else RunDir.create("p08_vae", cfg)
+    run = RunDir.at(run_dir, cfg) if run_dir is not None else RunDir.create("p08_vae", cfg)
     ckpt = Checkpointer(run.checkpoint_dir)
     model = VAE(cfg.latent_dim, cfg.channels, cfg.hidden).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, best = 1, -float("inf")
-    if resume_dir and (state := resume_training(ckpt, model, opt, run)) is not None:
+    if resume and (state := resume_training(ckpt, model, opt, run)) is not None:
         start, best = state["epoch"] + 1, state["best_val_elbo"]
 
     step = (start - 1) * -(-len(x_train) // cfg.batch_size)

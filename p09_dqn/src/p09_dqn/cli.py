@@ -5,12 +5,10 @@ torch and gymnasium are imported inside main(), so `--help` is instant.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 
-from dlm_core.config import ArgumentParser, add_config_args, config_from_args, resume_config
+from dlm_core.config import ArgumentParser, add_config_args, add_run_args, run_config
 from dlm_core.errors import DlmError, cli_entry
-from dlm_core.runs import RunDir
 
 from .config import PRESETS, DQNConfig, preset_for
 
@@ -18,33 +16,21 @@ from .config import PRESETS, DQNConfig, preset_for
 def train_parser() -> ArgumentParser:
     p = ArgumentParser(prog="run_dqn_train", description="Train a DQN on a gymnasium control task "
                        "(CartPole-v1 by default); greedy test episodes on separate seeds at the end.")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="starting config (default: the preset of --env; cleanrl = CleanRL's dqn.py CartPole "
-                        "hyperparameters; quick = seconds, for the demo)")
+    add_run_args(p, PRESETS, "p09_dqn", "starting config (default: the preset of --env; cleanrl = CleanRL's "
+                                        "dqn.py CartPole hyperparameters; quick = seconds, for the demo)")
     add_config_args(p, DQNConfig)
-    p.add_argument("--run-dir", default=None, help="run folder (default: runs/p09_dqn/<timestamp>)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR",
-                   help="continue the run in RUN_DIR from its latest checkpoint (its config.json is used)")
     return p
 
 
 @cli_entry
 def train_main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
-    if args.resume:
-        if args.preset is not None:
-            raise DlmError("--resume continues a run with its own saved config; drop --preset")
-        run = RunDir.open(args.resume)
-        names = {f.name for f in dataclasses.fields(DQNConfig)}
-        saved = {k: v for k, v in run.load_config().items() if k in names}
-        cfg = resume_config(DQNConfig, saved, args, run.path)  # the saved config, budget flags only
-        run_dir = args.resume
-    else:
-        cfg = config_from_args(DQNConfig, args, base=preset_for(args.preset, getattr(args, "env", None)))
-        run_dir = args.run_dir
+    # a fresh run starts from the preset of --env (or --preset); a resumed one from its saved config
+    base = None if args.resume else preset_for(args.preset, getattr(args, "env", None))
+    cfg, run_dir, resume = run_config(DQNConfig, args, PRESETS, base=base)
     from .train import train
 
-    train(cfg, run_dir=run_dir, resume=bool(args.resume))
+    train(cfg, run_dir=run_dir, resume=resume)
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dlm_core.config import ArgumentParser, add_config_args, config_from_args, resume_config
+from dlm_core.config import ArgumentParser, add_config_args, add_run_args, run_config
 from dlm_core.errors import DlmError, cli_entry
 from dlm_core.io import read_json, write_text
 from dlm_core.runs import RunDir, print_metrics
@@ -25,9 +25,8 @@ from .data import load, point_scores, preprocess, windows
 def train_parser() -> ArgumentParser:
     p = ArgumentParser(prog="run_anomaly_train", description="Train an autoencoder on normal data only and "
                        "detect anomalies by reconstruction error (threshold at a target validation FPR).")
-    p.add_argument("--preset", default=None, choices=list(PRESETS), help="quick: seconds; sweep: the "
-                   "reduced per-class budget of the 10-class sweep (default: default)")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    add_run_args(p, PRESETS, "p07_autoencoder", "quick: seconds; sweep: the reduced per-class budget of the "
+                 "10-class sweep (default: default)")
     p.add_argument("--all-classes", action="store_true", help="fashion-oneclass: one detector per class (0-9) "
                    "and the per-class ROC-AUC table vs IsolationForest and PCA")
     p.add_argument("--sweep-latent", default=None, metavar="A,B,...", help="train one model per bottleneck size "
@@ -41,17 +40,14 @@ def train_main(argv: list[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
     from .train import PROJECT, run_experiment
 
-    if args.resume:
-        if args.preset is not None or args.all_classes or args.sweep_latent:
-            raise DlmError("--resume continues one run with its own saved config; drop --preset, --all-classes "
-                           "and --sweep-latent")
-        run = RunDir.open(args.resume)
-        cfg = resume_config(AEConfig, run.load_config(), args, run.path)  # the saved config, budget flags only
-        result = run_experiment(cfg, run=run, resume=True)
+    if (args.resume or args.run_dir) and (args.all_classes or args.sweep_latent):
+        raise DlmError("--all-classes and --sweep-latent make one run per model; drop --resume and --run-dir")
+    base = None if args.resume else base_config(args.preset or "default", getattr(args, "dataset", "fashion-oneclass"))
+    cfg, run_dir, resume = run_config(AEConfig, args, PRESETS, base=base)  # on --resume: the saved config
+    if resume:
+        result = run_experiment(cfg, run=RunDir.at(run_dir, cfg), resume=True)
         _print_result(result)
         return 0
-    cfg = config_from_args(AEConfig, args, base=base_config(args.preset or "default", getattr(args, "dataset",
-                                                                                  "fashion-oneclass")))
     if args.sweep_latent:
         from .sweeps import latent_sweep
 
@@ -65,7 +61,7 @@ def train_main(argv: list[str] | None = None) -> int:
 
         all_classes(cfg)
         return 0
-    run = RunDir.create(PROJECT, cfg)
+    run = RunDir.at(run_dir, cfg) if run_dir is not None else RunDir.create(PROJECT, cfg)
     print(f"run: {run.path}", flush=True)
     result = run_experiment(cfg, run=run)
     _print_result(result)

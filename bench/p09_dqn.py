@@ -164,9 +164,10 @@ def main() -> dict:
         from dlm_core.benchmark import results_dir
 
         old = json.loads((results_dir() / "p09_dqn.json").read_text())
-        if not isinstance(old.get("machine"), dict):  # an older JSON: the machine as one line of text
-            old["machine"] = {"steps_section": old.get("machine")}
-        old["machine"] = {**machine(), "steps_section": old["machine"].get("steps_section", old["machine"]),
+        steps_machine = old.get("machine")  # an older JSON has it as one line of text
+        if isinstance(steps_machine, dict):
+            steps_machine = steps_machine.get("steps_section", steps_machine)
+        old["machine"] = {**machine(), "steps_section": steps_machine,
                           "note": "this machine read the stability runs and ran their last-weights tests; "
                                   "steps_section is where the steps-to-475 section was measured"}
         old["steps_note"] = ("the steps-to-475 section (ours, peer, ratio, config_ours...) is kept from the previous "

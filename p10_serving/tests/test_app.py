@@ -96,7 +96,8 @@ def test_docs_have_an_example_body_for_every_post_route(client):
 
 # ------------------------------------------------------------------------------------------------ v2
 def test_v2_server_health_and_metadata(client):
-    assert client.get("/v2").json() == {"name": "dlm-serving", "version": "0.1.0", "extensions": []}
+    assert client.get("/v2").json() == {"name": "dlm-serving", "version": "0.1.0",
+                                        "extensions": ["binary_tensor_data"]}
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").status_code == 200
     for path in ("/v2/models/img", "/v2/models/img/versions/1"):
@@ -171,8 +172,8 @@ BAD = [  # (method, path, body or raw bytes, content type, status, words in the 
     ("post", "/v2/models/txt/infer", {"inputs": [{**TEXT, "shape": [1, 1]}]}, None, 400, "shape"),
     ("post", "/v2/models/txt/infer", {"inputs": [TEXT], "outputs": [{"name": "nope"}]}, None, 400, "unknown output"),
     ("post", "/v2/models/txt/infer", {"inputs": [TEXT, TEXT]}, None, 400, "twice"),
-    ("post", "/v2/models/txt/infer", {"inputs": []}, None, 422, "inputs"),
-    ("post", "/v2/models/txt/infer", {"id": "1"}, None, 422, "inputs: field required"),
+    ("post", "/v2/models/txt/infer", {"inputs": []}, None, 400, "inputs"),
+    ("post", "/v2/models/txt/infer", {"id": "1"}, None, 400, "inputs: field required"),
     ("post", "/v2/models/img/infer", {"inputs": [{"name": "image", "shape": [1, 1, 28, 28], "datatype": "FP64",
                                                   "data": [0.0] * 784}]}, None, 400, "fp32"),
     ("post", "/v2/models/img/infer", {"inputs": [{"name": "image", "shape": [1, 28, 28], "datatype": "FP32",
@@ -268,7 +269,7 @@ def test_v2_json_roundtrip_of_every_models_metadata_example(client):
 
 
 def test_the_noop_model_answers_on_both_apis():
-    from p10_serving.registry import NoOp
+    from p10_serving.noop import NoOp
 
     with TestClient(create_app([NoOp()])) as c:
         r = c.post("/v1/models/noop/predict", json={"input": 1})

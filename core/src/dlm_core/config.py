@@ -26,13 +26,16 @@ class ArgumentParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls, exclude: tuple[str, ...] = ()) -> None:
+def add_config_args(parser: argparse.ArgumentParser, cls, exclude: tuple[str, ...] = (), prefix: str = "",
+                    title: str = "config") -> None:
+    """One flag per field of `cls`: --field-name, or the field's metadata["flag"]; `prefix` is prepended to the
+    flag and the dest (so two dataclasses can share a parser); fields with metadata["cli"] = False are skipped."""
     hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group("config")
+    group = parser.add_argument_group(title)
     for f in dataclasses.fields(cls):
-        if f.name in exclude or not f.init:
+        if f.name in exclude or not f.init or not f.metadata.get("cli", True):
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = f.metadata.get("flag") or "--" + (prefix + f.name).replace("_", "-")
         typ = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
@@ -44,7 +47,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls, exclude: tuple[str, ..
             non_none = [a for a in args if a is not type(None)]
             typ = non_none[0] if len(non_none) == 1 else str
             origin, args = typing.get_origin(typ), typing.get_args(typ)
-        kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        kwargs = {"dest": prefix + f.name, "default": argparse.SUPPRESS, "help": help_text}
         if typ is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif origin is typing.Literal:
@@ -64,10 +67,10 @@ def _comma_list(inner):
     return parse
 
 
-def config_from_args(cls, args: argparse.Namespace, base=None):
+def config_from_args(cls, args: argparse.Namespace, base=None, prefix: str = ""):
     """The preset (or defaults) with every flag the user gave applied on top; validated by __post_init__."""
     base = base if base is not None else cls()
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    given = {f.name: getattr(args, prefix + f.name) for f in dataclasses.fields(cls) if hasattr(args, prefix + f.name)}
     try:
         return dataclasses.replace(base, **given)
     except (TypeError, ValueError) as err:

@@ -78,7 +78,8 @@ class Batcher:
     def __init__(self, run: Callable[[list], BatchOutput], *, max_batch_size: int = 32, max_delay_ms: float = 5.0,
                  queue_size: int = 256, timeout_ms: float = 10_000, batching: bool = True,
                  clock: Callable[[], float] = time.monotonic, executor: concurrent.futures.Executor | None = None,
-                 metrics=None, name: str = "model", on_output: Callable[[BatchOutput], None] | None = None):
+                 metrics=None, name: str = "model", on_output: Callable[[BatchOutput], None] | None = None,
+                 on_restart: Callable[[], None] | None = None):
         if max_batch_size < 1 or queue_size < 1 or max_delay_ms < 0 or timeout_ms <= 0:
             raise ValueError("max_batch_size and queue_size must be >= 1, max_delay_ms >= 0, timeout_ms > 0")
         self.run, self.name = run, name
@@ -86,6 +87,8 @@ class Batcher:
         self.queue_size, self.timeout = queue_size, timeout_ms / 1000
         self.batching, self.clock, self.metrics = batching, clock, metrics
         self.on_output = on_output  # sees every executed batch (the drift monitor's append)
+        self.on_restart = on_restart  # called when the loop died and was started again (a metric)
+        self.restarts, self.stopping = 0, False
         self.executor = executor or concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"model-{name}")
         self.waiting: collections.deque[Request] = collections.deque()
         self.queued_rows = 0      # rows waiting, not yet in a batch
@@ -98,23 +101,36 @@ class Batcher:
         """Queue `rows` (one request); their outputs once every row has run. QueueFull / RequestTimeout."""
         if not rows:
             raise ValueError("a request needs at least one row")
-        if self.task is None:
+        if not self.healthy():
             raise ShuttingDown(f"model {self.name!r} is not running")
         if len(self.waiting) >= self.queue_size:
             raise QueueFull(f"model {self.name!r} has {len(self.waiting)} requests waiting (queue size "
                             f"{self.queue_size}); retry later")
-        req = Request(rows, self.clock(), asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        req = Request(rows, self.clock(), loop.create_future())
         self.waiting.append(req)
         self._queued(len(rows))
         self.wake.set()
+        # one timer per request (cheaper than wait_for + shield, which create a task and a future each)
+        timer = loop.call_later(self.timeout, self._expire, req)
         try:
-            return await asyncio.wait_for(asyncio.shield(req.future), self.timeout)
-        except TimeoutError:
-            raise RequestTimeout(f"model {self.name!r} did not answer within {self.timeout * 1000:g} ms") from None
+            return await req.future
         finally:
-            if not req.future.done():  # timed out or cancelled: its rows still waiting are not run
+            timer.cancel()
+            if req.cancelled or req.future.cancelled() or not req.future.done():  # client gone, or timed out
                 req.cancelled = True
                 self.wake.set()
+
+    def _expire(self, req: Request) -> None:
+        if not req.future.done():
+            req.cancelled = True
+            req.future.set_exception(RequestTimeout(f"model {self.name!r} did not answer within "
+                                                    f"{self.timeout * 1000:g} ms"))
+            self.wake.set()
+
+    def healthy(self) -> bool:
+        """The loop task runs (a task that died is noticed: readiness turns 503)."""
+        return self.task is not None and not self.task.done()
 
     # ------------------------------------------------------------------------------------------ the loop
     def next_batch(self, now: float) -> list[tuple[Request, int, int]] | float:
@@ -198,10 +214,32 @@ class Batcher:
 
     # ------------------------------------------------------------------------------------------ life
     def start(self) -> None:
+        self.stopping = False
         self.task = asyncio.get_running_loop().create_task(self.loop(), name=f"batcher-{self.name}")
+        self.task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        """The loop never returns: if it ended on an error (a bug), whoever waits gets a 503 and the loop starts
+        again (counted in `restarts`); readiness is 503 in between."""
+        if self.stopping or task.cancelled():
+            return
+        log.error("batcher %s died: %r; restarting it", self.name, task.exception())
+        self._fail_waiting(ShuttingDown(f"model {self.name!r} restarted its batcher; retry"))
+        self.restarts += 1
+        if self.on_restart:
+            self.on_restart()
+        self.start()
+
+    def _fail_waiting(self, err: Exception) -> None:
+        for req in self.waiting:
+            if not req.future.done():
+                req.future.set_exception(err)
+        self.waiting.clear()
+        self._queued(-self.queued_rows)
 
     async def stop(self) -> None:
         """Stop the loop, fail whoever still waits (503), and let the worker thread finish."""
+        self.stopping = True
         if self.task is not None:
             self.task.cancel()
             try:
@@ -209,9 +247,5 @@ class Batcher:
             except asyncio.CancelledError:
                 pass
             self.task = None
-        for req in self.waiting:
-            if not req.future.done():
-                req.future.set_exception(ShuttingDown(f"model {self.name!r} is shutting down"))
-        self.waiting.clear()
-        self._queued(-self.queued_rows)
+        self._fail_waiting(ShuttingDown(f"model {self.name!r} is shutting down"))
         self.executor.shutdown(wait=True)

@@ -1,11 +1,13 @@
 """The live dashboard: GET /dashboard (one static page, uPlot vendored from the npm registry, no CDN) and
-GET /v1/dashboard/data, the series it draws. A sampler task takes one point per model per second:
+GET /v1/dashboard/data, the series it draws. A sampler task takes one point per model per second, all read from
+what is already counted (nothing is computed for the page):
 
-    requests/s and errors/s (non-2xx)   from the responses the Guard middleware saw in that second
-    p50 / p99 latency, ms                of those responses
+    requests/s and errors/s (non-2xx)   deltas of dlm_requests_total
+    p50 / p99 latency, ms                from the deltas of dlm_request_duration_seconds' buckets (interpolated
+                                         within a bucket, as Prometheus' histogram_quantile does)
     mean batch size                      rows / executions of the serving version's batcher in that second
-    drift                                per signal, the smallest Holm-adjusted p-value (and the worst PSI) of
-                                         the monitor's latest report, beside the alert level
+    drift                                per signal, the smallest Holm-adjusted p-value (and the worst PSI) of the
+                                         latest report the lifecycle watcher computed, beside the alert level
     live accuracy                        on the last labelled rows (feedback), beside the expected accuracy
 
 plus the lifecycle events (alerts, retrains, gates, swaps, rollbacks) drawn as markers. 15 minutes are kept.
@@ -15,91 +17,70 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import shutil
-import subprocess
 import time
 from pathlib import Path
-
-import numpy as np
 
 from .drift import ALPHA_ALERT, PSI_ALERT
 
 STATIC = Path(__file__).parent / "static"
 KEEP_S = 900
 
-# Headless Chromium, as run_fullstack's screenshot and the browser test drive the page: no sandbox (root in CI),
-# no network besides the page, a throwaway profile.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--hide-scrollbars", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"]
 
-
-def find_chromium() -> str | None:
-
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-def run_chromium(url: str, profile: str | Path, *extra: str, budget_ms: int = 5000, timeout: float = 120):
-    """Load url in headless Chromium (virtual time budget_ms for the page's scripts); the finished process."""
-
-    exe = find_chromium()
-    if exe is None:
-        raise FileNotFoundError("chromium is not installed (apt-get install chromium)")
-    cmd = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", *extra, url]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """The q-quantile from cumulative (upper bound, count) pairs, linear within the bucket; None without data."""
+    n = buckets[-1][1] if buckets else 0
+    if n <= 0:
+        return None
+    lower, below = 0.0, 0.0
+    for bound, cum in buckets:
+        if cum >= q * n:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (q * n - below) / max(cum - below, 1e-12)
+        lower, below = bound, cum
+    return lower
 
 
 class Timeline:
-    def __init__(self, registry, batchers: dict, monitors: dict, life, every: float = 1.0):
-        self.registry, self.batchers, self.monitors, self.life, self.every = registry, batchers, monitors, life, every
-        self.responses: dict[str, collections.deque] = collections.defaultdict(lambda: collections.deque(maxlen=50_000))
+    def __init__(self, repo, metrics, life, every: float = 1.0):
+        self.repo, self.metrics, self.life, self.every = repo, metrics, life, every
         self.points: dict[str, collections.deque] = collections.defaultdict(
             lambda: collections.deque(maxlen=int(KEEP_S / every)))
-        self.last_counts: dict[tuple, tuple[int, int]] = {}
-        self.viewed = 0.0  # when the page last asked: drift statistics are computed for it only while it is open
-
-    def response(self, model: str, code: int, seconds: float) -> None:
-        """Called for every response to a model route (the Guard middleware)."""
-        self.responses[model].append((time.time(), code, seconds))
+        self.last: dict[str, tuple] = {}  # model -> (responses, errors, buckets) at the previous point
+        self.last_batches: dict[tuple, tuple[int, int]] = {}
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.every)
-            await self.sample()
+            for d in self.repo.serving():
+                self.points[d.name].append(self.point(d, time.time()))
 
-    async def sample(self) -> None:
-        now = time.time()
-        for name in list(self.registry.models):
-            p = self.registry.get(name)
-            recent = [r for r in self.responses[name] if r[0] > now - self.every]
-            lat = np.array([r[2] for r in recent]) * 1000
-            point = {"t": now, "version": p.version, "rps": len(recent) / self.every,
-                     "errors": sum(not 200 <= r[1] < 300 for r in recent) / self.every,
-                     "p50": float(np.percentile(lat, 50)) if len(lat) else None,
-                     "p99": float(np.percentile(lat, 99)) if len(lat) else None}
-            b = self.batchers.get((p.name, p.version))
-            if b is not None:
-                prev = self.last_counts.get((p.name, p.version), (0, 0))
-                rows, execs = b.rows_done - prev[0], b.executions_done - prev[1]
-                self.last_counts[p.name, p.version] = (b.rows_done, b.executions_done)
-                point["batch"] = rows / execs if execs else None
-            m = self.monitors.get((p.name, p.version))
-            if m is not None and (m.cached is not None or now - self.viewed < 30):
-                # while the page is open, recomputed when `drift_every` new rows arrived; otherwise whatever the
-                # lifecycle watcher or a /metrics scrape computed last (no statistics work nobody looks at)
-                report = await asyncio.to_thread(m.report) if now - self.viewed < 30 else m.cached
-                point["drift_verdict"] = report.get("verdict")
-                for t in report.get("tests", []):
-                    key = f"p_{t['signal']}" if "p_raw" in t else f"psi_{t['signal']}"
-                    worse = min if "p_raw" in t else max
-                    point[key] = t["value"] if point.get(key) is None else worse(point[key], t["value"])
-            if self.life is not None and name in self.life.feedback:
-                acc, _ = self.life.feedback[name].accuracy(p.version, self.life.policy.accuracy_window)
-                point["accuracy"], point["expected_accuracy"] = acc, self.life.expected_accuracy(p)
-            self.points[name].append(point)
+    def point(self, d, now: float) -> dict:
+        total, errors, buckets = self.metrics.totals(d.name)
+        t0, e0, b0 = self.last.get(d.name, (0.0, 0.0, [(b, 0.0) for b, _ in buckets]))
+        self.last[d.name] = (total, errors, buckets)
+        delta = [(b, c - c0) for (b, c), (_, c0) in zip(buckets, b0)]
+        p50, p99 = quantile(0.5, delta), quantile(0.99, delta)
+        point = {"t": now, "version": d.version, "rps": (total - t0) / self.every, "errors": (errors - e0) / self.every,
+                 "p50": None if p50 is None else p50 * 1000, "p99": None if p99 is None else p99 * 1000}
+        if d.batcher is not None:
+            rows, execs = d.batcher.rows_done, d.batcher.executions_done
+            r0, x0 = self.last_batches.get((d.name, d.version), (0, 0))
+            self.last_batches[d.name, d.version] = (rows, execs)
+            point["batch"] = (rows - r0) / (execs - x0) if execs > x0 else None
+        report = d.monitor.last_report if d.monitor is not None else None
+        if report is not None:
+            point["drift_verdict"] = report.get("verdict")
+            for t in report.get("tests", []):
+                key = f"p_{t['signal']}" if "p_raw" in t else f"psi_{t['signal']}"
+                worse = min if "p_raw" in t else max
+                point[key] = t["value"] if point.get(key) is None else worse(point[key], t["value"])
+        if d.name in self.life.feedback:
+            acc, _ = self.life.feedback[d.name].accuracy(d.version, self.life.policy.accuracy_window)
+            point["accuracy"], point["expected_accuracy"] = acc, self.life.expected_accuracy(d)
+        return point
 
     def data(self, since: float = 0.0) -> dict:
-        self.viewed = time.time()
         return {"now": time.time(), "interval_s": self.every, "alert_p": ALPHA_ALERT, "psi_alert": PSI_ALERT,
                 "models": {name: [pt for pt in pts if pt["t"] > since] for name, pts in self.points.items()},
-                "events": [e for e in (self.life.events if self.life else []) if e["time"] > since]}
+                "events": [e for e in self.life.events if e["time"] > since]}

@@ -21,6 +21,10 @@ share counters.
     dlm_live_accuracy{model,version}         accuracy on the last labelled rows answered by that version
     dlm_lifecycle_events_total{model,kind}   drift_alert, episode, retrain_started, retrain_failed,
                                              gate_rejected, swap, rollback
+    dlm_batcher_restarts_total{model,version} batcher loops that died and were started again
+
+The drift gauges are set by the one owner of drift statistics (the lifecycle watcher, when a window is judged):
+a scrape only renders what is there.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class ModelMetrics:
     """The series of one model, labels bound (what the batcher and the routes update)."""
 
     def __init__(self, m: Metrics, model: str, version: str):
+        self.restarts = m.restarts.labels(model, version)
         self.queue_wait = m.queue_wait.labels(model, version)
         self.compute = m.compute.labels(model, version)
         self.batch_size = m.batch_size.labels(model, version)
@@ -55,6 +60,7 @@ class ModelMetrics:
 class Metrics:
     def __init__(self):
         r = self.registry = CollectorRegistry()
+        self.bound: dict[tuple[str, int], tuple] = {}  # (model, code) -> its counter and histogram, labels bound
         self.listeners: list = []
         self.request = Histogram("dlm_request_duration_seconds", "Request duration, arrival to response",
                                  ["model"], buckets=LATENCY_BUCKETS, registry=r)
@@ -89,6 +95,8 @@ class Metrics:
                                    registry=r)
         self.lifecycle_events = Counter("dlm_lifecycle_events", "Model lifecycle events", ["model", "kind"],
                                         registry=r)
+        self.restarts = Counter("dlm_batcher_restarts", "Batcher loops that died and were restarted",
+                                ["model", "version"], registry=r)
         self.info = Gauge("dlm_model_info", "A loaded model (value 1)", ["model", "version", "task", "sha256"],
                           registry=r)
 
@@ -126,10 +134,23 @@ class Metrics:
         self.lifecycle_events.labels(model, kind).inc()
 
     def response(self, model: str, code: int, seconds: float) -> None:
-        self.requests.labels(model, str(code)).inc()
-        self.request.labels(model).observe(seconds)
-        for listener in self.listeners:  # the dashboard's timeline
-            listener(model, code, seconds)
+        series = self.bound.get((model, code))
+        if series is None:  # labels() takes a lock and builds a key: once per (model, code), not per request
+            series = self.bound[model, code] = (self.requests.labels(model, str(code)), self.request.labels(model))
+        series[0].inc()
+        series[1].observe(seconds)
+
+    def totals(self, model: str) -> tuple[float, float, list[tuple[float, float]]]:
+        """(responses, non-2xx responses, [(bucket upper bound, cumulative count)]) of a model so far, read
+        through prometheus_client's collect() (the dashboard samples it once a second)."""
+        total = errors = 0.0
+        for sample in self.requests.collect()[0].samples:
+            if sample.name.endswith("_total") and sample.labels["model"] == model:
+                total += sample.value
+                errors += 0 if sample.labels["code"].startswith("2") else sample.value
+        buckets = [(float(s.labels["le"]), s.value) for s in self.request.collect()[0].samples
+                   if s.name.endswith("_bucket") and s.labels["model"] == model]
+        return total, errors, buckets
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

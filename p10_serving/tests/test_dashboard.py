@@ -5,7 +5,6 @@ skipped and says so."""
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,9 @@ import httpx
 import numpy as np
 import pytest
 
-from p10_serving.dashboard import find_chromium, run_chromium
+from dlm_core.errors import DlmError
+from dlm_core.net import free_port, wait_http_ready
+from p10_serving.tools.chromium import find_chromium, run_chromium
 
 CHROMIUM = find_chromium()
 
@@ -26,23 +27,17 @@ def chromium(url: str, profile: Path, *extra: str) -> str:
 
 @pytest.fixture
 def live_server(bundles, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     exe = Path(sys.executable).parent / "run_serve"
     proc = subprocess.Popen([str(exe), str(bundles["img"]), str(bundles["anom"]), "--port", str(port),
                              "--drift-window", "60", "--drift-min-rows", "40", "--drift-every", "20"],
                             stdout=open(tmp_path / "serve.log", "wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError((tmp_path / "serve.log").read_text())
+        try:
+            wait_http_ready(f"{base}/v2/health/ready", 60, proc)
+        except DlmError as err:
+            raise AssertionError(f"{err}\n{(tmp_path / 'serve.log').read_text()}") from None
         yield base
     finally:
         proc.terminate()
@@ -53,15 +48,24 @@ def live_server(bundles, tmp_path):
 def test_dashboard_charts_receive_data_in_a_real_browser(live_server, tmp_path):
     rng = np.random.default_rng(0)
     with httpx.Client(base_url=live_server, timeout=10) as c:
-        t0 = time.time()
+        t0, sent, bad = time.time(), 0, 0
         while time.time() - t0 < 3.5:  # a few seconds of traffic: predictions, feedback, and some 4xx
             imgs = rng.integers(0, 256, (8, 28, 28)).tolist()
             assert c.post("/v1/models/img/predict", json={"instances": imgs}).status_code == 200
             assert c.post("/v1/models/anom/predict", json={"instances": imgs}).status_code == 200
             assert c.post("/v1/models/img/feedback", json={"instances": imgs, "labels": [1] * 8}).status_code == 200
             assert c.post("/v1/models/img/predict", json={"input": "not an image"}).status_code == 400
-        data = c.get("/v1/dashboard/data").json()
-    assert data["models"]["img"][-1]["errors"] >= 0 and any(p["errors"] > 0 for p in data["models"]["img"])
+            sent, bad = sent + 3, bad + 1
+        # the per-second points add up to the responses sent (once the sampler has passed the last of them)
+        for _ in range(100):
+            data = c.get("/v1/dashboard/data").json()
+            img = data["models"]["img"]
+            if round(sum(p["rps"] for p in img) * data["interval_s"]) == sent:
+                break
+            time.sleep(0.1)
+    assert round(sum(p["rps"] for p in img) * data["interval_s"]) == sent
+    assert round(sum(p["errors"] for p in img) * data["interval_s"]) == bad > 0
+    assert any(p["p99"] is not None and p["p99"] > 0 for p in img)
     html = chromium(f"{live_server}/dashboard", tmp_path / "profile", "--dump-dom")
     m = re.search(r'<pre id="dash-state"[^>]*>(.*?)</pre>', html, re.S)
     assert m, html[:2000]

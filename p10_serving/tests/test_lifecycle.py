@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from dlm_core.predictors import load_predictor
 from dlm_core.testing import toy_image_bundle
 from p10_serving.app import ServeConfig, create_app
-from p10_serving.lifecycle import Lifecycle, RetrainPolicy
+from p10_serving.lifecycle import RetrainPolicy
+from p10_serving.lifecycle.gate import Gate
 
 RETRAINER = """
 import json, sys
@@ -65,6 +66,17 @@ def wait_for(client, kind: str, timeout: float = 60.0) -> dict:
     raise AssertionError(f"no {kind} event in {timeout} s: {client.get('/v1/events').json()}")
 
 
+def wait_until(client, check, what: str, timeout: float = 60.0) -> dict:
+    """Poll the model's lifecycle status until check(status) holds (the watcher runs every 20 ms here)."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        status = client.get("/v1/models/life/lifecycle").json()
+        if check(status):
+            return status
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not reached in {timeout} s: {status}")
+
+
 def send_feedback(client, xs, labels, chunk: int = 10):
     for i in range(0, len(xs), chunk):
         r = client.post("/v1/models/life/feedback", json={"instances": xs[i:i + chunk].tolist(),
@@ -105,12 +117,13 @@ def test_accuracy_drop_retrains_gates_swaps_and_rolls_back(life_bundles, images,
     differ = np.flatnonzero(old != new)
     assert len(differ) >= 80, "the two toy models must disagree often enough for this test"
     # the gate's fixed test set: where the candidate is right (so it is no worse than the old model)
-    monkeypatch.setattr(Lifecycle, "test_set", lambda self, p: (list(images[:100]), new[:100]))
+    monkeypatch.setattr(Gate, "test_set", lambda self, p: (list(images[:100]), new[:100]))
     with client_for([life_bundles["old"]], tmp_path, candidate=life_bundles["better"], min_feedback=40) as c:
         xs, ys = images[differ[:80]], new[differ[:80]]   # the old model is wrong on every one of them
         send_feedback(c, xs[:20], ys[:20])
-        time.sleep(0.3)  # one low window is not enough
-        assert c.get("/v1/models/life/lifecycle").json()["low_accuracy_windows"] == 1
+        # one low window, judged (no later window can come without more feedback), is not enough for an episode
+        status = wait_until(c, lambda s: s["low_accuracy_windows"] == 1, "the first low-accuracy window")
+        assert status["episode_reason"] is None
         assert "episode" not in [e["kind"] for e in c.get("/v1/events").json()["events"]]
         send_feedback(c, xs[20:40], ys[20:40])
         episode = wait_for(c, "episode")
@@ -165,7 +178,7 @@ def test_accuracy_drop_retrains_gates_swaps_and_rolls_back(life_bundles, images,
 
 def test_gate_rejects_a_candidate_that_is_no_better(life_bundles, images, tmp_path, monkeypatch):
     own = classes(life_bundles["old"], images)
-    monkeypatch.setattr(Lifecycle, "test_set", lambda self, p: (list(images[:100]), own[:100]))
+    monkeypatch.setattr(Gate, "test_set", lambda self, p: (list(images[:100]), own[:100]))
     with client_for([life_bundles["old"]], tmp_path, candidate=life_bundles["same"]) as c:
         assert c.post("/v1/models/life/retrain").status_code == 409  # no feedback yet
         send_feedback(c, images[:40], (own[:40] + 1) % 10)  # wrong labels do not matter to a manual retrain
@@ -186,25 +199,32 @@ def test_a_failing_retrainer_is_an_event_not_a_crash(life_bundles, images, tmp_p
         assert c.post("/v1/models/life/predict", json={"input": images[0].tolist()}).status_code == 200
 
 
-def send_stream(c, xs, chunk: int = 25):
-    for i in range(0, len(xs), chunk):
-        assert c.post("/v1/models/life/predict", json={"instances": xs[i:i + chunk].tolist()}).status_code == 200
+def send_windows(c, xs, window: int, chunk: int = 25) -> dict:
+    """Stream xs one drift window at a time, waiting after each until the watcher has judged it."""
+    for start in range(0, len(xs), window):
+        judged = c.get("/v1/models/life/lifecycle").json()["drift_windows_judged"]
+        for i in range(start, start + window, chunk):
+            r = c.post("/v1/models/life/predict", json={"instances": xs[i:i + chunk].tolist()})
+            assert r.status_code == 200
+        want = judged + 1
+        status = wait_until(c, lambda s, want=want: s["drift_windows_judged"] == want, f"window {start // window}")
+    return status
 
 
 def test_drift_criterion_needs_consecutive_alert_windows_and_stays_quiet_without_a_shift(life_bundles, tmp_path):
     rng = np.random.default_rng(7)
     same = rng.integers(0, 256, (1600, 28, 28)).astype(np.uint8)  # the reference's own distribution (uniform)
     with client_for([life_bundles["old"]], tmp_path, window=200) as c:
-        send_stream(c, same)
-        time.sleep(0.5)
-        # eight windows with no shift: no episode. (One window alone may false-alarm, about 1.5% of windows, so
-        # a single drift_alert is allowed; two in a row, which an episode needs, about 0.02% of the time.)
-        status = c.get("/v1/models/life/lifecycle").json()
+        status = send_windows(c, same, 200)
+        # eight windows judged with no shift: no episode. (One window alone may false-alarm, about 1.5% of
+        # windows, so a single drift_alert is allowed; two in a row, which an episode needs, about 0.02%.)
+        assert status["drift_windows_judged"] == 8
         assert status["episode_reason"] is None and status["alert_windows"] <= 1
         kinds = [e["kind"] for e in c.get("/v1/events").json()["events"]]
         assert "episode" not in kinds and kinds.count("drift_alert") <= 1
-        dark = (same[:600] // 4).astype(np.uint8)  # a darker camera: every window after this alerts
-        send_stream(c, dark)
+        dark = (same[:400] // 4).astype(np.uint8)  # a darker camera: every window after this alerts
+        status = send_windows(c, dark, 200)
+        assert status["drift_windows_judged"] == 10 and status["alert_windows"] == 2
         episode = wait_for(c, "episode", 10)
         assert episode["reason"] == "drift" and episode["statistics"]["drift"]["windows"] == 2
         alert = [e for e in c.get("/v1/events").json()["events"] if e["kind"] == "drift_alert"][-1]
@@ -234,6 +254,6 @@ def test_the_retrain_worker_answers_every_event_and_stops_on_sigterm(life_bundle
                        capture_output=True, text=True)
     assert r.returncode == 0 and "exited with code 3" in json.loads((root / "results" / "b.json").read_text())["error"]
     proc = subprocess.Popen([worker, str(root), "--poll", "0.1", "--command", cmd], stdout=subprocess.PIPE)
-    time.sleep(1.5)
+    assert proc.stdout.readline().startswith(b"watching")  # printed after the SIGTERM handler is installed
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 143

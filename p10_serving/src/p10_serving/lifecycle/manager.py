@@ -49,6 +49,7 @@ class Tracking:
     cooldown_until: float = 0.0
     previous: str | None = None     # the version a rollback goes back to
     last_window: dict | None = None  # the drift report of the last judged window
+    windows_judged: int = 0         # drift windows judged so far
     stats: dict = dataclasses.field(default_factory=dict)  # the statistics behind the episode
 
 
@@ -63,7 +64,6 @@ class Lifecycle:
         self.hook = Hook(self.dirs, policy.command, policy.timeout_s, policy.poll_s) if self.dirs else None
         self.gate = Gate(policy)
         self.expected: dict[tuple[str, str], float] = {}  # accuracy expected of a swapped-in version
-        self.windows_judged = 0
 
     # ------------------------------------------------------------------------------------------ events
     def event(self, kind: str, model: str, **fields) -> dict:
@@ -99,34 +99,35 @@ class Lifecycle:
             await asyncio.sleep(self.policy.poll_s)
 
     async def check_all(self) -> None:
-        for d in list(self.repo):  # drift reports for every version with fresh rows (the one owner of them)
-            try:
-                await self.refresh_drift(d)
-            except Exception:  # noqa: BLE001 - the watcher must survive one model's failure
-                log.exception("drift report failed for %s %s", d.name, d.version)
         for name in list(self.repo.models):
             try:
                 await self.check(name)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - the watcher must survive one model's failure
                 log.exception("lifecycle check failed for %s", name)
+        for d in list(self.repo):  # every version with `drift_every` fresh rows gets a new report
+            m = d.monitor
+            last = (m.last_report or {}).get("rows_seen", 0) if m is not None else 0
+            if m is not None and m.rows_seen > 0 and m.rows_seen - last >= m.every:
+                try:
+                    await self.evaluate(d)
+                except Exception:  # noqa: BLE001
+                    log.exception("drift report failed for %s %s", d.name, d.version)
 
-    async def refresh_drift(self, d: Deployment) -> dict | None:
-        """A new report when `drift_every` rows arrived since the last one (at most once per poll)."""
-        m = d.monitor
-        if m is None or m.rows_seen - (m.last_report or {}).get("rows_seen", -m.every) < m.every:
-            return None
-        report = await asyncio.to_thread(m.evaluate)
+    async def evaluate(self, d: Deployment) -> dict:
+        """A drift report now, in a worker thread; published as the gauges and the monitor's last_report."""
+        report = await asyncio.to_thread(d.monitor.evaluate)
         self.metrics.drift(report)
         return report
 
-    def observe(self, d: Deployment, tr: Tracking) -> Observation:
-        """What the criteria need now: a freshly judged drift window, a fresh accuracy window, the feedback."""
+    async def observe(self, d: Deployment, tr: Tracking) -> Observation:
+        """What the criteria need now: a drift window of fresh rows judged, a fresh accuracy window, the feedback."""
         pol, m, store = self.policy, d.monitor, self.feedback[d.name]
         drift_alert = low = None
-        if m is not None and m.last_report is not None and m.last_report["rows_seen"] - tr.window_mark >= m.window:
-            tr.window_mark, tr.last_window = m.last_report["rows_seen"], m.last_report  # a window of fresh rows
-            drift_alert = m.last_report["verdict"] == "alert"
-            self.windows_judged += 1
+        if m is not None and m.rows_seen - tr.window_mark >= m.window:  # a window of fresh rows: judge it
+            report = await self.evaluate(d)
+            tr.window_mark, tr.last_window = report["rows_seen"], report
+            drift_alert = report["verdict"] == "alert"
+            tr.windows_judged += 1
         expected = self.expected_accuracy(d)
         if expected is not None and store.per_version[d.version] - tr.accuracy_mark >= pol.accuracy_window:
             tr.accuracy_mark = store.per_version[d.version]
@@ -139,7 +140,7 @@ class Lifecycle:
         d, tr = self.repo.get(name), self.track[name]
         if d.task not in CLASSIFIERS:
             return
-        decision = judge(tr.criteria, self.observe(d, tr), self.policy)
+        decision = judge(tr.criteria, await self.observe(d, tr), self.policy)
         tr.criteria = decision.state
         self.record(d, tr, decision)
         if decision.retrain:
@@ -249,7 +250,8 @@ class Lifecycle:
         st, store = tr.criteria, self.feedback[name]
         acc, n = store.accuracy(d.version, self.policy.accuracy_window)
         return {"model": name, "version": d.version, "versions": sorted(self.repo.models[name]),
-                "previous": tr.previous, "alert_windows": st.alert_windows, "low_accuracy_windows": st.low_windows,
+                "previous": tr.previous, "drift_windows_judged": tr.windows_judged,
+                "alert_windows": st.alert_windows, "low_accuracy_windows": st.low_windows,
                 "expected_accuracy": self.expected_accuracy(d), "episode_reason": st.reason,
                 "feedback_since_onset": None if st.onset is None else store.count - st.onset,
                 "retraining": tr.running, "cooldown_s": max(0.0, round(tr.cooldown_until - time.time(), 1)),

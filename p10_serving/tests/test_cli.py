@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,8 @@ import pytest
 
 from dlm_core.bundle import MANIFEST
 from dlm_core.data.registry import sha256_file
-from p10_serving.loadtest import check_loopback, report
+from dlm_core.net import free_port
+from p10_serving.tools.loadtest import check_loopback, report
 
 BIN = Path(sys.executable).parent
 
@@ -25,15 +25,15 @@ def run(args, **kw):
 
 
 def test_the_server_imports_no_torch():
-    code = ("import p10_serving.app, p10_serving.cli, p10_serving.registry, p10_serving.loadtest, sys; "
+    code = ("import p10_serving.app, p10_serving.cli, p10_serving.registry, p10_serving.tools.loadtest, sys; "
             "bad = [m for m in sys.modules if m.split('.')[0] == 'torch']; assert not bad, bad")
     r = run([sys.executable, "-c", code])
     assert r.returncode == 0, r.stderr
 
 
 def test_help_imports_nothing_heavy():
-    code = ("import sys\nfrom p10_serving.cli import serve_main, loadtest_main\n"
-            "for main in (serve_main, loadtest_main):\n"
+    code = ("import sys\nfrom p10_serving.cli import serve_main\nfrom p10_serving.tools.loadtest import main\n"
+            "for main in (serve_main, main):\n"
             "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
             "heavy = {'fastapi', 'uvicorn', 'onnxruntime', 'httpx', 'torch', 'matplotlib'} & set(sys.modules)\n"
             "assert not heavy, heavy")
@@ -76,6 +76,11 @@ def test_serve_refuses_bad_flags_and_an_empty_artifacts_folder(tmp_path):
     assert r.returncode == 2 and "no bundle under" in r.stderr
     r = run([str(BIN / "run_serve")])
     assert r.returncode == 2 and "--all" in r.stderr
+    for flags, words in [(["--max-batch-size", "0"], "must be positive"), (["--drift-min-rows", "900"], "drift"),
+                         (["--retrain-command", "x"], "needs --retrain-dir"), (["--gate-alpha", "2"], "gate-alpha"),
+                         (["--max-delay-ms", "x"], "invalid float")]:
+        r = run([str(BIN / "run_serve"), "--noop", *flags])
+        assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, (flags, r.stderr)
 
 
 def test_loadtest_is_loopback_only():
@@ -99,12 +104,6 @@ def test_loadtest_report_counts_from_the_scheduled_time():
     assert r["offered_rate"] == pytest.approx(2.0)
     assert r["latency_ms"]["max"] == 1000.0 and r["latency_ms"]["p50"] == pytest.approx(15.0)
     assert r["latency_ms_success"]["p50"] == 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_live_server_under_an_open_loop_load(bundles, tmp_path):

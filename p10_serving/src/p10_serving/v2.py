@@ -272,6 +272,48 @@ def _loads(data: bytes, header_given: bool) -> Any:
             raise BadInput(f"body is not valid JSON: {e}{hint}") from None
 
 
+def _plan_input(i: int, t: Any, seen: set, body: bytes, hlen: int | None, offset: int, max_rows: int | None
+                ) -> tuple:
+    """One input's (name, where, shape, datatype, JSON data, binary offset, binary size), checked; no data decoded."""
+    if not isinstance(t, dict):
+        raise BadInput(f"inputs[{i}] must be an object with name, shape, datatype and data, got {_short(t)}")
+    name = t.get("name")
+    if not isinstance(name, str):
+        raise BadInput(f"inputs[{i}]: name must be a string, got {_short(name)}")
+    where = f"input {name!r}"
+    if name in seen:
+        raise BadInput(f"{where} is given twice")
+    seen.add(name)
+    datatype, shape = t.get("datatype"), t.get("shape")
+    if not isinstance(datatype, str):
+        raise BadInput(f"{where}: datatype must be a string, got {_short(datatype)}")
+    if not isinstance(shape, list) or any(type(d) is not int for d in shape):
+        raise BadInput(f"{where}: shape must be a list of integers, got {_short(shape)}")
+    _check_spec(where, datatype, shape)
+    if max_rows is not None and shape and shape[0] > max_rows:
+        raise TooManyRows(f"{shape[0]} rows in one request (input {name!r}); at most {max_rows}")
+    size = _parameters(where, t.get("parameters")).get("binary_data_size")
+    if size is None:
+        if "data" not in t:
+            raise BadInput(f"{where}: data is required (or parameters.binary_data_size with the binary "
+                           f"tensor extension)")
+        return (name, where, shape, datatype, t["data"], None, 0)
+    if "data" in t:
+        raise BadInput(f"{where} has both data and parameters.binary_data_size; send one")
+    if type(size) is not int or size < 0:
+        raise BadInput(f"{where}: binary_data_size must be a non-negative integer, got {_short(size)}")
+    if datatype != "BYTES" and size != math.prod(shape) * WIRE[datatype].itemsize:
+        raise BadInput(f"{where}: binary_data_size {size} does not match shape {shape} of {datatype} "
+                       f"({math.prod(shape) * WIRE[datatype].itemsize} bytes)")
+    if offset + size > len(body):
+        if hlen is None:
+            raise BadInput(f"{where}: binary_data_size {size} but the request has no binary part "
+                           f"(no Inference-Header-Content-Length header)")
+        raise BadInput(f"{where}: binary_data_size {size} runs past the end of the body ({len(body) - offset} "
+                       f"bytes left after the JSON and the tensors before it)")
+    return (name, where, shape, datatype, None, offset, size)
+
+
 def parse_infer(body: bytes, header_length: int | str | bytes | None = None,
                 max_rows: int | None = None) -> InferCall:
     """A request body (and its Inference-Header-Content-Length header, None if absent) -> an InferCall.
@@ -300,45 +342,9 @@ def parse_infer(body: bytes, header_length: int | str | bytes | None = None,
         raise BadInput(f"inputs must be a non-empty list of input tensors, got {_short(inputs)}")
     plan, seen, offset = [], set(), end
     for i, t in enumerate(inputs):
-        if not isinstance(t, dict):
-            raise BadInput(f"inputs[{i}] must be an object with name, shape, datatype and data, got {_short(t)}")
-        name = t.get("name")
-        if not isinstance(name, str):
-            raise BadInput(f"inputs[{i}]: name must be a string, got {_short(name)}")
-        where = f"input {name!r}"
-        if name in seen:
-            raise BadInput(f"{where} is given twice")
-        seen.add(name)
-        datatype, shape = t.get("datatype"), t.get("shape")
-        if not isinstance(datatype, str):
-            raise BadInput(f"{where}: datatype must be a string, got {_short(datatype)}")
-        if not isinstance(shape, list) or any(type(d) is not int for d in shape):
-            raise BadInput(f"{where}: shape must be a list of integers, got {_short(shape)}")
-        _check_spec(where, datatype, shape)
-        if max_rows is not None and shape and shape[0] > max_rows:
-            raise TooManyRows(f"{shape[0]} rows in one request (input {name!r}); at most {max_rows}")
-        size = _parameters(where, t.get("parameters")).get("binary_data_size")
-        if size is None:
-            if "data" not in t:
-                raise BadInput(f"{where}: data is required (or parameters.binary_data_size with the binary "
-                               f"tensor extension)")
-            plan.append((name, where, shape, datatype, t["data"], None, 0))
-            continue
-        if "data" in t:
-            raise BadInput(f"{where} has both data and parameters.binary_data_size; send one")
-        if type(size) is not int or size < 0:
-            raise BadInput(f"{where}: binary_data_size must be a non-negative integer, got {_short(size)}")
-        if datatype != "BYTES" and size != math.prod(shape) * WIRE[datatype].itemsize:
-            raise BadInput(f"{where}: binary_data_size {size} does not match shape {shape} of {datatype} "
-                           f"({math.prod(shape) * WIRE[datatype].itemsize} bytes)")
-        if offset + size > len(body):
-            if hlen is None:
-                raise BadInput(f"{where}: binary_data_size {size} but the request has no binary part "
-                               f"(no Inference-Header-Content-Length header)")
-            raise BadInput(f"{where}: binary_data_size {size} runs past the end of the body ({len(body) - offset} "
-                           f"bytes left after the JSON and the tensors before it)")
-        plan.append((name, where, shape, datatype, None, offset, size))
-        offset += size
+        step = _plan_input(i, t, seen, body, hlen, offset, max_rows)
+        plan.append(step)
+        offset += step[6]
     if offset != len(body):
         raise BadInput(f"{len(body) - offset} bytes after the JSON part are not claimed by any input's "
                        f"binary_data_size")

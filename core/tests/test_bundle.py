@@ -2,6 +2,7 @@
 refused with a message naming the field or file; the predictors never import torch."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -127,9 +128,11 @@ def test_existing_version_needs_overwrite_and_latest_is_newest(tmp_path):
     assert find_bundles(tmp_path) == sorted([a, b]) and latest_bundle("t", tmp_path) == b
 
 
-def test_predictors_import_no_torch():
-    code = ("import sys, dlm_core.predictors, dlm_core.bundle; "
-            "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.')]; assert not bad, bad")
+@pytest.mark.parametrize("modules, banned", [("dlm_core.bundle", "torch onnxruntime"),
+                                             ("dlm_core.predictors, dlm_core.bundle_write", "torch")])
+def test_bundle_modules_import_no_torch(modules, banned):
+    code = (f"import sys, {modules}; bad = [m for m in sys.modules if m.split('.')[0] in {banned.split()}]; "
+            "assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
@@ -160,3 +163,13 @@ def test_a_saved_bundle_is_readable_by_other_users(tmp_path):
         os.umask(old)
     assert b.stat().st_mode & 0o777 == 0o755
     assert all(os.stat(p).st_mode & 0o777 == 0o644 for p in b.iterdir())
+
+
+def test_git_commit_is_short_with_dirty_suffix(tmp_path):
+    from dlm_core.bundle import provenance
+    from dlm_core.git import git_commit
+
+    here = git_commit()
+    assert here == "unknown" or re.fullmatch(r"[0-9a-f]{12}(-dirty)?", here), here
+    assert provenance("p", tmp_path, "d", 0, 0, {})["git_commit"] == here
+    assert git_commit(tmp_path) == "unknown"  # not a git tree

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from dlm_core.errors import DlmError
+from dlm_core.net import free_port, wait_http_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -109,12 +111,6 @@ def _podman_missing() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str, body: dict | None = None, timeout: float = 10) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -155,22 +151,19 @@ def test_serve_image_builds_runs_and_answers(tmp_path):
     root = tmp_path / "artifacts"
     bundle = toy_image_bundle(root, name="toy-cnn")
     subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
-    port, name = _free_port(), f"dlm-serve-test-{os.getpid()}"
+    port, name = free_port(), f"dlm-serve-test-{os.getpid()}"
     run = subprocess.run(podman + ["run", "-d", "--name", name, "--network", "host", "-e", f"PORT={port}",
                                    "-v", f"{root}:/artifacts:ro", "localhost/dlm-serve", "--all", "--artifacts",
                                    "/artifacts", "--host", "127.0.0.1", "--port", str(port)],
                          capture_output=True, text=True, env=env, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     try:
-        base, deadline, ready = f"http://127.0.0.1:{port}", time.monotonic() + 120, None
-        while time.monotonic() < deadline:
-            try:
-                ready = _get(f"{base}/v2/health/ready", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        logs = subprocess.run(podman + ["logs", name], capture_output=True, text=True, env=env).stdout
-        assert ready is not None, f"not ready in 120 s; logs:\n{logs[-3000:]}"
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_http_ready(f"{base}/v2/health/ready", timeout=120)
+        except DlmError as err:
+            logs = subprocess.run(podman + ["logs", name], capture_output=True, text=True, env=env).stdout
+            pytest.fail(f"{err}; logs:\n{logs[-3000:]}")
         health = subprocess.run(podman + ["healthcheck", "run", name], capture_output=True, text=True, env=env)
         assert health.returncode == 0, health.stdout + health.stderr
         model = _get(f"{base}/v1/models/toy-cnn")

@@ -8,8 +8,9 @@ manifest.json (core/README.md documents every field):
     postprocess{type: softmax_topk|threshold|seq2seq_decode|knn}, reference{file, tolerance},
     drift{file, split, rows, features[], prediction, embedding}, metrics{split, headline, values{}}, files{}
 
-Importing this module never imports torch; writing a bundle needs onnxruntime (to read graph signatures).
-Serving loads only bundles whose schema, checksums and self-check pass (dlm_core.predictors).
+This module is the format only (torch- and onnxruntime-free): dlm_core.bundle_write.save_bundle writes a
+bundle and self-checks it through dlm_core.predictors, which serve only bundles whose schema, checksums and
+self-check pass.
 """
 
 from __future__ import annotations
@@ -18,17 +19,14 @@ import dataclasses
 import functools
 import json
 import os
-import shutil
-import subprocess
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from .data.registry import sha256_file
 from .errors import DlmError
-from .io import public_modes, read_json, write_json
+from .git import git_commit
+from .io import read_json
 
 SCHEMA = "dlm-bundle/1"
 MANIFEST = "manifest.json"
@@ -231,124 +229,12 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     return Bundle(path, read_json(path / MANIFEST))
 
 
-# ------------------------------------------------------------------------------------------------- writing
-
-def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """The commit the exporting code is at ('+dirty' if it has uncommitted changes), or 'unknown'."""
-    cwd = cwd or Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
-
+# ------------------------------------------------------------------------------------------------ provenance
 
 def provenance(project: str, run_dir, dataset: str, split_seed: int, seed: int, config: dict) -> dict:
     return {"project": project, "run_dir": str(run_dir), "git_commit": git_commit(), "dataset": dataset,
             "split_seed": int(split_seed), "seed": int(seed),
             "config": {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool, list, type(None)))}}
-
-
-def ort_session(path: str | Path, threads: int = 1):
-    """An ONNX Runtime CPU session with `threads` intra-op threads (0 = ORT's default) and no spinning, so an
-    idle server does not burn its cores."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def graph_signature(path: str | os.PathLike) -> dict:
-    """inputs/outputs of an ONNX file as [{name, dtype, shape}] with -1 for every dynamic axis."""
-    sess = ort_session(path, threads=0)
-
-    def spec(arg) -> dict:
-        dtype = arg.type.removeprefix("tensor(").removesuffix(")")
-        dtype = {"float": "float32", "double": "float64", "float16": "float16"}.get(dtype, dtype)
-        return {"name": arg.name, "dtype": dtype, "shape": [d if isinstance(d, int) else -1 for d in arg.shape]}
-
-    return {"inputs": [spec(a) for a in sess.get_inputs()], "outputs": [spec(a) for a in sess.get_outputs()]}
-
-
-def save_bundle(name: str, version: str, *, task: str, graphs: dict[str, str | os.PathLike], preprocess: dict,
-                postprocess: dict, reference: dict[str, np.ndarray], metrics: dict, provenance: dict,
-                drift_inputs=None, files: dict[str, str | os.PathLike | bytes] | None = None,
-                reference_tolerance: float = 1e-4, root: str | os.PathLike | None = None,
-                overwrite: bool = False, check=None) -> Bundle:
-    """Write a dlm-bundle/1 atomically: staged in a temp folder next to the final one, checked, renamed.
-
-    graphs: role -> ONNX file (copied as <role>.onnx). reference: "<role>.in.<input>" / "<role>.out.<output>"
-    arrays (torch's outputs on fixed inputs). files: extra bundle files (name -> path or bytes).
-    drift_inputs: raw validation-split inputs (>= 500); the bundle's own torch-free predictor turns them into
-    drift_reference.npz (features, predictions, embeddings), so serving computes the same statistics.
-    The staged bundle must pass validate_manifest, the predictor's self_check and `check(predictor)` (an
-    exporter's own test, e.g. decoded tokens == torch's; raise DlmError to refuse) before it is renamed.
-    """
-    root = Path(root) if root is not None else artifacts_root()
-    final = root / name / version
-    if final.exists() and not overwrite:
-        raise DlmError(f"bundle {final} already exists; pick another --version or pass --overwrite")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=final.parent))
-    try:
-        manifest = {"schema": SCHEMA, "name": name, "version": version, "task": task,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance, "graphs": {},
-                    "preprocess": preprocess, "postprocess": postprocess,
-                    "reference": {"file": REFERENCE, "tolerance": float(reference_tolerance)},
-                    "drift": {}, "metrics": metrics, "files": {}}
-        for rel, src in (files or {}).items():
-            dest = staging / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(src, (bytes, bytearray)):
-                dest.write_bytes(src)
-            else:
-                shutil.copyfile(src, dest)
-        for role, src in graphs.items():
-            shutil.copyfile(src, staging / f"{role}.onnx")
-            manifest["graphs"][role] = {"file": f"{role}.onnx", **graph_signature(staging / f"{role}.onnx")}
-        np.savez(staging / REFERENCE, **reference)
-
-        def seal() -> None:
-            listed = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()
-                            and p.name != MANIFEST)
-            manifest["files"] = {rel: sha256_file(staging / rel) for rel in listed}
-            write_json(staging / MANIFEST, manifest)
-
-        if drift_inputs is not None:
-            from .predictors import drift_reference, load_predictor
-
-            seal()  # provisional, so that the predictor can open the staged bundle
-            predictor = load_predictor(staging, verify=False)
-            arrays, section = drift_reference(predictor, drift_inputs)
-            np.savez(staging / DRIFT_REFERENCE, **arrays)
-            manifest["drift"] = {"file": DRIFT_REFERENCE, "split": "val", **section}
-        seal()
-        problems = validate_manifest(manifest)
-        if problems:
-            raise DlmError(f"bundle {name}/{version} does not follow {SCHEMA}: {'; '.join(problems)}")
-        from .predictors import load_predictor
-
-        staged = load_predictor(staging, verify=False)  # just sealed and validated above: no second hashing
-        staged.self_check()  # refuses above the tolerance
-        if check is not None:
-            check(staged)
-        if final.exists():
-            shutil.rmtree(final)
-        public_modes(staging)  # mkdtemp made it 0700: a server running as another user could not read it
-        os.replace(staging, final)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return Bundle(final, manifest)
 
 
 # ------------------------------------------------------------------------------------------------- finding

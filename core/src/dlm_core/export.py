@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import ort_session
+from .onnx_runtime import ort_session
 
 
 def onnx_export(module, example: tuple, path, input_names: list[str], output_names: list[str],

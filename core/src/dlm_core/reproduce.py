@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from .errors import DlmError
+from .git import git_commit
 from .io import read_json, write_json, write_text
 from .runs import runs_root
 
@@ -207,17 +208,6 @@ def load_summary() -> dict:
     return read_json(path) if path.is_file() else {"schema": "dlm-summary/1", "projects": {}}
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo_root(), capture_output=True,
-                             text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_root(),
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # running
 
@@ -292,7 +282,8 @@ def summarize(p: Project) -> dict:
             "higher_is_better": p.higher_is_better, "split": p.split, "seeds": p.seeds,
             "commands": [" ".join(s.argv) for s in p.steps], "cpu_minutes": round(cpu / 60, 2),
             "wall_minutes": round(wall / 60, 2), "readme": {"value": p.readme[0], "baseline": p.readme[1]},
-            "machine": machine(), "commit": git_commit(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "machine": machine(), "commit": git_commit(repo_root()),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def remaining_minutes(todo: list[Project], done_ratio: float) -> float:

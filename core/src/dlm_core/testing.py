@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import provenance, save_bundle
+from .bundle import provenance
+from .bundle_write import save_bundle
 
 LABELS = [f"class_{i}" for i in range(10)]
 WORDS = ("json parser library python module rust crate font theme icon game server client daemon kernel driver "

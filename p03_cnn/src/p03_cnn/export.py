@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dlm_core.bundle import load_bundle, provenance, save_bundle
+from dlm_core.bundle import load_bundle, provenance
+from dlm_core.bundle_write import save_bundle
 from dlm_core.data import FASHION_CLASSES
 from dlm_core.errors import DlmError
 from dlm_core.export import image_preprocess, onnx_export, ort_outputs, plot_parity, torch_reference

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlm_core.bundle import provenance, save_bundle
+from dlm_core.bundle import provenance
+from dlm_core.bundle_write import save_bundle
 from dlm_core.errors import DlmError
 from dlm_core.export import text_preprocess
 

@@ -19,7 +19,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 
-from dlm_core.bundle import provenance, save_bundle
+from dlm_core.bundle import provenance
+from dlm_core.bundle_write import save_bundle
 from dlm_core.export import text_preprocess, torch_reference
 from dlm_core.io import write_json
 

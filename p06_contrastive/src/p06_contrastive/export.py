@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlm_core.bundle import MIN_DRIFT_ROWS, bundle_size, provenance, save_bundle
+from dlm_core.bundle import MIN_DRIFT_ROWS, bundle_size, provenance
+from dlm_core.bundle_write import save_bundle
 from dlm_core.errors import DlmError
 from dlm_core.export import onnx_export, text_preprocess, torch_reference
 

@@ -14,7 +14,8 @@ import numpy as np
 from ..bundle import MANIFEST, Bundle, load_bundle
 from ..errors import DlmError
 from ..io import read_json
-from .base import BadInput, BatchOutput, Predictor, ort_session
+from ..onnx_runtime import ort_session
+from .base import BadInput, BatchOutput, Predictor
 from .image import AnomalyDetector, ImageClassifier, decode_image
 from .text import TextClassifier, TextRetriever
 from .translation import Translator

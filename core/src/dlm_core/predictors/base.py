@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..bundle import Bundle, ort_session  # noqa: F401  (re-exported: dlm_core.predictors.ort_session)
+from ..bundle import Bundle
 from ..errors import DlmError
+from ..onnx_runtime import ort_session
 
 # numpy dtype name -> KServe v2 datatype
 V2_DATATYPES = {"float32": "FP32", "float16": "FP16", "float64": "FP64", "int64": "INT64", "int32": "INT32",

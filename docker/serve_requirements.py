@@ -1,6 +1,11 @@
 """Print the serving image's pip requirements: what dlm_core (with its `serve` extra) and p10_serving declare,
 at requirements.txt's pins. Fails when a dependency has no pin or when torch would come in.
 
+p10_serving's `tools` extra (run_loadtest, run_fullstack, drift calibration: httpx, matplotlib, ...) is NOT
+installed: only p10_serving's own dependencies are. A tools package still comes in when dlm_core itself depends
+on it (matplotlib, a dlm_core dependency); the others (httpx) are not in the image, and the tools' console
+scripts, installed with the package, fail there on their first import of them.
+
     python3 docker/serve_requirements.py [REPO_ROOT] > serve-requirements.txt
 """
 
@@ -24,6 +29,11 @@ def main(root: Path) -> int:
     p10 = tomllib.loads((root / "p10_serving" / "pyproject.toml").read_text())["project"]
     wanted = core["dependencies"] + core["optional-dependencies"]["serve"] + p10["dependencies"]
     names = sorted({norm(re.split(r"[\s\[<>=!~;]", d, maxsplit=1)[0]) for d in wanted} - {"dlm-core"})
+    # p10's own extras (`tools`) are left out on purpose: nothing the server imports may need them. An extra
+    # asked for inside a dependency (dlm-core[torch]) would be dropped here without a word: refuse it
+    if any("[" in d for d in p10["dependencies"]):
+        print("serve_requirements: p10_serving's dependencies must not name extras", file=sys.stderr)
+        return 1
     if {"torch", "torchvision"} & set(names):
         print("serve_requirements: torch is among the serving dependencies", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from dlm_core.predictors import load_predictor
-from p10_serving.calibration import image_calibration, other_domain_texts, text_calibration
+from p10_serving.tools.calibration import image_calibration, other_domain_texts, text_calibration
 
 
 def merge(runs: list[dict]) -> dict:

@@ -17,18 +17,15 @@ server=$!
 trap 'kill -INT $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -f "$log"' EXIT
 PY_BIN="$(dirname "$(command -v run_serve)")/python"
 "$PY_BIN" - "$URL" <<'PY'
-import json, sys, time
+import json, sys
 import httpx
+from dlm_core.errors import DlmError
+from dlm_core.net import wait_http_ready
 url = sys.argv[1]
-for _ in range(600):  # until ready (every bundle verified and self-checked)
-    try:
-        if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-            break
-    except httpx.TransportError:
-        pass
-    time.sleep(0.2)
-else:
-    sys.exit("server did not become ready")
+try:  # until ready (every bundle verified and self-checked)
+    wait_http_ready(f"{url}/v2/health/ready", timeout=120)
+except DlmError as err:
+    sys.exit(f"server did not become ready: {err}")
 from dlm_core.data import load_dataset
 ds = load_dataset("fashion-mnist")
 examples = {"image-classification": ds.test.x[0].tolist(), "anomaly-detection": ds.test.x[0].tolist(),

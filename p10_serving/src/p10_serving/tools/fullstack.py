@@ -20,7 +20,6 @@ import asyncio
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,8 +30,10 @@ import numpy as np
 
 from dlm_core.errors import DlmError, cli_entry
 from dlm_core.io import read_json, write_json, write_text
+from dlm_core.net import free_port, wait_http_ready
 
 from .calibration import TRANSFORMS
+from .loadtest import open_loop
 
 MODEL = "fashion-cnn"
 MARKERS = {"drift_alert": ("tab:orange", "drift alert"), "episode": ("tab:red", "criterion met"),
@@ -53,12 +54,6 @@ def parse_shift(spec: str) -> tuple[str, float]:
         return kind, float(size)
     except ValueError:
         raise DlmError(f"--shift {spec!r}: the size must be a number") from None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stage(name: str, cmd: list[str], log: Path, env: dict | None = None) -> float:
@@ -88,26 +83,36 @@ def stream_rows(seed: int, n: int, skip: int = 1000) -> tuple[np.ndarray, np.nda
 async def replay(base: str, x: np.ndarray, y: np.ndarray, *, shift: tuple[str, float] | None, shift_after: int,
                  rate: float, label_delay: int, post_swap_rows: int, classes: list[str], timeout: float,
                  deadline: float, poll: callable) -> dict:
-    """Send row i at t0 + i / rate (open loop), each as one v1 predict request; row i's label goes back as
-    feedback once row i + label_delay has been sent. Stops `post_swap_rows` rows after a swap is seen (or at
-    the end of the rows, or at `deadline`)."""
+    """Send row i at t0 + i / rate (open loop: loadtest.open_loop), each as one v1 predict request; row i's label
+    goes back as feedback once row i + label_delay has been sent; the drift report and the events are polled
+    about once a second, beside the stream. Stops `post_swap_rows` rows after a swap is seen (or at the end of
+    the rows, or at `deadline`)."""
     import httpx
 
     kind, size = shift if shift else (None, 0.0)
-    rows, swap_row, lock = [], None, asyncio.Lock()
+    rows, swap_row, last_sent, next_poll = [], None, -1, 0.0
     pending_labels: list[tuple[list, str]] = []
+    background: set[asyncio.Task] = set()  # feedback posts and the poll, beside the stream
+    poller: asyncio.Task | None = None
     # an idle connection is dropped by the client after 2 s, before uvicorn closes it at 5 s: reusing one the
     # server is closing fails the request with a ReadError (seen once in 1,600 requests)
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as client:
         t0, t0_wall = time.perf_counter(), time.time()
 
-        async def one(i: int, img: np.ndarray, shifted: bool):
-            # latency from the actual send (this is a replay, not a load test: on a loaded machine the replay
-            # itself can fall behind its schedule, and that lag is the client's, not the server's)
+        def spawn(coro) -> asyncio.Task:
+            task = asyncio.create_task(coro)
+            background.add(task)
+            task.add_done_callback(background.discard)
+            return task
+
+        async def one(i: int, img: np.ndarray, shifted: bool, scheduled: float):
+            # latency from the actual send, not from the schedule (this is a replay, not a load test: on a loaded
+            # machine the replay itself can fall behind its schedule, and that lag is the client's, not the
+            # server's; it is kept as lag_s)
             sent = time.perf_counter()
             body = {"input": np.rint(img).astype(np.uint8).tolist()}
-            rec = {"i": i, "t": sent - t0, "lag_s": sent - (t0 + i / rate), "shifted": shifted, "label": int(y[i])}
+            rec = {"i": i, "t": sent - t0, "lag_s": sent - scheduled, "shifted": shifted, "label": int(y[i])}
             try:
                 r = await client.post(f"/v1/models/{MODEL}/predict", json=body)
                 rec["latency_ms"] = (time.perf_counter() - sent) * 1000
@@ -121,37 +126,45 @@ async def replay(base: str, x: np.ndarray, y: np.ndarray, *, shift: tuple[str, f
             rows.append(rec)
 
         async def send_labels(batch):
-            r = await client.post(f"/v1/models/{MODEL}/feedback",
-                                  json={"instances": [b[0] for b in batch], "labels": [b[1] for b in batch]})
+            try:
+                r = await client.post(f"/v1/models/{MODEL}/feedback",
+                                      json={"instances": [b[0] for b in batch], "labels": [b[1] for b in batch]})
+            except httpx.HTTPError as err:
+                print(f"feedback failed: {type(err).__name__} {err}", flush=True)
+                return
             if r.status_code != 200:
                 print(f"feedback refused ({r.status_code}): {r.text[:200]}", flush=True)
 
-        tasks = set()
-        next_poll = 0.0
-        for i in range(len(y)):
-            now = time.perf_counter()
-            if now > deadline or (swap_row is not None and i >= swap_row + post_swap_rows):
-                break
-            await asyncio.sleep(max(0.0, t0 + i / rate - now))
+        async def poll_once():
+            nonlocal swap_row, poller
+            try:
+                events = await poll(client, time.perf_counter() - t0)
+                if swap_row is None and any(e["kind"] == "swap" for e in events):
+                    swap_row = last_sent
+                    print(f"swap seen at row {swap_row}; {post_swap_rows} more rows", flush=True)
+            finally:
+                poller = None
+
+        def send(i: int, scheduled: float):
+            """Row i is due: its (shifted) image, its label queued, a poll when one is due; the request."""
+            nonlocal pending_labels, last_sent, next_poll, poller
+            last_sent = i
             shifted = kind is not None and i >= shift_after
             img = TRANSFORMS[kind](x[i:i + 1], size)[0] if shifted else x[i]
-            task = asyncio.create_task(one(i, img, shifted))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
             pending_labels.append((np.rint(img).astype(np.uint8).tolist(), classes[int(y[i])]))
             if len(pending_labels) >= label_delay + 25:  # labels of rows sent `label_delay` rows ago
                 batch, pending_labels = pending_labels[:25], pending_labels[25:]
-                task = asyncio.create_task(send_labels(batch))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if time.perf_counter() - t0 >= next_poll:
+                spawn(send_labels(batch))
+            if poller is None and time.perf_counter() - t0 >= next_poll:
                 next_poll += 1.0
-                events = await poll(client, time.perf_counter() - t0)
-                if swap_row is None and any(e["kind"] == "swap" for e in events):
-                    swap_row = i
-                    print(f"swap seen at row {i}; {post_swap_rows} more rows", flush=True)
-        async with lock:
-            await asyncio.gather(*tasks, return_exceptions=True)
+                poller = spawn(poll_once())
+            return one(i, img, shifted, scheduled)
+
+        def stop(i: int) -> bool:
+            return time.perf_counter() > deadline or (swap_row is not None and i >= swap_row + post_swap_rows)
+
+        await open_loop(rate, len(y), send, start=t0, stop=stop)
+        await asyncio.gather(*background, return_exceptions=True)
         await poll(client, time.perf_counter() - t0)
     return {"rows": sorted(rows, key=lambda r: r["i"]), "swap_row": swap_row, "seconds": time.perf_counter() - t0,
             "t0_wall": t0_wall}
@@ -160,7 +173,7 @@ async def replay(base: str, x: np.ndarray, y: np.ndarray, *, shift: tuple[str, f
 def screenshot(url: str, path: Path) -> str | None:
     """The live dashboard as a PNG, by headless Chromium (None, said, when Chromium is not installed)."""
 
-    from .dashboard import find_chromium, run_chromium
+    from .chromium import find_chromium, run_chromium
 
     if find_chromium() is None:
         print("no chromium: no dashboard screenshot (apt-get install chromium)", flush=True)
@@ -248,9 +261,9 @@ def plot(out: Path, rows: list[dict], drift: list[dict], events: list[dict], t_s
     marks(ax)
     ax.set_yscale("log")
     ax.set_xlabel("seconds since the stream started")
-    ax.set_ylabel("ms (from scheduled send)")
+    ax.set_ylabel("ms, from the actual send")
     ax.legend(fontsize=7, loc="upper left")
-    ax.set_title("latency while it all happens")
+    ax.set_title("latency (from each request's actual send) while it all happens")
     fig.tight_layout()
     fig.savefig(out / "latency.png", dpi=110)
     plt.close(fig)
@@ -270,7 +283,9 @@ def report_md(res: dict) -> str:
         a = "-" if v["accuracy"] is None else f"{v['accuracy']:.3f}"
         lines.append(f"| {k.replace('_', ' ')} | {v['rows']} | {a} |")
     lines += ["", f"Held-out test accuracy of the first bundle: {res['held_out_accuracy']:.4f}. "
-              f"Latency p50 / p99: {res['latency_ms']['p50']:.1f} / {res['latency_ms']['p99']:.1f} ms; "
+              f"Latency p50 / p99 (from each request's actual send; the replay's largest lag behind its "
+              f"schedule: {res['replay_lag_s']:.2f} s): {res['latency_ms']['p50']:.1f} / "
+              f"{res['latency_ms']['p99']:.1f} ms; "
               f"non-2xx responses: {res['errors']}.", "", "## Events", ""]
     for e in res["events"]:
         extra = {k: v for k, v in e.items() if k not in ("time", "kind", "model", "statistics", "gate")}
@@ -338,17 +353,10 @@ def run(args) -> int:
     server = subprocess.Popen(serve_cmd, stdout=open(out / "serve.log", "ab"), stderr=subprocess.STDOUT,
                               env={**env, "DLM_THREADS": "1"})
     try:
-        while True:
-            if server.poll() is not None:
-                raise StageFailed(f"the server exited with code {server.returncode}; see {out / 'serve.log'}")
-            try:
-                if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.perf_counter() - t0 > 120:
-                raise StageFailed(f"the server was not ready after 120 s; see {out / 'serve.log'}")
-            time.sleep(0.2)
+        try:
+            wait_http_ready(f"{base}/v2/health/ready", timeout=120, proc=server)
+        except DlmError as err:
+            raise StageFailed(f"{err}; see {out / 'serve.log'}") from None
         stages["serve_ready"] = time.perf_counter() - t0
 
         # 4. the stream

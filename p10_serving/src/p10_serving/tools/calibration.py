@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from dlm_core.predictors import BatchOutput
 
-from .drift import compare
+from ..drift import compare
 
 IMAGE_SIZES = {"brightness": [5, 10, 20, 40], "contrast": [0.9, 0.8, 0.7, 0.5], "rotation": [5, 10, 15, 30],
                "class_mix": [2, 3, 5]}

@@ -70,7 +70,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     # uvicorn stops on SIGINT/SIGTERM: no new connections, in-flight requests finish, then the lifespan stops
     # every batcher (waiting requests get 503) and joins its worker thread
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10,
-                http="httptools", loop="uvloop", lifespan="on")
+                http="httptools", loop="uvloop", lifespan="on", access_log=False)
     return 0
 
 

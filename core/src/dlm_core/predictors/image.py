@@ -50,10 +50,11 @@ def decode_image(item, height: int, width: int) -> np.ndarray:
             raise BadInput(f"image array has shape {list(arr.shape)}; expected [height, width] (or [h, w, 3])")
         if max(arr.shape) > MAX_SIDE:
             raise BadInput(f"image is {arr.shape[1]}x{arr.shape[0]}; at most {MAX_SIDE} px a side")
-        if not np.isfinite(arr).all():
-            raise BadInput("image has NaN or infinite pixel values")
-        if arr.min() < 0 or arr.max() > 255:
-            raise BadInput(f"pixel values must lie in 0..255, got {arr.min():g}..{arr.max():g}")
+        lo, hi = arr.min(), arr.max()
+        if not (lo >= 0 and hi <= 255):  # one pass each; NaN fails both comparisons, inf the upper one
+            if not np.isfinite(arr).all():
+                raise BadInput("image has NaN or infinite pixel values")
+            raise BadInput(f"pixel values must lie in 0..255, got {lo:g}..{hi:g}")
     if arr.shape != (height, width):
         from PIL import Image
 

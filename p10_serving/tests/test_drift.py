@@ -2,16 +2,21 @@
 and the calibration on real Fashion-MNIST images (item 2 of issue 20): few false alarms when nothing changed,
 detection when something did. Small fixed-seed runs; calibrate_drift.py runs the full version."""
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from scipy.stats import ks_2samp, wasserstein_distance
 
 from dlm_core.predictors import BatchOutput
 from dlm_core.predictors.image import image_features
-from p10_serving import calibration, drift
+from p10_serving import drift
 from p10_serving.app import ServeConfig, create_app
-from p10_serving.calibration import image_calibration
-from p10_serving.drift import DriftMonitor, compare, holm, psi, rbf_mmd_test
+from p10_serving.drift import Detector, DriftMonitor, MMDDetector, compare, holm, psi, rbf_mmd_test
+from p10_serving.tools import calibration
+from p10_serving.tools.calibration import image_calibration
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (28, 28)).tolist()
 
@@ -117,6 +122,106 @@ def test_monitor_from_a_bundle_takes_its_reference(predictors):
     assert DriftMonitor.for_predictor(predictors["search"]).kind == "top_score"
 
 
+# ------------------------------------------------------------------------------------------- the detector (issue #30)
+@pytest.fixture(scope="module")
+def before():
+    """The code before issue #30 (compare() recomputing the reference's share per window), as the bench keeps it."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "p10_drift_cost.py"
+    spec = importlib.util.spec_from_file_location("p10_drift_cost", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def windows(rng, kind: str, n_ref=700, n=350, dim=12) -> tuple[dict, list[dict]]:
+    """A reference and windows (no shift, small, large) of one prediction kind; discrete features too (ties)."""
+    def rows(k, shift=0.0):
+        pred = rng.integers(0, 5, k) if kind == "class" else rng.gamma(2 + shift, 1, k)
+        return {"features": np.stack([rng.normal(shift, 1, k), rng.integers(0, 4, k), rng.random(k) < 0.2 + shift],
+                                     1).astype(np.float32),
+                "predictions": pred.astype(np.float32),
+                "embeddings": np.maximum(rng.normal(shift, 1, (k, dim)), 0).astype(np.float32)}
+    return rows(n_ref), [rows(n), rows(n, 0.05), rows(n, 0.4), rows(250), rows(120, 0.4)]
+
+
+@pytest.mark.parametrize("kind", ["class", "score", "top_score"])
+def test_detector_scores_as_compare_and_as_the_code_before(kind, before):
+    """One Detector scores every window exactly as compare() (one code path), and as the pooled code of before:
+    same verdicts, same p-values and statistics (MMD^2 to float64 rounding)."""
+    rng = np.random.default_rng(3)
+    ref, wins = windows(rng, kind)
+    names = ["x", "level", "flag"]
+    opts = {"class": {"n_classes": 5}, "score": {"threshold": 5.0}, "top_score": {}}[kind] | {"n_perm": 200}
+    det = Detector(ref, kind, names, window_rows=350, **opts)
+    seen = set()
+    for cur in wins + [wins[0]]:  # the first again: nothing cached changes a report
+        r = det.score(cur)
+        assert r == compare(ref, cur, kind, names, **opts)
+        old = before.old_compare(ref, cur, kind, names, **opts)
+        assert (r["verdict"], r["signals"]) == (old["verdict"], old["signals"])
+        for t, o in zip(r["tests"], old["tests"], strict=True):
+            assert t.keys() == o.keys() and t["verdict"] == o["verdict"]
+            for k, v in t.items():
+                assert v == pytest.approx(o[k], rel=1e-9, abs=1e-13) if k == "mmd2" else v == o[k], (t, o)
+        seen.add(r["verdict"])
+    assert {"ok", "alert"} <= seen  # both kinds of window were there
+
+
+def test_mmd_detector_keeps_float64_p_values_through_ties(before):
+    """The permutation sums run in float32 with an error bound, and ties are recomputed in float64: windows of
+    repeated rows, constant rows or integer rows give the p-values of the float64 pooled code."""
+    rng = np.random.default_rng(0)
+    for x, y in [(np.repeat(rng.normal(size=(30, 6)), 10, 0), np.repeat(rng.normal(size=(20, 6)), 10, 0)),
+                 (np.ones((200, 6)), np.ones((150, 6))),
+                 (rng.integers(0, 2, (200, 6)), rng.integers(0, 2, (150, 6))),
+                 (rng.normal(size=(200, 1000)), rng.normal(0.02, 1, (150, 1000)))]:  # wide: the Gram route
+        new, old = rbf_mmd_test(x, y, 200, seed=1), before.old_rbf_mmd_test(x, y, 200, seed=1)
+        assert (new["mmd_p"], new["cosine_p"]) == (old["mmd_p"], old["cosine_p"])
+        assert new["mmd2"] == pytest.approx(old["mmd2"], abs=1e-12) and new["cosine"] == pytest.approx(old["cosine"])
+    d = MMDDetector(rng.normal(size=(400, 5)), n_perm=50, max_rows=300)
+    assert d.plan(300) is d.plan(300) and d.test(rng.normal(size=(500, 5)))["rows"] == [300, 300]
+
+
+def test_ks_and_wasserstein_from_the_sorted_reference_are_scipys():
+    rng = np.random.default_rng(0)
+    ref = np.sort(rng.normal(size=1000))
+    for cur in [rng.normal(0.1, 1, 500), np.round(rng.normal(size=500), 1), np.full(300, 0.5),
+                rng.normal(size=2)]:
+        for u in (ref, np.round(ref, 1)):
+            u = np.sort(u)
+            d, p, w = drift.ks_w1_sorted(u, cur)
+            ks = ks_2samp(u, cur)
+            assert (d, p, w) == (ks.statistic, ks.pvalue, wasserstein_distance(u, cur))
+            assert drift.ks_w1_sorted(u, cur) == (d, p, w)  # the memoised p-value
+
+
+def test_monitor_update_does_no_statistics_and_evaluate_is_cached(monkeypatch):
+    """update() only appends; evaluate() is the one computation, kept in last_report, which readers take."""
+    rng = np.random.default_rng(0)
+    m = DriftMonitor(reference(rng), "class", ["a", "b", "c"], window=100, min_rows=60, every=10, n_classes=4,
+                     n_perm=100, name="toy", version="1")
+    calls = []
+    score = m.detector.score
+    monkeypatch.setattr(m.detector, "score", lambda cur: calls.append(1) or score(cur))
+    assert m.last_report is None and m.cached is None
+    placeholder = m.latest()
+    assert placeholder["verdict"] is None and placeholder["tests"] == [] and placeholder["computed_at"] is None
+    for _ in range(8):
+        m.update(batch(30, rng))
+    assert calls == [] and m.last_report is None and m.latest()["rows_seen"] == 240
+    assert m.latest()["window_rows"] == 100
+    r = m.evaluate()
+    assert calls == [1] and m.last_report is r and m.latest() is r and m.cached is r
+    assert r["rows_seen"] == 240 and r["verdict"] in ("ok", "warn", "alert")
+    cur, _ = m.current()
+    assert {k: r[k] for k in ("tests", "signals", "verdict")} == compare(m.ref, cur, "class", ["a", "b", "c"],
+                                                                          **m.options)
+    m.update(batch(5, rng))
+    assert m.last_report is r and m.report() is r and calls == [1]  # fewer than `every` new rows
+    r2 = m.evaluate()
+    assert calls == [1, 1] and r2 is not r and m.last_report is r2 and r2["rows_seen"] == 245
+
+
 # ------------------------------------------------------------------------------------------- the server
 def test_drift_endpoint_and_gauges(predictors, tmp_path):
     config = ServeConfig(drift_window=64, drift_min_rows=32, drift_every=1, drift_dir=str(tmp_path))
@@ -128,7 +233,9 @@ def test_drift_endpoint_and_gauges(predictors, tmp_path):
         for _ in range(3):
             images = rng.integers(0, 256, (16, 28, 28)).tolist()
             assert c.post("/v1/models/img/predict", json={"instances": images}).status_code == 200
-        r = c.get("/v1/models/img/drift").json()
+        # a plain GET reads the last report (computed when the watcher judges a full window, or on demand)
+        assert c.get("/v1/models/img/drift").json()["rows_seen"] == 0
+        r = c.get("/v1/models/img/drift?fresh=1").json()
         assert r["rows_seen"] == 48 and r["window_rows"] == 48 and r["verdict"] in ("ok", "warn", "alert")
         stats = {(t["signal"], t["statistic"]) for t in r["tests"]}
         assert {("features", "ks"), ("features", "psi"), ("prediction", "chi2"), ("embedding", "mmd")} <= stats
@@ -140,7 +247,7 @@ def test_drift_endpoint_and_gauges(predictors, tmp_path):
         assert 'dlm_drift_rows_seen{model="img",version="1"} 48.0' in metrics
         # images nothing like the reference (all black): an alert
         c.post("/v1/models/img/predict", json={"instances": [np.zeros((28, 28)).tolist()] * 64})
-        assert c.get("/v1/models/img/drift").json()["verdict"] == "alert"
+        assert c.get("/v1/models/img/drift?fresh=1").json()["verdict"] == "alert"
         dumped = c.get("/v1/models/img/drift?dump=1").json()["dump"]
         assert np.load(dumped)["cur_features"].shape == (64, 6)
         assert c.get("/v1/models/nope/drift").status_code == 404

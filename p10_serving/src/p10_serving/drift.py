@@ -19,16 +19,41 @@ ALPHA_ALERT of the windows); a test is "warn" below ALPHA_WARN and "alert" below
 its effect gate passes. PSI is compared with its fixed thresholds. A signal's verdict is its worst row, the
 model's verdict the worst signal.
 No verdict (and no statistic) while the window holds fewer than `min_rows` rows.
+
+Reference side once (issue #30). As in alibi-detect (`KSDrift(x_ref)`, `MMDDrift(x_ref)`), each signal's test is
+an object built from the reference, which does the reference's share of the work once, and whose `tests(cur)`
+scores one window:
+
+    NumericDetector   KS + Wasserstein / SD + PSI per column: sorted reference columns, their SDs, PSI bin edges
+                      and reference bin proportions (numeric_tests() builds one and scores)
+    ClassDetector     chi-square + JS: the reference's class counts (class_tests())
+    AlarmDetector     Fisher: the reference's alarm count (alarm_tests())
+    MMDDetector       MMD^2 + centroid cosine: the reference subsample, its bandwidth, its kernel block and, per
+                      window size, the fixed permutations' reference-only share of every kernel sum
+                      (rbf_mmd_test(), embedding_tests())
+    Detector          all of a model's signals; score(cur) -> {tests, signals, verdict}. compare() is
+                      Detector(ref, ...).score(cur): one code path for the monitor and the calibration.
+
+Same seeds, same permutations, same results as the one-shot compare() of before (git 6de3d84; bench/p10_drift_cost.py
+keeps it as old_compare and checks): the pooled kernel is the same, only its new blocks (reference x window,
+window x window) are computed per window. The permutation sums run as float32 matrix products with a rigorous
+error bound; a relabelling whose statistic lies within that bound of the observed one is recomputed in float64,
+so every p-value is the float64 one, and MMD^2 agrees to float64 rounding (~1e-15).
+
+DriftMonitor: update() appends (the serving path), evaluate() computes a report (the lifecycle watcher, once per
+window of fresh rows), last_report is what every reader (/metrics, the dashboard, GET drift) shows.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from scipy.linalg.blas import dtrmm, strmm
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, fisher_exact, ks_2samp, wasserstein_distance
 
@@ -52,56 +77,80 @@ def holm(p: np.ndarray) -> np.ndarray:
     return out
 
 
+def psi_reference(ref: np.ndarray, bins: int = PSI_BINS, smooth: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's share of the PSI: its quantile bin edges (tied quantiles merged) and smoothed bin
+    proportions."""
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+    r = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1) + smooth
+    return edges, r / r.sum()
+
+
+def psi_score(edges: np.ndarray, p: np.ndarray, cur: np.ndarray, smooth: float = 0.5) -> float:
+    """The PSI of `cur` against a reference given by psi_reference()."""
+    c = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1) + smooth
+    q = c / c.sum()
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
 def psi(ref: np.ndarray, cur: np.ndarray, bins: int = PSI_BINS, smooth: float = 0.5) -> float:
     """Population stability index: sum (q - p) ln(q / p) over the reference's quantile bins (p reference,
     q current proportions; `smooth` pseudo-counts per bin so an empty bin stays finite). Tied quantiles
     (discrete features) merge into one bin."""
-    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
-    k = len(edges) + 1
-    r = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=k) + smooth
-    c = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=k) + smooth
-    p, q = r / r.sum(), c / c.sum()
-    return float(np.sum((q - p) * np.log(q / p)))
+    return psi_score(*psi_reference(ref, bins, smooth), cur, smooth)
 
 
 def wasserstein_sd(ref: np.ndarray, cur: np.ndarray) -> float:
     """Wasserstein-1 distance in units of the reference's standard deviation (an effect size)."""
-    w = wasserstein_distance(ref, cur)
-    sd = float(np.std(ref))
+    return effect_sd(float(wasserstein_distance(ref, cur)), float(np.std(ref)))
+
+
+def effect_sd(w: float, sd: float) -> float:
     return float(w / sd) if sd > 0 else (0.0 if w == 0 else float("inf"))
+
+
+_vecdot = np.vecdot if hasattr(np, "vecdot") else (lambda a, b: np.sum(a * b))  # what scipy's W1 uses
+KS_EXACT_MAX = 10_000      # ks_2samp(method="auto") is exact up to this many rows a side
+_KS_MEMO: dict[tuple[int, int, int], tuple[float, float]] = {}
+
+
+def ks_w1_sorted(u: np.ndarray, cur: np.ndarray) -> tuple[float, float, float]:
+    """KS statistic, KS p-value (both as scipy's ks_2samp(method="auto")) and the Wasserstein-1 distance (as
+    scipy's wasserstein_distance) of a window column against `u`, the reference column sorted in float64.
+
+    One merge of the two sorted samples gives both ECDFs. For windows up to KS_EXACT_MAX rows ks_2samp's p-value
+    is its exact one, a function of (n1, n2, h) alone with D = h / lcm(n1, n2): memoised (a server's windows
+    keep the same sizes, and D takes few values), the first occurrence of each h asks ks_2samp itself."""
+    v = np.sort(np.asarray(cur, dtype=float))
+    n1, n2 = len(u), len(v)
+    if n2 == 0 or np.isnan(u[-1:]).any() or np.isnan(v[-1:]).any():  # NaN sorts last; scipy's own handling
+        ks = ks_2samp(u, v) if n2 else ks_2samp(u, cur)
+        return float(ks.statistic), float(ks.pvalue), float(wasserstein_distance(u, cur))
+    both = np.concatenate((u, v))
+    both.sort(kind="mergesort")
+    cu, cv = u.searchsorted(both, "right"), v.searchsorted(both, "right")
+    w = float(_vecdot(np.abs(cu[:-1] / n1 - cv[:-1] / n2), np.diff(both)))  # scipy's _cdf_distance, p = 1
+    if max(n1, n2) > KS_EXACT_MAX:  # scipy's asymptotic branch uses D as a float: let it compute
+        ks = ks_2samp(u, v)
+        return float(ks.statistic), float(ks.pvalue), w
+    g = math.gcd(n1, n2)
+    lcm = n1 // g * n2
+    diff = cu * (lcm // n1) - cv * (lcm // n2)   # lcm * (F_ref - F_cur) at every point, in integers
+    key = (n1, n2, int(max(diff.max(), -diff.min(), 0)))
+    hit = _KS_MEMO.get(key)
+    if hit is None:
+        ks = ks_2samp(u, v)
+        hit = float(ks.statistic), float(ks.pvalue)
+        if len(_KS_MEMO) >= 1 << 16:
+            _KS_MEMO.clear()
+        _KS_MEMO[key] = hit
+    return hit[0], hit[1], w
 
 
 def rbf_mmd_test(x: np.ndarray, y: np.ndarray, n_perm: int = 500, seed: int = 0) -> dict:
     """MMD^2 (unbiased) between x (reference) and y (current) with an RBF kernel exp(-d^2 / h), h the median
     squared distance within the reference (median heuristic); and the centroid cosine distance. Both get a
-    permutation p-value from the same `n_perm` seeded relabellings of the pooled rows, all at once: with Z
-    the (N, P) membership matrix of x, every permutation's kernel sums are column sums of Z * (K @ Z)."""
-    n, m = len(x), len(y)
-    if min(n, m) < 2:
-        raise ValueError(f"the MMD test needs at least 2 rows a side, got {n} and {m}")
-    z = np.concatenate([x, y]).astype(np.float64)
-    sq = (z * z).sum(1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * z @ z.T, 0.0)
-    h = float(np.median(d2[:n, :n][np.triu_indices(n, 1)]))
-    h = h if h > 0 else 1.0
-    k = np.exp(-d2 / h)
-    np.fill_diagonal(k, 0.0)  # unbiased: no i == j terms
-    rng = np.random.default_rng(seed)
-    member = np.zeros((n + m, n_perm + 1))
-    member[:n, 0] = 1  # column 0: the observed split
-    for j in range(1, n_perm + 1):
-        member[rng.permutation(n + m)[:n], j] = 1
-    kz = k @ member
-    sxx = (member * kz).sum(0)                 # sum over x pairs
-    sxy = ((1 - member) * kz).sum(0)           # sum over (y, x) pairs
-    syy = k.sum() - sxx - 2 * sxy
-    mmd2 = sxx / (n * (n - 1)) + syy / (m * (m - 1)) - 2 * sxy / (n * m)
-    cx = member.T @ z / n
-    cy = (z.sum(0)[None] - member.T @ z) / m
-    cos = 1 - (cx * cy).sum(1) / (np.linalg.norm(cx, axis=1) * np.linalg.norm(cy, axis=1) + 1e-12)
-    p = lambda s: float((1 + np.sum(s[1:] >= s[0])) / (1 + n_perm))  # noqa: E731
-    return {"mmd2": float(mmd2[0]), "mmd_p": p(mmd2), "cosine": float(cos[0]), "cosine_p": p(cos),
-            "bandwidth": h}
+    permutation p-value from the same `n_perm` seeded relabellings of the pooled rows (see MMDDetector)."""
+    return MMDDetector(x, n_perm=n_perm, seed=seed).test(y)
 
 
 # ------------------------------------------------------------------------------------------- test rows
@@ -120,71 +169,31 @@ def psi_test(signal: str, value: float, feature: str | None = None) -> dict:
 
 def numeric_tests(signal: str, ref: np.ndarray, cur: np.ndarray, names: list[str]) -> list[dict]:
     """KS (gated by the Wasserstein distance in reference SDs) and PSI for each column."""
-    tests = []
-    for j, name in enumerate(names):
-        ks, eff = ks_2samp(ref[:, j], cur[:, j]), wasserstein_sd(ref[:, j], cur[:, j])
-        tests.append(p_test(signal, "ks", ks.pvalue, eff >= MIN_EFFECT_SD, name, ks_d=float(ks.statistic),
-                            wasserstein_sd=eff, min_effect_sd=MIN_EFFECT_SD))
-        tests.append(psi_test(signal, psi(ref[:, j], cur[:, j]), name))
-    return tests
+    return NumericDetector(signal, ref, names).tests(cur)
 
 
 def class_tests(ref: np.ndarray, cur: np.ndarray, n_classes: int | None) -> list[dict]:
     """Predicted-class mix: chi-square on the 2 x K contingency table (the reference is a sample too), gated
     by the Jensen-Shannon distance between the two class distributions."""
-    k = int(max(ref.max(), cur.max()) + 1) if n_classes is None else n_classes
-    counts = np.stack([np.bincount(ref.astype(int), minlength=k), np.bincount(cur.astype(int), minlength=k)])
-    js = float(jensenshannon(counts[0] / counts[0].sum(), counts[1] / counts[1].sum(), base=2))
-    # classes expected fewer than 5 times in either row are pooled into one cell (chi-square's approximation)
-    expected = counts.sum(0) * counts.sum(1, keepdims=True) / counts.sum()
-    rare = (expected < 5).any(0)
-    counts = np.concatenate([counts[:, ~rare], counts[:, rare].sum(1, keepdims=True)], 1)
-    counts = counts[:, counts.sum(0) > 0]
-    p = chi2_contingency(counts).pvalue if counts.shape[1] > 1 else 1.0
-    return [p_test("prediction", "chi2", p, js >= MIN_JS, js_distance=js, min_js=MIN_JS,
-                   classes_seen=int(counts.shape[1]))]
+    return ClassDetector(ref, n_classes).tests(cur)
 
 
 def alarm_tests(ref: np.ndarray, cur: np.ndarray, threshold: float, higher: bool) -> list[dict]:
     """The rate of scores past the anomaly threshold: one-sided Fisher exact test (more alarms than in the
     reference), gated by the rate at least doubling."""
-    a_ref = int(np.sum(ref > threshold if higher else ref < threshold))
-    a_cur = int(np.sum(cur > threshold if higher else cur < threshold))
-    r_ref, r_cur = a_ref / len(ref), a_cur / len(cur)
-    p = fisher_exact([[a_cur, len(cur) - a_cur], [a_ref, len(ref) - a_ref]], alternative="greater").pvalue
-    return [p_test("prediction", "alarm_rate", p, r_cur >= MIN_ALARM_RATIO * r_ref, rate=r_cur,
-                   reference_rate=r_ref, threshold=threshold)]
+    return AlarmDetector(ref, threshold, higher).tests(cur)
 
 
 def embedding_tests(ref: np.ndarray, cur: np.ndarray, n_perm: int, seed: int) -> list[dict]:
-    t = rbf_mmd_test(ref, cur, n_perm, seed)
-    return [p_test("embedding", "mmd", t["mmd_p"], True, mmd2=t["mmd2"], bandwidth=t["bandwidth"],
-                   permutations=n_perm, rows=[len(ref), len(cur)]),
-            p_test("embedding", "centroid_cosine", t["cosine_p"], True, cosine_distance=t["cosine"],
-                   permutations=n_perm)]
+    return MMDDetector(ref, n_perm=n_perm, seed=seed).tests(cur)
 
 
 def worst(verdicts) -> str:
     return max(verdicts, key=LEVELS.__getitem__, default="ok")
 
 
-def compare(ref: dict, cur: dict, kind: str, feature_names: list[str], *, n_classes: int | None = None,
-            threshold: float | None = None, higher_is_anomalous: bool = True, n_perm: int = 500,
-            mmd_rows: int = 300, seed: int = 0) -> dict:
-    """Every test of `cur` against `ref` (dicts of features (n, F), predictions (n,), embeddings (n, D) or
-    None): {"tests": [...], "signals": {signal: verdict}, "verdict": the worst}. Pure: what the monitor and
-    the calibration script both call."""
-    tests = numeric_tests("features", ref["features"], cur["features"], feature_names)
-    if kind == "class":
-        tests += class_tests(ref["predictions"], cur["predictions"], n_classes)
-    else:
-        tests += numeric_tests("prediction", ref["predictions"][:, None], cur["predictions"][:, None], [kind])
-        if kind == "score" and threshold is not None:
-            tests += alarm_tests(ref["predictions"], cur["predictions"], threshold, higher_is_anomalous)
-    if ref.get("embeddings") is not None and cur.get("embeddings") is not None:
-        rng = np.random.default_rng(seed)  # subsample both sides to at most mmd_rows (the test is O(N^2 P))
-        pick = lambda a: a[np.sort(rng.choice(len(a), mmd_rows, replace=False))] if len(a) > mmd_rows else a  # noqa: E731
-        tests += embedding_tests(pick(ref["embeddings"]), pick(cur["embeddings"]), n_perm, seed)
+def verdicts(tests: list[dict]) -> dict:
+    """Holm within each signal, each test's verdict, each signal's and the overall one (the worst)."""
     signals = {}
     for signal in dict.fromkeys(t["signal"] for t in tests):
         group = [t for t in tests if t["signal"] == signal and "p_raw" in t]
@@ -195,11 +204,362 @@ def compare(ref: dict, cur: dict, kind: str, feature_names: list[str], *, n_clas
     return {"tests": tests, "signals": signals, "verdict": worst(signals.values())}
 
 
+def compare(ref: dict, cur: dict, kind: str, feature_names: list[str], *, n_classes: int | None = None,
+            threshold: float | None = None, higher_is_anomalous: bool = True, n_perm: int = 500,
+            mmd_rows: int = 300, seed: int = 0) -> dict:
+    """Every test of `cur` against `ref` (dicts of features (n, F), predictions (n,), embeddings (n, D) or
+    None): {"tests": [...], "signals": {signal: verdict}, "verdict": the worst}. Pure: the calibration calls
+    it per window; it builds the Detector (the reference's share) and scores `cur`, the code path of the
+    monitor. To score many windows against one reference, build the Detector once."""
+    return Detector(ref, kind, feature_names, n_classes=n_classes, threshold=threshold,
+                    higher_is_anomalous=higher_is_anomalous, n_perm=n_perm, mmd_rows=mmd_rows, seed=seed).score(cur)
+
+
+# ------------------------------------------------------------------------------------------- detectors
+class NumericDetector:
+    """KS (gated by the Wasserstein distance in reference SDs) and PSI per column of `ref` (n, F). Built once:
+    the sorted columns, their SDs, the PSI bin edges and reference proportions."""
+
+    def __init__(self, signal: str, ref: np.ndarray, names: list[str]):
+        ref = np.asarray(ref)
+        self.signal, self.names = signal, list(names)
+        self.sorted = [np.sort(np.asarray(ref[:, j], dtype=float)) for j in range(len(self.names))]
+        self.sd = [float(np.std(ref[:, j])) for j in range(len(self.names))]
+        self.psi_ref = [psi_reference(ref[:, j]) for j in range(len(self.names))]
+
+    def tests(self, cur: np.ndarray) -> list[dict]:
+        cur = np.asarray(cur)
+        tests = []
+        for j, name in enumerate(self.names):
+            d, p, w = ks_w1_sorted(self.sorted[j], cur[:, j])
+            eff = effect_sd(w, self.sd[j])
+            tests.append(p_test(self.signal, "ks", p, eff >= MIN_EFFECT_SD, name, ks_d=d, wasserstein_sd=eff,
+                                min_effect_sd=MIN_EFFECT_SD))
+            tests.append(psi_test(self.signal, psi_score(*self.psi_ref[j], cur[:, j]), name))
+        return tests
+
+
+class ClassDetector:
+    """Predicted-class mix against the reference's class counts (chi-square gated by the JS distance)."""
+
+    def __init__(self, ref: np.ndarray, n_classes: int | None):
+        ref = np.asarray(ref)
+        self.n_classes = n_classes
+        self.ref_max = ref.max() if n_classes is None else None
+        self.ref_counts = np.bincount(ref.astype(int))
+
+    def tests(self, cur: np.ndarray) -> list[dict]:
+        cur = np.asarray(cur)
+        k = int(max(self.ref_max, cur.max()) + 1) if self.n_classes is None else self.n_classes
+        ref_counts = self.ref_counts
+        if len(ref_counts) < k:
+            ref_counts = np.concatenate([ref_counts, np.zeros(k - len(ref_counts), ref_counts.dtype)])
+        counts = np.stack([ref_counts, np.bincount(cur.astype(int), minlength=k)])
+        js = float(jensenshannon(counts[0] / counts[0].sum(), counts[1] / counts[1].sum(), base=2))
+        # classes expected fewer than 5 times in either row are pooled into one cell (chi-square's approximation)
+        expected = counts.sum(0) * counts.sum(1, keepdims=True) / counts.sum()
+        rare = (expected < 5).any(0)
+        counts = np.concatenate([counts[:, ~rare], counts[:, rare].sum(1, keepdims=True)], 1)
+        counts = counts[:, counts.sum(0) > 0]
+        p = chi2_contingency(counts).pvalue if counts.shape[1] > 1 else 1.0
+        return [p_test("prediction", "chi2", p, js >= MIN_JS, js_distance=js, min_js=MIN_JS,
+                       classes_seen=int(counts.shape[1]))]
+
+
+class AlarmDetector:
+    """The alarm rate (scores past `threshold`) against the reference's alarm count: one-sided Fisher exact test,
+    gated by the rate at least doubling."""
+
+    def __init__(self, ref: np.ndarray, threshold: float, higher: bool):
+        ref = np.asarray(ref)
+        self.threshold, self.higher = threshold, higher
+        self.alarms, self.rows = int(np.sum(ref > threshold if higher else ref < threshold)), len(ref)
+
+    def tests(self, cur: np.ndarray) -> list[dict]:
+        cur = np.asarray(cur)
+        a_cur = int(np.sum(cur > self.threshold if self.higher else cur < self.threshold))
+        r_ref, r_cur = self.alarms / self.rows, a_cur / len(cur)
+        p = fisher_exact([[a_cur, len(cur) - a_cur], [self.alarms, self.rows - self.alarms]],
+                         alternative="greater").pvalue
+        return [p_test("prediction", "alarm_rate", p, r_cur >= MIN_ALARM_RATIO * r_ref, rate=r_cur,
+                       reference_rate=r_ref, threshold=self.threshold)]
+
+
+class MMDDetector:
+    """MMD^2 (unbiased, RBF kernel exp(-d^2 / h), h the median squared distance within the reference) and the
+    centroid cosine distance of a window against the reference `x`, each with a permutation p-value from the
+    same `n_perm` seeded relabellings of the pooled rows. `max_rows`: both sides subsampled to at most that
+    many rows (the test is O(N^2 P)), the reference once here, the window per test, from the seeded stream that
+    compare() always used (reference first, then the window).
+
+    With a the (N,) membership of the x side in one relabelling and K = [[Kxx, Kxy], [Kyx, Kyy]] the pooled
+    kernel, every kernel sum is a^T K a or r^T a (r = K's row sums), and a^T K a = ax^T Kxx ax + 2 ax^T Kxy ay +
+    ay^T Kyy ay. The relabellings depend only on (n, m, n_perm, seed): for a window size m (plan()) they are drawn
+    once, with ax^T Kxx ax, Kxx's share of r^T a and the x rows' share of each relabelling's centroid. Per window:
+    the kernel's new columns [Kxy; Kyy] (N x m) and their products with the window side of the relabellings.
+
+    Precision: those products run in float32 (half the time of float64). Their terms are non-negative, so the
+    error of each relabelling's sum has a bound (k u of the sum, k its non-zero terms, u = 2^-24); a relabelling
+    whose statistic lies within that bound of the observed one is recomputed in float64. The observed statistic
+    itself is float64 throughout. So every p-value is what the float64 computation gives (the pooled code of
+    before), and the statistics agree with it to float64 rounding. The centroid sums likewise: float32 with a
+    bound for D <= GRAM_D, else from the Gram blocks x y^T, y y^T that the distances need anyway (D-free)."""
+
+    PLANS = 2      # window sizes kept (the window fills up through a few sizes, then stays at max_rows)
+    GRAM_D = 900   # above this embedding width the centroid sums come from the Gram blocks
+
+    def __init__(self, x: np.ndarray, *, n_perm: int = 500, seed: int = 0, max_rows: int | None = None):
+        x = np.asarray(x)
+        rng = np.random.default_rng(seed)
+        if max_rows is not None and len(x) > max_rows:
+            x = x[np.sort(rng.choice(len(x), max_rows, replace=False))]
+        self._pick_state = rng.bit_generator.state  # where the window's subsample continues the stream
+        self.n_perm, self.seed, self.max_rows = n_perm, seed, max_rows
+        self.x = x.astype(np.float64)
+        self.n = n = len(self.x)
+        self._plans: collections.OrderedDict = collections.OrderedDict()
+        self._picks: dict[int, np.ndarray] = {}  # window length -> the rows pick() keeps
+        self._scratch: dict[tuple[str, str], np.ndarray] = {}
+        self._lock, self._run_lock = threading.Lock(), threading.Lock()
+        self.bandwidth = 1.0
+        if n < 2:
+            return  # test() says why
+        self.sq = (self.x * self.x).sum(1)
+        d2 = np.maximum(self.sq[:, None] + self.sq[None, :] - 2 * self.x @ self.x.T, 0.0)
+        h = float(np.median(d2[np.triu_indices(n, 1)]))
+        self.bandwidth = h if h > 0 else 1.0
+        self.kxx = np.exp(-d2 / self.bandwidth)
+        np.fill_diagonal(self.kxx, 0.0)  # unbiased: no i == j terms
+        self.kxx_rows, self.kxx_sum = self.kxx.sum(1), float(self.kxx.sum())
+        self.x_sum = self.x.sum(0)
+
+    def pick(self, y: np.ndarray) -> np.ndarray:
+        """The window's subsample (at most max_rows rows, from the same seeded stream as before: the rows it
+        picks depend only on the window's length, so they are drawn once per length)."""
+        if self.max_rows is None or len(y) <= self.max_rows:
+            return y
+        idx = self._picks.get(len(y))
+        if idx is None:
+            rng = np.random.Generator(np.random.PCG64())
+            rng.bit_generator.state = self._pick_state
+            idx = self._picks[len(y)] = np.sort(rng.choice(len(y), self.max_rows, replace=False))
+        return y[idx]
+
+    def plan(self, m: int) -> dict:
+        """The relabellings for a window of m rows (after pick) and their reference-only sums (cached)."""
+        with self._lock:
+            if m in self._plans:
+                self._plans.move_to_end(m)
+                return self._plans[m]
+            n, big_p = self.n, self.n_perm
+            rng = np.random.default_rng(self.seed)
+            member = np.zeros((n + m, big_p + 1))
+            member[:n, 0] = 1  # column 0: the observed split
+            for j in range(1, big_p + 1):
+                member[rng.permutation(n + m)[:n], j] = 1
+            zx, zy = member[:n], member[n:]
+            ex = zx.T @ self.x                                          # the x rows' share of each x-side sum
+            plan = {"zx": zx.astype(bool), "zy": zy.astype(bool), "zy32": zy.astype(np.float32),  # (rows, P + 1)
+                    "ky": zy.sum(0),                                    # window rows on the x side
+                    "qxx": np.einsum("ip,ip->p", zx, self.kxx @ zx),   # ax^T Kxx ax
+                    "rxx": self.kxx_rows @ zx,                          # (Kxx 1)^T ax
+                    "exx": np.einsum("pd,pd->p", ex, ex),               # ax^T (x x^T) ax
+                    "ex_sum": ex @ self.x_sum}
+            if self.x.shape[1] <= self.GRAM_D:  # (P + 1, D): wide rows get their few rows when needed
+                plan["ex"] = ex
+            self._plans[m] = plan
+            while len(self._plans) > self.PLANS:
+                self._plans.popitem(last=False)
+            return plan
+
+    def _buf(self, name: str, shape: tuple, dtype=np.float64, order: str = "C") -> np.ndarray:
+        """A scratch array kept between windows (fresh large temporaries cost page faults: ~1/5 of the time)."""
+        size, dtype = math.prod(shape), np.dtype(dtype)
+        flat = self._scratch.get((name, dtype.str))
+        if flat is None or flat.size < size:
+            flat = self._scratch[name, dtype.str] = np.empty(size, dtype)
+        return flat[:size].reshape(shape, order=order)
+
+    def test(self, y: np.ndarray) -> dict:
+        """{mmd2, mmd_p, cosine, cosine_p, bandwidth, rows, refined} of the window `y` (subsampled by pick());
+        `refined`: the relabellings recomputed in float64 (MMD, cosine). One window at a time (scratch arrays)."""
+        with self._run_lock:
+            return self._test(np.asarray(y))
+
+    def _test(self, y: np.ndarray) -> dict:
+        y = self.pick(y)
+        n, m, d = self.n, len(y), y.shape[1]
+        if min(n, m) < 2:
+            raise ValueError(f"the MMD test needs at least 2 rows a side, got {n} and {m}")
+        pl = self.plan(m)
+        zx, zy, cols = pl["zx"], pl["zy"], self.n_perm + 1
+        y32 = np.asarray(y, np.float32)
+        y, given = self._buf("y", (m, d)), y
+        y[...] = given  # float64, from the rows as given
+        sqy = np.multiply(y, y, out=self._buf("yy", (m, d))).sum(1)
+        if d <= 512:  # a contiguous y^T makes the narrow product faster; for wide rows the copy costs more
+            yt = self._buf("yt", (d, m))
+            yt[...] = y.T
+        else:
+            yt = y.T
+        kc = self._buf("kc", (n + m, m))  # the Gram blocks [x y^T; y y^T] first, then the kernel in their place
+        gxy, gyy = np.matmul(self.x, yt, out=kc[:n]), np.matmul(y, y.T, out=kc[n:])  # y y^T: exactly symmetric
+        y_sum = y.sum(0)
+        tot = self.x_sum + y_sum          # the pooled rows' sum
+        f64 = np.float64
+
+        def cosine(e):  # the centroid cosine distance from the x sides' sums e (k, D), as the pooled code had it
+            cx, cy = e / n, (tot[None] - e) / m
+            return 1 - (cx * cy).sum(1) / (np.linalg.norm(cx, axis=1) * np.linalg.norm(cy, axis=1) + 1e-12)
+
+        def ex(cols):  # the x rows' share of the x-side sums of these relabellings
+            return pl["ex"][cols] if "ex" in pl else zx[:, cols].T @ self.x
+
+        cos0 = float(cosine(ex(slice(0, 1)))[0])  # the observed split: float64 throughout
+        gram = "ex" not in pl
+        if gram:  # e.e = ax^T Gxx ax + 2 ax^T Gxy ay + ay^T Gyy ay with G the Gram matrix, in float64
+            zb = self._buf("zb64", (m, cols), order="F")
+            zb[...] = zy
+            gz = np.matmul(gxy, zb, out=self._buf("gz", (n, cols)))
+            upper = np.einsum("ip,ip->p", zy, dtrmm(1.0, gyy.T, zb, lower=0, overwrite_b=1), dtype=f64)
+            ee = pl["exx"] + 2 * np.einsum("ip,ip->p", zx, gz, dtype=f64) + 2 * upper \
+                - np.einsum("i,ip->p", np.diag(gyy), zy, dtype=f64)
+            et = pl["ex_sum"] + np.einsum("ip,i->p", zx, self.x @ y_sum, dtype=f64) \
+                + np.einsum("ip,i->p", zy, y @ tot, dtype=f64)
+
+        # the pooled kernel's new columns [Kxy; Kyy]: exp(-max(sq_i + sq_j - 2 z_i.z_j, 0) / h) with the pooled code's
+        # arithmetic, in place, a block of rows at a time
+        sq_all, part = np.concatenate([self.sq, sqy]), self._buf("part", (128, m))
+        for lo in range(0, n + m, 128):
+            rows = kc[lo:lo + 128]
+            rows *= 2
+            np.subtract(np.add.outer(sq_all[lo:lo + 128], sqy, out=part[:len(rows)]), rows, out=rows)
+        np.maximum(kc, 0.0, out=kc)
+        np.divide(kc, -self.bandwidth, out=kc)  # = -(kc / h), exactly
+        np.exp(kc, out=kc)
+        kc[n + np.arange(m), np.arange(m)] = 0.0  # unbiased: no i == j terms
+        kxy, kyy = kc[:n], kc[n:]
+        rows_xy, cols_xy, rows_yy = kxy.sum(1), kxy.sum(0), kyy.sum(1)
+        total = self.kxx_sum + 2 * float(rows_xy.sum()) + float(rows_yy.sum())
+        ra = pl["rxx"] + np.einsum("i,ip->p", rows_xy, zx, dtype=f64) \
+            + np.einsum("i,ip->p", cols_xy + rows_yy, zy, dtype=f64)  # r^T a per relabelling
+
+        # the float32 products with the window side of the relabellings: Kxy ay (and, below GRAM_D, y^T ay) in one
+        # product, ay^T Kyy ay as 2 ay^T triu(Kyy) ay (Kyy is symmetric with a zero diagonal) by a triangular one
+        lhs = self._buf("lhs", (n if gram else n + d, m), np.float32)
+        lhs[:n] = kxy
+        if not gram:
+            lhs[n:] = y32.T
+        prod = np.matmul(lhs, pl["zy32"], out=self._buf("prod", (len(lhs), cols), np.float32))
+        cross = np.einsum("ip,ip->p", zx, prod[:n], dtype=f64)
+        k32 = self._buf("kyy32", (m, m), np.float32)
+        k32[...] = kyy
+        zb32 = self._buf("zb32", (m, cols), np.float32, order="F")
+        zb32[...] = pl["zy32"]
+        inner = np.einsum("ip,ip->p", zy, strmm(1.0, k32.T, zb32, lower=0, overwrite_b=1), dtype=f64)
+
+        if gram:
+            slack = np.full(cols, 1e-9)  # float64 throughout: only rounding
+        else:
+            e = np.add(pl["ex"], prod[n:].T, out=self._buf("e", (cols, d)))
+            ee, et = np.einsum("pd,pd->p", e, e), e @ tot
+            # float32 sums of ky products (exact for float32 rows, else rounded once): |error| <= (ky + 1) u
+            # sum_j |y_j| (per coordinate); the cosine of two vectors moves by at most 2 |du| / |u| + 2 |dv| / |v|
+            err = 1.1 * (pl["ky"] + 2) * 2.0 ** -24 * np.linalg.norm(np.abs(y).sum(0))
+            nx, ny = np.sqrt(ee), np.sqrt(np.maximum(tot @ tot - 2 * et + ee, 0.0))
+            slack = 2 * err * (1 / np.maximum(nx, 1e-300) + 1 / np.maximum(ny, 1e-300)) + 1e-9
+            slack[(err >= nx / 2) | (err >= ny / 2)] = np.inf
+        ny2 = np.maximum(tot @ tot - 2 * et + ee, 0.0)
+        cos = 1 - (et - ee) / (n * m) / (np.sqrt(ee) / n * np.sqrt(ny2) / m + 1e-12)
+        cos[0] = cos0
+        near_cos = np.flatnonzero(np.abs(cos - cos0) <= slack)
+        near_cos = near_cos[near_cos > 0]
+        if len(near_cos):  # recomputed as the pooled code did, in float64
+            cos[near_cos] = cosine(ex(near_cos) + zy[:, near_cos].T @ y)
+
+        cn, cm, cnm = 1 / (n * (n - 1)), 1 / (m * (m - 1)), 2 / (n * m)
+
+        def mmd(q, ra):  # sxx = a^T K a, sxy = (1 - a)^T K a, syy the rest
+            sxy = ra - q
+            return q * cn + (total - q - 2 * sxy) * cm - sxy * cnm
+
+        new = 2 * (cross + inner)
+        mmd2 = mmd(pl["qxx"] + new, ra)  # column 0 (the observed split) has ay = 0: float64 throughout
+        # each float32 entry sums at most ky non-negative terms rounded once from float64: relative error below
+        # (ky + 1) u, with slack for the second-order terms; the float64 rest adds ~1e-16
+        bound = (cn + cm + cnm) * new * (1.1 * (pl["ky"] + 2) * 2.0 ** -24) + 1e-12 * (abs(mmd2[0]) + cn * pl["qxx"])
+        near = np.flatnonzero(np.abs(mmd2 - mmd2[0]) <= bound)
+        near = near[near > 0]
+        if len(near):
+            w = kc @ zy[:, near]
+            exact = 2 * np.einsum("ip,ip->p", zx[:, near], w[:n], dtype=f64) \
+                + np.einsum("ip,ip->p", zy[:, near], w[n:], dtype=f64)
+            mmd2[near] = mmd(pl["qxx"][near] + exact, ra[near])
+        p = lambda s: float((1 + np.sum(s[1:] >= s[0])) / (1 + self.n_perm))  # noqa: E731
+        return {"mmd2": float(mmd2[0]), "mmd_p": p(mmd2), "cosine": float(cos[0]), "cosine_p": p(cos),
+                "bandwidth": self.bandwidth, "rows": [n, m], "refined": [int(len(near)), int(len(near_cos))]}
+
+    def tests(self, cur: np.ndarray) -> list[dict]:
+        t = self.test(cur)
+        return [p_test("embedding", "mmd", t["mmd_p"], True, mmd2=t["mmd2"], bandwidth=t["bandwidth"],
+                       permutations=self.n_perm, rows=t["rows"]),
+                p_test("embedding", "centroid_cosine", t["cosine_p"], True, cosine_distance=t["cosine"],
+                       permutations=self.n_perm)]
+
+
+class Detector:
+    """Every drift test of one model against its reference (a dict of features (n, F), predictions (n,),
+    embeddings (n, D) or None), the reference's share computed here, once; `score(cur)` scores one window:
+    {"tests": [...], "signals": {signal: verdict}, "verdict": the worst} (what compare() returns).
+    `window_rows`: the monitor's window, to draw the MMD permutations for its full size now rather than on the
+    first full window. Thread-safe (score() only reads, its caches are locked)."""
+
+    def __init__(self, reference: dict, kind: str, feature_names: list[str], *, n_classes: int | None = None,
+                 threshold: float | None = None, higher_is_anomalous: bool = True, n_perm: int = 500,
+                 mmd_rows: int = 300, seed: int = 0, window_rows: int | None = None):
+        self.kind, self.feature_names = kind, list(feature_names)
+        self.features = NumericDetector("features", reference["features"], self.feature_names)
+        self.alarms = None
+        if kind == "class":
+            self.prediction = ClassDetector(reference["predictions"], n_classes)
+        else:
+            self.prediction = NumericDetector("prediction", np.asarray(reference["predictions"])[:, None], [kind])
+            if kind == "score" and threshold is not None:
+                self.alarms = AlarmDetector(reference["predictions"], threshold, higher_is_anomalous)
+        emb = reference.get("embeddings")
+        self.embedding = None if emb is None else MMDDetector(emb, n_perm=n_perm, seed=seed, max_rows=mmd_rows)
+        if self.embedding is not None and window_rows and self.embedding.n >= 2:
+            self.embedding.plan(min(window_rows, mmd_rows))
+
+    def score(self, cur: dict) -> dict:
+        tests = self.features.tests(cur["features"])
+        if self.kind == "class":
+            tests += self.prediction.tests(cur["predictions"])
+        else:
+            tests += self.prediction.tests(np.asarray(cur["predictions"])[:, None])
+            if self.alarms is not None:
+                tests += self.alarms.tests(cur["predictions"])
+        if self.embedding is not None and cur.get("embeddings") is not None:
+            tests += self.embedding.tests(cur["embeddings"])
+        return verdicts(tests)
+
+
 # ------------------------------------------------------------------------------------------- the monitor
 class DriftMonitor:
-    """The last `window` live rows of one model against its reference. `update(batch_output)` only appends
-    (it runs on the serving path); `report()` computes the statistics (in a worker thread, not on the event
-    loop), at most once per `every` new rows: between those it returns the cached report."""
+    """The last `window` live rows of one model against its reference.
+
+    - `update(batch_output)` only appends (it runs on the serving path: no statistics, no copies of the window);
+    - the Detector (the reference's share of every test) is built once, here;
+    - `evaluate()` is the one method that computes statistics: a report of the current window, now (thread-safe:
+      one computation at a time), kept as `last_report`;
+    - `last_report` is the latest computed report, None before the first evaluation; `latest()` is the same, or
+      before the first evaluation a placeholder report (verdict None, no tests) built from the counters. Readers
+      (/metrics, the dashboard, GET drift) read these and compute nothing.
+
+    Ownership: the lifecycle watcher is the one caller of evaluate() (once per window of fresh rows); everybody
+    else reads last_report. `report(force=False)` is kept for the callers not yet moved to that split: it
+    evaluates when `every` new rows arrived since the last report (or when forced) and otherwise returns
+    last_report. `cached` is last_report's old name."""
 
     def __init__(self, reference: dict, kind: str, feature_names: list[str], *, window: int = 500,
                  min_rows: int = 200, every: int = 50, n_classes: int | None = None, threshold: float | None = None,
@@ -212,11 +572,19 @@ class DriftMonitor:
         self.window, self.min_rows, self.every = window, min_rows, max(every, 1)
         self.options = dict(n_classes=n_classes, threshold=threshold, higher_is_anomalous=higher_is_anomalous,
                             n_perm=n_perm, mmd_rows=mmd_rows, seed=seed)
+        self.detector = Detector(self.ref, kind, self.feature_names, window_rows=window, **self.options)
         self.chunks: collections.deque = collections.deque()  # (features, signal, embeddings) per batch
         self.rows_in_window = self.rows_seen = 0
         self.lock = threading.Lock()          # guards the chunks (update vs snapshot)
-        self.compute_lock = threading.Lock()  # one computation at a time; the others wait for its cache
-        self.cached: dict | None = None
+        self.compute_lock = threading.Lock()  # one computation at a time; the others wait for its result
+        self._last: dict | None = None
+
+    @property
+    def last_report(self) -> dict | None:
+        """The latest computed report (None before the first evaluation). Computes nothing."""
+        return self._last
+
+    cached = last_report  # the old name (dashboard.py reads it)
 
     @classmethod
     def for_predictor(cls, p, **kw) -> DriftMonitor | None:
@@ -257,25 +625,50 @@ class DriftMonitor:
         return {"features": cat(0), "predictions": cat(1),
                 "embeddings": cat(2) if chunks[0][2] is not None else None}, seen
 
-    def report(self, force: bool = False) -> dict:
-        """Every statistic with its thresholds and verdict, the window size and rows seen (JSON-ready)."""
+    def _header(self, seen: int, n: int) -> dict:
+        return {"model": self.name, "version": self.version, "rows_seen": seen, "window_rows": n,
+                "window": self.window, "min_rows": self.min_rows, "reference_rows": len(self.ref["predictions"]),
+                "prediction": self.kind}
+
+    def _evaluate(self) -> dict:  # under compute_lock
+        cur, seen = self.current()
+        n = len(cur["predictions"])
+        out = {**self._header(seen, n), "computed_at": time.time()}
+        if n < self.min_rows:
+            out.update(verdict=None, signals={}, tests=[],
+                       reason=f"{n} rows in the window; a verdict needs at least {self.min_rows}")
+        else:
+            out.update(self.detector.score(cur))
+        self._last = out
+        return out
+
+    def evaluate(self) -> dict:
+        """Every statistic of the current window with its thresholds and verdict, the window size and rows seen
+        (JSON-ready), computed now and kept as last_report. The only method that computes statistics."""
         with self.compute_lock:
+            return self._evaluate()
+
+    def latest(self) -> dict:
+        """last_report, or before the first evaluation a placeholder (verdict None, no tests, computed_at None)
+        from the counters. Computes no statistics."""
+        last = self._last
+        if last is not None:
+            return last
+        with self.lock:
+            seen, n = self.rows_seen, min(self.rows_in_window, self.window)
+        return {**self._header(seen, n), "computed_at": None, "verdict": None, "signals": {}, "tests": [],
+                "reason": "no drift report computed yet"}
+
+    def report(self, force: bool = False) -> dict:
+        """Backward compatible: evaluate() when forced or when `every` new rows arrived since last_report,
+        otherwise last_report (callers waiting on a running computation get its result)."""
+        with self.compute_lock:
+            last = self._last
             with self.lock:
                 seen = self.rows_seen
-            if self.cached is not None and not force and seen - self.cached["rows_seen"] < self.every:
-                return self.cached
-            cur, seen = self.current()
-            n = len(cur["predictions"])
-            out = {"model": self.name, "version": self.version, "rows_seen": seen, "window_rows": n,
-                   "window": self.window, "min_rows": self.min_rows, "reference_rows": len(self.ref["predictions"]),
-                   "prediction": self.kind, "computed_at": time.time()}
-            if n < self.min_rows:
-                out.update(verdict=None, signals={}, tests=[],
-                           reason=f"{n} rows in the window; a verdict needs at least {self.min_rows}")
-            else:
-                out.update(compare(self.ref, cur, self.kind, self.feature_names, **self.options))
-            self.cached = out
-            return out
+            if last is not None and not force and seen - last["rows_seen"] < self.every:
+                return last
+            return self._evaluate()
 
     def dump(self, folder: str | Path) -> Path:
         """The reference and the current window as one .npz (ref_* and cur_* arrays) for a look offline."""

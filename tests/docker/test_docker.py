@@ -184,3 +184,4 @@ def test_serve_requirements_pin_what_core_and_p10_declare_without_torch():
     names = {line.split("==")[0] for line in proc.stdout.split()}
     assert {"onnxruntime", "fastapi", "uvicorn", "tokenizers", "faiss-cpu", "prometheus-client"} <= names
     assert not names & {"torch", "torchvision"}
+    assert not names & {"matplotlib", "httpx"}  # the tools' extra (load test, full stack, plots) stays out

@@ -8,6 +8,8 @@ measured as the CPU of its process tree per request answered:
     noop         run_serve --noop: our whole request path (hot path, service, batcher, metrics) without a model
     hot          run_serve BUNDLE: the same with the model (prepare, the batch's ONNX Runtime run, the answer)
     fastapi      run_serve BUNDLE --no-hot-path: the same routes through FastAPI (what the hot path saves)
+    v2_json      run_serve BUNDLE, KServe v2 infer with the image as a JSON FP32 tensor (normalised, as v2 takes it)
+    v2_binary    the same tensor with the binary tensor extension (tritonclient's default)
 
 and, in one process with no HTTP, the per-request cost of each stage of `hot` (median of repeats): JSON parse
 of the body, the 28x28 list -> array with its checks (`prepare`), the model per row at batch 32
@@ -84,12 +86,17 @@ def load(label: str, bundle: Path, body: dict, rate: float, seconds: float, tmp:
     try:
         ready = "/" if label == "asgi_floor" else "/v2/health/ready"
         wait_http_ready(f"http://127.0.0.1:{port}{ready}", 120, proc)
-        path = "/v1/models/noop/predict" if label == "noop" else f"/v1/models/{bundle.parent.name}/predict"
+        name = bundle.parent.name
+        path = "/v1/models/noop/predict" if label == "noop" else f"/v1/models/{name}/predict"
         body = {"input": 0} if label == "noop" else body
         out = tmp / label
         cmd = [str(BIN / "run_loadtest"), "--url", f"http://127.0.0.1:{port}", "--path", path, "--model", "m",
-               "--body", json.dumps(body), "--rate", str(rate), "--duration", str(seconds), "--warmup", "1",
-               "--out", str(out)]
+               "--rate", str(rate), "--duration", str(seconds), "--warmup", "1", "--out", str(out)]
+        if label.startswith("v2"):
+            cmd[cmd.index(path)] = f"/v2/models/{name}/infer"
+            cmd += v2_body(bundle, body, label == "v2_binary", tmp)
+        else:
+            cmd += ["--body", json.dumps(body)]
         c0 = tree_cpu_s(proc.pid)
         subprocess.run(cmd, check=True, capture_output=True)
         c1 = tree_cpu_s(proc.pid)
@@ -101,6 +108,21 @@ def load(label: str, bundle: Path, body: dict, rate: float, seconds: float, tmp:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def v2_body(bundle: Path, body: dict, binary: bool, tmp: Path) -> list[str]:
+    """run_loadtest's flags for a v2 infer of the same image: a JSON tensor, or the binary tensor extension."""
+    from dlm_core.predictors import load_predictor
+
+    p = load_predictor(bundle)
+    x = p.prepare(body["input"])[None].astype("<f4")
+    spec = {"name": p.v2_inputs()[0]["name"], "shape": list(x.shape), "datatype": "FP32"}
+    if not binary:
+        return ["--body", json.dumps({"inputs": [{**spec, "data": x.ravel().tolist()}]})]
+    head = json.dumps({"inputs": [{**spec, "parameters": {"binary_data_size": x.nbytes}}],
+                       "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
+    (tmp / "v2.bin").write_bytes(head + x.tobytes())
+    return ["--body-file", str(tmp / "v2.bin"), "--header", f"Inference-Header-Content-Length: {len(head)}"]
 
 
 def stages(bundle: Path, body: dict) -> dict:
@@ -137,7 +159,7 @@ def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     img = np.random.default_rng(0).integers(0, 256, (28, 28)).tolist()
     body = {"input": img}
-    labels = ["asgi_floor", "noop", "hot", "fastapi"]
+    labels = ["asgi_floor", "noop", "hot", "fastapi", "v2_json", "v2_binary"]
     runs: dict[str, list[dict]] = {k: [] for k in labels}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):

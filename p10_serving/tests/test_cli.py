@@ -122,6 +122,15 @@ def test_live_server_under_an_open_loop_load(bundles, tmp_path):
         assert result["status_codes"] == {"200": 80}
         assert result["latency_ms"]["p50"] <= result["latency_ms"]["p99"] <= result["latency_ms"]["max"]
         assert (tmp_path / "loadtest.png").stat().st_size > 1000
+        # KServe v2 binary tensors through run_loadtest: a raw body and its Inference-Header-Content-Length
+        head = json.dumps({"inputs": [{"name": "image", "shape": [1, 1, 28, 28], "datatype": "FP32",
+                                       "parameters": {"binary_data_size": 784 * 4}}]}).encode()
+        (tmp_path / "v2.bin").write_bytes(head + np.zeros(784, "<f4").tobytes())
+        r = run([str(BIN / "run_loadtest"), "--url", url, "--path", "/v2/models/img/infer", "--model", "img",
+                 "--body-file", str(tmp_path / "v2.bin"), "--header", f"Inference-Header-Content-Length: {len(head)}",
+                 "--rate", "20", "--duration", "1", "--warmup", "0", "--out", str(tmp_path / "v2")])
+        assert r.returncode == 0, r.stderr
+        assert json.loads((tmp_path / "v2" / "loadtest.json").read_text())["status_codes"] == {"200": 20}
         one = httpx.post(f"{url}/v1/models/img/predict", json={"input": [[0] * 28] * 28}, timeout=30)
         assert one.status_code == 200 and one.json()["model"] == "img"
         metrics = httpx.get(f"{url}/metrics", timeout=30).text

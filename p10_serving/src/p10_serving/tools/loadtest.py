@@ -127,15 +127,20 @@ class Connection:
         self.writer.close()
 
 
-def build_request(url: str, body: dict) -> tuple[str, int, bytes]:
-    """(host, port, the request's bytes) for POST `body` as JSON to `url`."""
+def build_request(url: str, body: dict | bytes, headers: dict[str, str] | None = None) -> tuple[str, int, bytes]:
+    """(host, port, the request's bytes) for POST `body` to `url`: a dict as JSON, bytes as they are
+    (application/octet-stream unless `headers` says otherwise; e.g. KServe v2 binary tensors with their
+    Inference-Header-Content-Length)."""
     parts = urlsplit(url)
     if parts.scheme != "http":
         raise DlmError(f"{url!r}: only plain http:// URLs are supported")
     host, port = parts.hostname, parts.port or 80
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    data = json.dumps(body, separators=(",", ":")).encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+    raw = isinstance(body, bytes)
+    data = body if raw else json.dumps(body, separators=(",", ":")).encode()
+    fields = {"Content-Type": "application/octet-stream" if raw else "application/json", **(headers or {})}
+    extra = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+    head = (f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{extra}"
             f"Content-Length: {len(data)}\r\nConnection: keep-alive\r\n\r\n")
     return host, port, head.encode() + data
 
@@ -178,13 +183,14 @@ async def open_loop(rate: float, n: int, send: Callable[[int, float], Awaitable]
     return sent
 
 
-async def run_load(url: str, body: dict, rate: float, duration: float, warmup: float = 1.0,
-                   max_requests: int = 100_000, timeout: float = 10.0, max_connections: int = 256) -> dict:
+async def run_load(url: str, body: dict | bytes, rate: float, duration: float, warmup: float = 1.0,
+                   max_requests: int = 100_000, timeout: float = 10.0, max_connections: int = 256,
+                   headers: dict[str, str] | None = None) -> dict:
     """Offer `rate` requests/s of POST `body` to `url`; the report and the raw samples."""
     check_loopback(url)
     if rate <= 0 or duration <= 0 or warmup < 0:
         raise DlmError("--rate and --duration must be > 0, --warmup >= 0")
-    host, port, request = build_request(url, body)
+    host, port, request = build_request(url, body, headers)
     total = min(int(math.ceil(rate * (warmup + duration))), max_requests)
     samples = []  # (scheduled offset s, latency ms, status or error name, measured?)
     reconnects = 0
@@ -230,8 +236,9 @@ async def run_load(url: str, body: dict, rate: float, duration: float, warmup: f
     return report(samples, rate, warmup, duration, finished, reconnects=reconnects)
 
 
-def run(url: str, body: dict, rate: float, duration: float, warmup: float = 1.0, max_requests: int = 100_000,
-        timeout: float = 10.0, max_connections: int = 256) -> dict:
+def run(url: str, body: dict | bytes, rate: float, duration: float, warmup: float = 1.0,
+        max_requests: int = 100_000, timeout: float = 10.0, max_connections: int = 256,
+        headers: dict[str, str] | None = None) -> dict:
     """run_load on a fresh event loop (uvloop's when installed: a cheaper client); the report also says how
     much CPU this process spent (`client_cpu_s`), so a bench can tell the client's cost from the server's."""
     try:
@@ -241,7 +248,8 @@ def run(url: str, body: dict, rate: float, duration: float, warmup: float = 1.0,
         factory = None
     cpu = time.process_time()
     with asyncio.Runner(loop_factory=factory) as runner:
-        result = runner.run(run_load(url, body, rate, duration, warmup, max_requests, timeout, max_connections))
+        result = runner.run(run_load(url, body, rate, duration, warmup, max_requests, timeout, max_connections,
+                                     headers))
     result["client_cpu_s"] = time.process_time() - cpu
     return result
 
@@ -315,6 +323,10 @@ def parser() -> ArgumentParser:
     p.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL (default: http://127.0.0.1:8000)")
     p.add_argument("--model", default=None, help="model to load (default: the first the server lists)")
     p.add_argument("--body", default=None, help="JSON body to POST (default: the model's example input)")
+    p.add_argument("--body-file", default=None, metavar="PATH", help="POST this file's bytes as they are instead "
+                   "(e.g. KServe v2 binary tensors, with --header)")
+    p.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                   help="an extra request header (repeatable), e.g. 'Inference-Header-Content-Length: 213'")
     p.add_argument("--path", default=None, help="route to POST (default: /v1/models/MODEL/predict)")
     p.add_argument("--rate", type=float, default=50.0, help="offered requests per second (default: 50)")
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds (default: 5)")
@@ -340,11 +352,16 @@ def main(argv: list[str] | None = None) -> int:
     check_loopback(base)
     if args.duration > 600 or args.max_requests < 1:
         raise DlmError("--duration is at most 600 s and --max-requests at least 1")
+    if any(":" not in h for h in args.header) or (args.body and args.body_file):
+        raise DlmError("--header takes 'NAME: VALUE'; give --body or --body-file, not both")
+    headers = dict((k.strip(), v.strip()) for k, v in (h.split(":", 1) for h in args.header))
     if args.wait_ready:
         wait_http_ready(f"{base}/v2/health/ready", timeout=args.wait_ready)
     try:
         model = args.model or httpx.get(f"{base}/v1/models", timeout=5).json()["models"][0]["name"]
-        if args.body is not None:
+        if args.body_file is not None:
+            body = Path(args.body_file).read_bytes()
+        elif args.body is not None:
             body = json.loads(args.body)
         else:
             r = httpx.get(f"{base}/v1/models/{model}", timeout=5)
@@ -355,10 +372,12 @@ def main(argv: list[str] | None = None) -> int:
         raise DlmError(f"cannot reach {base}: {err}") from None
     except json.JSONDecodeError as err:
         raise DlmError(f"--body is not valid JSON: {err}") from None
+    except OSError as err:
+        raise DlmError(f"cannot read --body-file: {err}") from None
     url = base + (args.path or f"/v1/models/{model}/predict")
     print(f"loading {url} at {args.rate:g} req/s for {args.warmup:g} s warm-up + {args.duration:g} s", flush=True)
-    result = asyncio.run(run_load(url, body, args.rate, args.duration, args.warmup, args.max_requests,
-                                  args.timeout, args.connections))
+    result = run(url, body, args.rate, args.duration, args.warmup, args.max_requests, args.timeout,
+                 args.connections, headers)  # the same path as the bench: uvloop, the client's CPU recorded
     result.update(url=url, model=model)
     print(summary(result))
     if args.out:

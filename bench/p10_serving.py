@@ -17,11 +17,12 @@ bench/peers/requirements.txt, reused while that file is unchanged; the project's
 For each bundle (default: the fashion-cnn-demo bundle and the p03 default fashion-cnn bundle), per server:
 - time to ready: spawn -> first 200 on its readiness route (ours /v2/health/ready, Mosec /, LitServe /health),
   and -> first 200 on the predict route;
-- saturation = the highest offered rate kept up with (>= 95% of it achieved, >= 99% 2xx): open-loop ramps
-  (run_loadtest, its own process) from --start-rate, x1.25 while kept up with, then --refine geometric
-  bisections; the servers' steps interleaved (each in turn, so that a background job hits all alike), the
-  servers not under load paused meanwhile (SIGSTOP of their tree: an idle LitServe worker polls its queue), each
-  idle again before its next step;
+- saturation = the highest offered rate kept up with (>= 95% of it achieved, >= 99% 2xx): after a short warm-up
+  load, open-loop ramps (run_loadtest, its own process) from --start-rate, x1.25 while kept up with (the first
+  step not kept up with is run once more before it counts: --retries), then --refine geometric bisections; the
+  servers' steps interleaved (each in turn, so that a background job hits all alike), the servers not under
+  load paused meanwhile (SIGSTOP of their tree: an idle LitServe worker polls its queue), each idle again before
+  its next step;
 - p50/p99 at 50% and 80% of each server's saturation, p99 (and errors) at a fixed 800 req/s, interleaved too;
 - server CPU per request: utime+stime of the server's process tree (/proc/<pid>/stat of the server and all its
   descendants) over the measured window / the 2xx answered in it;
@@ -409,15 +410,21 @@ def show(label: str, s: dict) -> str:
 class Ramp:
     """One server's saturation search: x`factor` from `start` while kept up with, then `refine` geometric
     bisections between the highest rate kept up with and the lowest not (halving from `start` if even that
-    was not). Saturation = the highest offered rate kept up with."""
+    was not). The first `retries` steps not kept up with are run once more at the same rate before they count
+    (a burst of another job on a shared machine should not end a ramp). Saturation = the highest offered rate
+    kept up with."""
 
-    def __init__(self, start: float, factor: float, refine: int, max_rate: float = 8000.0):
-        self.rate, self.factor, self.refine, self.max_rate = start, factor, refine, max_rate
+    def __init__(self, start: float, factor: float, refine: int, retries: int = 1, max_rate: float = 8000.0):
+        self.rate, self.factor, self.refine, self.retries, self.max_rate = start, factor, refine, retries, max_rate
         self.good = self.bad = None
         self.steps: list[dict] = []
 
     def record(self, step: dict) -> None:
         self.steps.append(step)
+        if not step["kept_up"] and self.retries > 0 and (self.good is None or self.rate > self.good):
+            self.retries -= 1
+            step["retried"] = True
+            return
         if step["kept_up"]:
             self.good = max(self.good or 0.0, self.rate)
         else:
@@ -589,7 +596,7 @@ def bench_bundle(bundle: Path, labels: list[str], peer: dict, args, tmp: Path) -
         if args.pause:
             for s in servers.values():
                 s.pause()
-        ramps = {label: Ramp(args.start_rate, args.factor, args.refine) for label in servers}
+        ramps = {label: Ramp(args.start_rate, args.factor, args.refine, args.retries) for label in servers}
 
         def step(label: str, rate: float, seconds: float) -> dict | None:
             s = servers[label]
@@ -607,6 +614,9 @@ def bench_bundle(bundle: Path, labels: list[str], peer: dict, args, tmp: Path) -
             log(show(label, r))
             return r
 
+        log(f"== {name}: a warm-up load of each server ({args.warmup + args.step_seconds / 2:g} s at "
+            f"{args.start_rate / 2:g}/s, not counted)")
+        warm = {label: step(label, args.start_rate / 2, args.step_seconds / 2) for label in servers}
         log(f"== {name}: saturation ramps (x{args.factor} from {args.start_rate:g}/s, {args.refine} bisections, "
             f"{args.step_seconds:g} s + {args.warmup:g} s warm-up per step), interleaved")
         while any(r.rate for r in ramps.values()):
@@ -640,6 +650,7 @@ def bench_bundle(bundle: Path, labels: list[str], peer: dict, args, tmp: Path) -
                 "server_cpu_ms_per_request")
             if label == "ours":
                 res["mean_batch_size"] = our_batch_size(s)
+            res["warm_step"] = warm.get(label)
             res["steps"] = sorted(ramps[label].steps, key=lambda x: x["rate"])
             res["points"] = points[label]
             out["servers"][label] = res
@@ -650,17 +661,25 @@ def bench_bundle(bundle: Path, labels: list[str], peer: dict, args, tmp: Path) -
     return out
 
 
-def default_bundles() -> list[Path]:
+MAKE_BUNDLE = {"fashion-cnn-demo": "p03_cnn/demo.sh (run_cnn_train --preset quick, then run_cnn_export RUN --name "
+                                   "fashion-cnn-demo --version quick)",
+               "fashion-cnn": "run_cnn_train (its default config), then run_cnn_export RUN"}
+
+
+def default_bundles() -> tuple[list[Path], dict]:
+    """The newest fashion-cnn-demo and fashion-cnn bundles under artifacts/; {name: how to make it} for those
+    missing."""
     from dlm_core.bundle import latest_bundle
     from dlm_core.errors import DlmError
 
-    found = []
-    for name in ("fashion-cnn-demo", "fashion-cnn"):
+    found, missing = [], {}
+    for name, how in MAKE_BUNDLE.items():
         try:
-            found.append(Path(latest_bundle(name)))
+            found.append(Path(latest_bundle(name)).resolve())
         except DlmError:
-            log(f"(no {name} bundle under artifacts/)")
-    return found
+            missing[name] = f"no {name} bundle under artifacts/: make it with {how}"
+            log(f"({missing[name]})")
+    return found, missing
 
 
 def main() -> int:
@@ -677,7 +696,10 @@ def main() -> int:
     ap.add_argument("--factor", type=float, default=1.25, help="ramp factor while kept up with (default 1.25)")
     ap.add_argument("--refine", type=int, default=None, help="bisections after the first step not kept up with "
                     "(default 2; --quick 1)")
-    ap.add_argument("--serve-args", default="", help="extra flags for run_serve, one shell-quoted string")
+    ap.add_argument("--retries", type=int, default=None, help="steps not kept up with that a ramp runs once more "
+                    "before they count (default 1; --quick 0)")
+    ap.add_argument("--serve-args", default="", help="extra flags for run_serve, one shell-quoted string (a lone "
+                    "flag as --serve-args=--no-batching)")
     ap.add_argument("--quick", action="store_true", help="a ~2-minute sanity run: the first bundle only, short steps")
     ap.add_argument("--with-eager", action="store_true", help="also ONNX Runtime vs torch eager per bundle")
     ap.add_argument("--no-pause", dest="pause", action="store_false",
@@ -688,6 +710,7 @@ def main() -> int:
     args.step_seconds = args.step_seconds or (1.5 if args.quick else 3.0)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
     args.refine = args.refine if args.refine is not None else (1 if args.quick else 2)
+    args.retries = args.retries if args.retries is not None else (0 if args.quick else 1)
     args.point_seconds = args.step_seconds if args.quick else 2 * args.step_seconds
     args.serve_args = shlex.split(args.serve_args)
     labels = [s.strip() for s in args.servers.split(",") if s.strip()]
@@ -695,7 +718,7 @@ def main() -> int:
         ap.error(f"--servers: unknown {bad}; use {','.join(SERVERS)}")
 
     t0 = time.perf_counter()
-    bundles = [Path(b).resolve() for b in args.bundle] if args.bundle else default_bundles()
+    bundles, missing = ([Path(b).resolve() for b in args.bundle], {}) if args.bundle else default_bundles()
     if args.quick:
         bundles = bundles[:1]
     if not bundles:
@@ -758,10 +781,12 @@ def main() -> int:
         "goal": GOAL + " (ratio = our saturation / Mosec's on the demo bundle: higher is better)",
         "goal_met": goal_met,
         "bundles": results,
+        **({"bundles_missing": missing} if missing else {}),
         "peers": peer,
         "settings": {"servers": labels, "step_seconds": args.step_seconds, "warmup_s": args.warmup,
                      "point_seconds": args.point_seconds, "start_rate": args.start_rate, "factor": args.factor,
-                     "refine": args.refine, "max_batch_size": 32, "max_delay_ms": 5, "ort_threads": 1,
+                     "refine": args.refine, "retries": args.retries, "max_batch_size": 32, "max_delay_ms": 5,
+                     "ort_threads": 1,
                      "request_timeout_s": 10, "serve_args": args.serve_args, "quick": args.quick,
                      "paused_between_steps": args.pause,
                      "saturation": "highest offered rate with >= 95% of it achieved and >= 99% 2xx",

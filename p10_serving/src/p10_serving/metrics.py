@@ -61,7 +61,6 @@ class Metrics:
     def __init__(self):
         r = self.registry = CollectorRegistry()
         self.bound: dict[tuple[str, int], tuple] = {}  # (model, code) -> its counter and histogram, labels bound
-        self.listeners: list = []
         self.request = Histogram("dlm_request_duration_seconds", "Request duration, arrival to response",
                                  ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.queue_wait = Histogram("dlm_queue_wait_seconds", "Wait in the batcher's queue before the first row "

@@ -44,7 +44,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +55,7 @@ import urllib.request
 from pathlib import Path
 
 from dlm_core.benchmark import interleaved_medians, machine, results_dir, unshadow, write_result
+from dlm_core.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -177,12 +177,6 @@ def peer_venv(log_dir: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------ the servers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http(method: str, url: str, body: bytes | None = None, timeout: float = 2.0) -> int:
     req = urllib.request.Request(url, data=body, method=method,
                                  headers={"Content-Type": "application/json"} if body else {})

@@ -50,6 +50,7 @@ import collections
 import math
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -285,6 +286,50 @@ class AlarmDetector:
                        reference_rate=r_ref, threshold=self.threshold)]
 
 
+@dataclass
+class _Window:
+    """One window's side of an MMDDetector test: its rows in float64 (a scratch buffer) and float32, their squared
+    norms and sum, the pooled rows' sum, and kc (n + m, m): the Gram blocks [x y^T; y y^T], then the kernel's new
+    columns [Kxy; Kyy] in their place."""
+    y: np.ndarray
+    y32: np.ndarray
+    sqy: np.ndarray
+    y_sum: np.ndarray
+    tot: np.ndarray
+    kc: np.ndarray
+
+    @property
+    def m(self) -> int:
+        return len(self.y)
+
+    @property
+    def d(self) -> int:
+        return self.y.shape[1]
+
+
+def _centroid_cosine(e: np.ndarray, tot: np.ndarray, n: int, m: int) -> np.ndarray:
+    """The centroid cosine distance from the x sides' sums e (k, D), as the pooled code had it."""
+    cx, cy = e / n, (tot[None] - e) / m
+    return 1 - (cx * cy).sum(1) / (np.linalg.norm(cx, axis=1) * np.linalg.norm(cy, axis=1) + 1e-12)
+
+
+def _mmd_weights(n: int, m: int) -> tuple[float, float, float]:
+    """The unbiased MMD^2's weights of the x-x, y-y and x-y kernel sums."""
+    return 1 / (n * (n - 1)), 1 / (m * (m - 1)), 2 / (n * m)
+
+
+def _mmd2(q: np.ndarray, ra: np.ndarray, total: float, n: int, m: int) -> np.ndarray:
+    """Unbiased MMD^2 from sxx = a^T K a (q), r^T a (ra) and the kernel's total: sxy = (1 - a)^T K a, syy the rest."""
+    cn, cm, cnm = _mmd_weights(n, m)
+    sxy = ra - q
+    return q * cn + (total - q - 2 * sxy) * cm - sxy * cnm
+
+
+def _perm_p(s: np.ndarray, n_perm: int) -> float:
+    """The permutation p-value of the observed statistic s[0] against the relabellings' s[1:]."""
+    return float((1 + np.sum(s[1:] >= s[0])) / (1 + n_perm))
+
+
 class MMDDetector:
     """MMD^2 (unbiased, RBF kernel exp(-d^2 / h), h the median squared distance within the reference) and the
     centroid cosine distance of a window against the reference `x`, each with a permutation p-value from the
@@ -388,11 +433,24 @@ class MMDDetector:
 
     def _test(self, y: np.ndarray) -> dict:
         y = self.pick(y)
-        n, m, d = self.n, len(y), y.shape[1]
+        n, m = self.n, len(y)
         if min(n, m) < 2:
             raise ValueError(f"the MMD test needs at least 2 rows a side, got {n} and {m}")
         pl = self.plan(m)
-        zx, zy, cols = pl["zx"], pl["zy"], self.n_perm + 1
+        w = self._window(y)
+        # the centroid sums of every relabelling: wide rows from the Gram blocks (before the kernel overwrites them)
+        sums = self._gram_centroid_sums(w, pl) if "ex" not in pl else None
+        self._kernel(w)
+        cross, inner, prod = self._float32_products(w, pl)
+        cos, near_cos = self._cosines(w, pl, *(sums or self._float32_centroid_sums(w, pl, prod)))
+        mmd2, near = self._mmds(w, pl, cross, inner)
+        return {"mmd2": float(mmd2[0]), "mmd_p": _perm_p(mmd2, self.n_perm), "cosine": float(cos[0]),
+                "cosine_p": _perm_p(cos, self.n_perm), "bandwidth": self.bandwidth, "rows": [n, m],
+                "refined": [int(len(near)), int(len(near_cos))]}
+
+    def _window(self, y: np.ndarray) -> _Window:
+        """The window's rows in float64 (a scratch copy) and float32, and the Gram blocks [x y^T; y y^T] in kc."""
+        n, (m, d) = self.n, y.shape
         y32 = np.asarray(y, np.float32)
         y, given = self._buf("y", (m, d)), y
         y[...] = given  # float64, from the rows as given
@@ -403,101 +461,116 @@ class MMDDetector:
         else:
             yt = y.T
         kc = self._buf("kc", (n + m, m))  # the Gram blocks [x y^T; y y^T] first, then the kernel in their place
-        gxy, gyy = np.matmul(self.x, yt, out=kc[:n]), np.matmul(y, y.T, out=kc[n:])  # y y^T: exactly symmetric
+        np.matmul(self.x, yt, out=kc[:n])
+        np.matmul(y, y.T, out=kc[n:])  # y y^T: exactly symmetric
         y_sum = y.sum(0)
-        tot = self.x_sum + y_sum          # the pooled rows' sum
-        f64 = np.float64
+        return _Window(y=y, y32=y32, sqy=sqy, y_sum=y_sum, tot=self.x_sum + y_sum, kc=kc)
 
-        def cosine(e):  # the centroid cosine distance from the x sides' sums e (k, D), as the pooled code had it
-            cx, cy = e / n, (tot[None] - e) / m
-            return 1 - (cx * cy).sum(1) / (np.linalg.norm(cx, axis=1) * np.linalg.norm(cy, axis=1) + 1e-12)
+    def _ex(self, pl: dict, cols) -> np.ndarray:
+        """The x rows' share of the x-side sums of these relabellings."""
+        return pl["ex"][cols] if "ex" in pl else pl["zx"][:, cols].T @ self.x
 
-        def ex(cols):  # the x rows' share of the x-side sums of these relabellings
-            return pl["ex"][cols] if "ex" in pl else zx[:, cols].T @ self.x
+    def _gram_centroid_sums(self, w: _Window, pl: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """e.e and e.tot per relabelling (e its x side's sum) from the Gram blocks, in float64:
+        e.e = ax^T Gxx ax + 2 ax^T Gxy ay + ay^T Gyy ay. Only rounding: a tiny slack."""
+        n, m, cols, f64 = self.n, w.m, self.n_perm + 1, np.float64
+        zx, zy = pl["zx"], pl["zy"]
+        gxy, gyy = w.kc[:n], w.kc[n:]
+        zb = self._buf("zb64", (m, cols), order="F")
+        zb[...] = zy
+        gz = np.matmul(gxy, zb, out=self._buf("gz", (n, cols)))
+        upper = np.einsum("ip,ip->p", zy, dtrmm(1.0, gyy.T, zb, lower=0, overwrite_b=1), dtype=f64)
+        ee = pl["exx"] + 2 * np.einsum("ip,ip->p", zx, gz, dtype=f64) + 2 * upper \
+            - np.einsum("i,ip->p", np.diag(gyy), zy, dtype=f64)
+        et = pl["ex_sum"] + np.einsum("ip,i->p", zx, self.x @ w.y_sum, dtype=f64) \
+            + np.einsum("ip,i->p", zy, w.y @ w.tot, dtype=f64)
+        return ee, et, np.full(cols, 1e-9)  # float64 throughout: only rounding
 
-        cos0 = float(cosine(ex(slice(0, 1)))[0])  # the observed split: float64 throughout
-        gram = "ex" not in pl
-        if gram:  # e.e = ax^T Gxx ax + 2 ax^T Gxy ay + ay^T Gyy ay with G the Gram matrix, in float64
-            zb = self._buf("zb64", (m, cols), order="F")
-            zb[...] = zy
-            gz = np.matmul(gxy, zb, out=self._buf("gz", (n, cols)))
-            upper = np.einsum("ip,ip->p", zy, dtrmm(1.0, gyy.T, zb, lower=0, overwrite_b=1), dtype=f64)
-            ee = pl["exx"] + 2 * np.einsum("ip,ip->p", zx, gz, dtype=f64) + 2 * upper \
-                - np.einsum("i,ip->p", np.diag(gyy), zy, dtype=f64)
-            et = pl["ex_sum"] + np.einsum("ip,i->p", zx, self.x @ y_sum, dtype=f64) \
-                + np.einsum("ip,i->p", zy, y @ tot, dtype=f64)
-
-        # the pooled kernel's new columns [Kxy; Kyy]: exp(-max(sq_i + sq_j - 2 z_i.z_j, 0) / h) with the pooled code's
-        # arithmetic, in place, a block of rows at a time
-        sq_all, part = np.concatenate([self.sq, sqy]), self._buf("part", (128, m))
+    def _kernel(self, w: _Window) -> None:
+        """The pooled kernel's new columns [Kxy; Kyy] over the Gram blocks in kc: exp(-max(sq_i + sq_j - 2 z_i.z_j,
+        0) / h) with the pooled code's arithmetic, in place, a block of rows at a time."""
+        n, m, kc = self.n, w.m, w.kc
+        sq_all, part = np.concatenate([self.sq, w.sqy]), self._buf("part", (128, m))
         for lo in range(0, n + m, 128):
             rows = kc[lo:lo + 128]
             rows *= 2
-            np.subtract(np.add.outer(sq_all[lo:lo + 128], sqy, out=part[:len(rows)]), rows, out=rows)
+            np.subtract(np.add.outer(sq_all[lo:lo + 128], w.sqy, out=part[:len(rows)]), rows, out=rows)
         np.maximum(kc, 0.0, out=kc)
         np.divide(kc, -self.bandwidth, out=kc)  # = -(kc / h), exactly
         np.exp(kc, out=kc)
         kc[n + np.arange(m), np.arange(m)] = 0.0  # unbiased: no i == j terms
+
+    def _float32_products(self, w: _Window, pl: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The float32 products with the window side of the relabellings: ax^T Kxy ay (cross), ay^T Kyy ay / 2
+        (inner, by a triangular product: Kyy is symmetric with a zero diagonal) and prod = [Kxy; y^T] ay (y^T ay
+        only below GRAM_D: the centroid sums)."""
+        n, m, d, cols, f64 = self.n, w.m, w.d, self.n_perm + 1, np.float64
+        gram = "ex" not in pl
+        kxy, kyy = w.kc[:n], w.kc[n:]
+        lhs = self._buf("lhs", (n if gram else n + d, m), np.float32)
+        lhs[:n] = kxy
+        if not gram:
+            lhs[n:] = w.y32.T
+        prod = np.matmul(lhs, pl["zy32"], out=self._buf("prod", (len(lhs), cols), np.float32))
+        cross = np.einsum("ip,ip->p", pl["zx"], prod[:n], dtype=f64)
+        k32 = self._buf("kyy32", (m, m), np.float32)
+        k32[...] = kyy
+        zb32 = self._buf("zb32", (m, cols), np.float32, order="F")
+        zb32[...] = pl["zy32"]
+        inner = np.einsum("ip,ip->p", pl["zy"], strmm(1.0, k32.T, zb32, lower=0, overwrite_b=1), dtype=f64)
+        return cross, inner, prod
+
+    def _float32_centroid_sums(self, w: _Window, pl: dict, prod: np.ndarray) -> tuple[np.ndarray, ...]:
+        """e.e and e.tot per relabelling from the float32 y^T ay, and the slack of the cosine that their rounding
+        allows (inf where the bound says nothing)."""
+        n, d, tot = self.n, w.d, w.tot
+        e = np.add(pl["ex"], prod[n:].T, out=self._buf("e", (self.n_perm + 1, d)))
+        ee, et = np.einsum("pd,pd->p", e, e), e @ tot
+        # float32 sums of ky products (exact for float32 rows, else rounded once): |error| <= (ky + 1) u
+        # sum_j |y_j| (per coordinate); the cosine of two vectors moves by at most 2 |du| / |u| + 2 |dv| / |v|
+        err = 1.1 * (pl["ky"] + 2) * 2.0 ** -24 * np.linalg.norm(np.abs(w.y).sum(0))
+        nx, ny = np.sqrt(ee), np.sqrt(np.maximum(tot @ tot - 2 * et + ee, 0.0))
+        slack = 2 * err * (1 / np.maximum(nx, 1e-300) + 1 / np.maximum(ny, 1e-300)) + 1e-9
+        slack[(err >= nx / 2) | (err >= ny / 2)] = np.inf
+        return ee, et, slack
+
+    def _cosines(self, w: _Window, pl: dict, ee: np.ndarray, et: np.ndarray, slack: np.ndarray) -> tuple:
+        """The centroid cosine distance of every relabelling from its sums; the observed one, and those within
+        `slack` of it, as the pooled code had them (float64). Returns them and the recomputed relabellings."""
+        n, m, tot = self.n, w.m, w.tot
+        ny2 = np.maximum(tot @ tot - 2 * et + ee, 0.0)
+        cos = 1 - (et - ee) / (n * m) / (np.sqrt(ee) / n * np.sqrt(ny2) / m + 1e-12)
+        cos[0] = float(_centroid_cosine(self._ex(pl, slice(0, 1)), tot, n, m)[0])  # the observed split
+        near = np.flatnonzero(np.abs(cos - cos[0]) <= slack)
+        near = near[near > 0]
+        if len(near):  # recomputed as the pooled code did, in float64
+            cos[near] = _centroid_cosine(self._ex(pl, near) + pl["zy"][:, near].T @ w.y, tot, n, m)
+        return cos, near
+
+    def _mmds(self, w: _Window, pl: dict, cross: np.ndarray, inner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """MMD^2 of every relabelling; those within the float32 error bound of the observed one (column 0, float64
+        throughout: its ay = 0) recomputed in float64. Returns them and the recomputed relabellings."""
+        n, m, kc, f64 = self.n, w.m, w.kc, np.float64
+        zx, zy = pl["zx"], pl["zy"]
         kxy, kyy = kc[:n], kc[n:]
         rows_xy, cols_xy, rows_yy = kxy.sum(1), kxy.sum(0), kyy.sum(1)
         total = self.kxx_sum + 2 * float(rows_xy.sum()) + float(rows_yy.sum())
         ra = pl["rxx"] + np.einsum("i,ip->p", rows_xy, zx, dtype=f64) \
             + np.einsum("i,ip->p", cols_xy + rows_yy, zy, dtype=f64)  # r^T a per relabelling
-
-        # the float32 products with the window side of the relabellings: Kxy ay (and, below GRAM_D, y^T ay) in one
-        # product, ay^T Kyy ay as 2 ay^T triu(Kyy) ay (Kyy is symmetric with a zero diagonal) by a triangular one
-        lhs = self._buf("lhs", (n if gram else n + d, m), np.float32)
-        lhs[:n] = kxy
-        if not gram:
-            lhs[n:] = y32.T
-        prod = np.matmul(lhs, pl["zy32"], out=self._buf("prod", (len(lhs), cols), np.float32))
-        cross = np.einsum("ip,ip->p", zx, prod[:n], dtype=f64)
-        k32 = self._buf("kyy32", (m, m), np.float32)
-        k32[...] = kyy
-        zb32 = self._buf("zb32", (m, cols), np.float32, order="F")
-        zb32[...] = pl["zy32"]
-        inner = np.einsum("ip,ip->p", zy, strmm(1.0, k32.T, zb32, lower=0, overwrite_b=1), dtype=f64)
-
-        if gram:
-            slack = np.full(cols, 1e-9)  # float64 throughout: only rounding
-        else:
-            e = np.add(pl["ex"], prod[n:].T, out=self._buf("e", (cols, d)))
-            ee, et = np.einsum("pd,pd->p", e, e), e @ tot
-            # float32 sums of ky products (exact for float32 rows, else rounded once): |error| <= (ky + 1) u
-            # sum_j |y_j| (per coordinate); the cosine of two vectors moves by at most 2 |du| / |u| + 2 |dv| / |v|
-            err = 1.1 * (pl["ky"] + 2) * 2.0 ** -24 * np.linalg.norm(np.abs(y).sum(0))
-            nx, ny = np.sqrt(ee), np.sqrt(np.maximum(tot @ tot - 2 * et + ee, 0.0))
-            slack = 2 * err * (1 / np.maximum(nx, 1e-300) + 1 / np.maximum(ny, 1e-300)) + 1e-9
-            slack[(err >= nx / 2) | (err >= ny / 2)] = np.inf
-        ny2 = np.maximum(tot @ tot - 2 * et + ee, 0.0)
-        cos = 1 - (et - ee) / (n * m) / (np.sqrt(ee) / n * np.sqrt(ny2) / m + 1e-12)
-        cos[0] = cos0
-        near_cos = np.flatnonzero(np.abs(cos - cos0) <= slack)
-        near_cos = near_cos[near_cos > 0]
-        if len(near_cos):  # recomputed as the pooled code did, in float64
-            cos[near_cos] = cosine(ex(near_cos) + zy[:, near_cos].T @ y)
-
-        cn, cm, cnm = 1 / (n * (n - 1)), 1 / (m * (m - 1)), 2 / (n * m)
-
-        def mmd(q, ra):  # sxx = a^T K a, sxy = (1 - a)^T K a, syy the rest
-            sxy = ra - q
-            return q * cn + (total - q - 2 * sxy) * cm - sxy * cnm
-
         new = 2 * (cross + inner)
-        mmd2 = mmd(pl["qxx"] + new, ra)  # column 0 (the observed split) has ay = 0: float64 throughout
+        mmd2 = _mmd2(pl["qxx"] + new, ra, total, n, m)
         # each float32 entry sums at most ky non-negative terms rounded once from float64: relative error below
         # (ky + 1) u, with slack for the second-order terms; the float64 rest adds ~1e-16
+        cn, cm, cnm = _mmd_weights(n, m)
         bound = (cn + cm + cnm) * new * (1.1 * (pl["ky"] + 2) * 2.0 ** -24) + 1e-12 * (abs(mmd2[0]) + cn * pl["qxx"])
         near = np.flatnonzero(np.abs(mmd2 - mmd2[0]) <= bound)
         near = near[near > 0]
         if len(near):
-            w = kc @ zy[:, near]
-            exact = 2 * np.einsum("ip,ip->p", zx[:, near], w[:n], dtype=f64) \
-                + np.einsum("ip,ip->p", zy[:, near], w[n:], dtype=f64)
-            mmd2[near] = mmd(pl["qxx"][near] + exact, ra[near])
-        p = lambda s: float((1 + np.sum(s[1:] >= s[0])) / (1 + self.n_perm))  # noqa: E731
-        return {"mmd2": float(mmd2[0]), "mmd_p": p(mmd2), "cosine": float(cos[0]), "cosine_p": p(cos),
-                "bandwidth": self.bandwidth, "rows": [n, m], "refined": [int(len(near)), int(len(near_cos))]}
+            kz = kc @ zy[:, near]
+            exact = 2 * np.einsum("ip,ip->p", zx[:, near], kz[:n], dtype=f64) \
+                + np.einsum("ip,ip->p", zy[:, near], kz[n:], dtype=f64)
+            mmd2[near] = _mmd2(pl["qxx"][near] + exact, ra[near], total, n, m)
+        return mmd2, near
 
     def tests(self, cur: np.ndarray) -> list[dict]:
         t = self.test(cur)

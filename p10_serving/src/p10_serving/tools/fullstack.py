@@ -17,6 +17,7 @@ Everything lands under OUT (its own artifacts/ and runs), never in the user's ar
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shlex
 import signal
@@ -24,7 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +38,9 @@ from dlm_core.net import free_port, wait_http_ready
 
 from .calibration import TRANSFORMS
 from .loadtest import open_loop
+
+if TYPE_CHECKING:
+    import httpx
 
 MODEL = "fashion-cnn"
 MARKERS = {"drift_alert": ("tab:orange", "drift alert"), "episode": ("tab:red", "criterion met"),
@@ -80,6 +87,100 @@ def stream_rows(seed: int, n: int, skip: int = 1000) -> tuple[np.ndarray, np.nda
     return val.x[order[:n]], val.y[order[:n]]
 
 
+@dataclass
+class Replay:
+    """One replay's state, shared by the tasks of the stream on one event loop: the answers so far, the labels
+    waiting for their delay, the tasks beside the stream (feedback posts, the poll) and the row a swap was seen at."""
+    client: httpx.AsyncClient
+    x: np.ndarray
+    y: np.ndarray
+    shift: tuple[str, float] | None
+    shift_after: int
+    label_delay: int
+    post_swap_rows: int
+    classes: list[str]
+    deadline: float
+    poll: Callable
+    rows: list[dict] = field(default_factory=list)
+    swap_row: int | None = None
+    last_sent: int = -1
+    next_poll: float = 0.0
+    pending_labels: list[tuple[list, str]] = field(default_factory=list)
+    background: set[asyncio.Task] = field(default_factory=set)
+    poller: asyncio.Task | None = None
+    t0: float = field(default_factory=time.perf_counter)
+    t0_wall: float = field(default_factory=time.time)
+
+    def __post_init__(self):
+        self.kind, self.size = self.shift if self.shift else (None, 0.0)
+
+    def send(self, i: int, scheduled: float):
+        """Row i is due: its (shifted) image, its label queued, a poll when one is due; the request."""
+        self.last_sent = i
+        shifted = self.kind is not None and i >= self.shift_after
+        img = TRANSFORMS[self.kind](self.x[i:i + 1], self.size)[0] if shifted else self.x[i]
+        self.pending_labels.append((np.rint(img).astype(np.uint8).tolist(), self.classes[int(self.y[i])]))
+        if len(self.pending_labels) >= self.label_delay + 25:  # labels of rows sent `label_delay` rows ago
+            batch, self.pending_labels = self.pending_labels[:25], self.pending_labels[25:]
+            self.spawn(self.send_labels(batch))
+        if self.poller is None and time.perf_counter() - self.t0 >= self.next_poll:
+            self.next_poll += 1.0
+            self.poller = self.spawn(self.poll_once())
+        return self.predict(i, img, shifted, scheduled)
+
+    def stop(self, i: int) -> bool:
+        return time.perf_counter() > self.deadline or (self.swap_row is not None
+                                                       and i >= self.swap_row + self.post_swap_rows)
+
+    def spawn(self, coro) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return task
+
+    async def predict(self, i: int, img: np.ndarray, shifted: bool, scheduled: float):
+        # latency from the actual send, not from the schedule (this is a replay, not a load test: on a loaded
+        # machine the replay itself can fall behind its schedule, and that lag is the client's, not the
+        # server's; it is kept as lag_s)
+        import httpx
+
+        sent = time.perf_counter()
+        body = {"input": np.rint(img).astype(np.uint8).tolist()}
+        rec = {"i": i, "t": sent - self.t0, "lag_s": sent - scheduled, "shifted": shifted, "label": int(self.y[i])}
+        try:
+            r = await self.client.post(f"/v1/models/{MODEL}/predict", json=body)
+            rec["latency_ms"] = (time.perf_counter() - sent) * 1000
+            rec["status"] = r.status_code
+            if r.status_code == 200:
+                out = r.json()
+                rec.update(prediction=out["prediction"], version=out["version"],
+                           correct=out["prediction"] == self.classes[int(self.y[i])])
+        except httpx.HTTPError as err:
+            rec.update(latency_ms=(time.perf_counter() - sent) * 1000, status=type(err).__name__)
+        self.rows.append(rec)
+
+    async def send_labels(self, batch):
+        import httpx
+
+        try:
+            r = await self.client.post(f"/v1/models/{MODEL}/feedback",
+                                       json={"instances": [b[0] for b in batch], "labels": [b[1] for b in batch]})
+        except httpx.HTTPError as err:
+            print(f"feedback failed: {type(err).__name__} {err}", flush=True)
+            return
+        if r.status_code != 200:
+            print(f"feedback refused ({r.status_code}): {r.text[:200]}", flush=True)
+
+    async def poll_once(self):
+        try:
+            events = await self.poll(self.client, time.perf_counter() - self.t0)
+            if self.swap_row is None and any(e["kind"] == "swap" for e in events):
+                self.swap_row = self.last_sent
+                print(f"swap seen at row {self.swap_row}; {self.post_swap_rows} more rows", flush=True)
+        finally:
+            self.poller = None
+
+
 async def replay(base: str, x: np.ndarray, y: np.ndarray, *, shift: tuple[str, float] | None, shift_after: int,
                  rate: float, label_delay: int, post_swap_rows: int, classes: list[str], timeout: float,
                  deadline: float, poll: callable) -> dict:
@@ -89,85 +190,40 @@ async def replay(base: str, x: np.ndarray, y: np.ndarray, *, shift: tuple[str, f
     the rows, or at `deadline`)."""
     import httpx
 
-    kind, size = shift if shift else (None, 0.0)
-    rows, swap_row, last_sent, next_poll = [], None, -1, 0.0
-    pending_labels: list[tuple[list, str]] = []
-    background: set[asyncio.Task] = set()  # feedback posts and the poll, beside the stream
-    poller: asyncio.Task | None = None
     # an idle connection is dropped by the client after 2 s, before uvicorn closes it at 5 s: reusing one the
     # server is closing fails the request with a ReadError (seen once in 1,600 requests)
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as client:
-        t0, t0_wall = time.perf_counter(), time.time()
+        r = Replay(client, x, y, shift, shift_after, label_delay, post_swap_rows, classes, deadline, poll)
+        await open_loop(rate, len(y), r.send, start=r.t0, stop=r.stop)
+        await asyncio.gather(*r.background, return_exceptions=True)
+        await poll(client, time.perf_counter() - r.t0)
+    return {"rows": sorted(r.rows, key=lambda row: row["i"]), "swap_row": r.swap_row,
+            "seconds": time.perf_counter() - r.t0, "t0_wall": r.t0_wall}
 
-        def spawn(coro) -> asyncio.Task:
-            task = asyncio.create_task(coro)
-            background.add(task)
-            task.add_done_callback(background.discard)
-            return task
 
-        async def one(i: int, img: np.ndarray, shifted: bool, scheduled: float):
-            # latency from the actual send, not from the schedule (this is a replay, not a load test: on a loaded
-            # machine the replay itself can fall behind its schedule, and that lag is the client's, not the
-            # server's; it is kept as lag_s)
-            sent = time.perf_counter()
-            body = {"input": np.rint(img).astype(np.uint8).tolist()}
-            rec = {"i": i, "t": sent - t0, "lag_s": sent - scheduled, "shifted": shifted, "label": int(y[i])}
-            try:
-                r = await client.post(f"/v1/models/{MODEL}/predict", json=body)
-                rec["latency_ms"] = (time.perf_counter() - sent) * 1000
-                rec["status"] = r.status_code
-                if r.status_code == 200:
-                    out = r.json()
-                    rec.update(prediction=out["prediction"], version=out["version"],
-                               correct=out["prediction"] == classes[int(y[i])])
-            except httpx.HTTPError as err:
-                rec.update(latency_ms=(time.perf_counter() - sent) * 1000, status=type(err).__name__)
-            rows.append(rec)
+@dataclass
+class Watch:
+    """What the replay's poll sees: per drift report, the smallest Holm-adjusted p-value of each signal; the events."""
+    drift: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
 
-        async def send_labels(batch):
-            try:
-                r = await client.post(f"/v1/models/{MODEL}/feedback",
-                                      json={"instances": [b[0] for b in batch], "labels": [b[1] for b in batch]})
-            except httpx.HTTPError as err:
-                print(f"feedback failed: {type(err).__name__} {err}", flush=True)
-                return
-            if r.status_code != 200:
-                print(f"feedback refused ({r.status_code}): {r.text[:200]}", flush=True)
+    async def __call__(self, client, t: float) -> list[dict]:
+        import httpx
 
-        async def poll_once():
-            nonlocal swap_row, poller
-            try:
-                events = await poll(client, time.perf_counter() - t0)
-                if swap_row is None and any(e["kind"] == "swap" for e in events):
-                    swap_row = last_sent
-                    print(f"swap seen at row {swap_row}; {post_swap_rows} more rows", flush=True)
-            finally:
-                poller = None
-
-        def send(i: int, scheduled: float):
-            """Row i is due: its (shifted) image, its label queued, a poll when one is due; the request."""
-            nonlocal pending_labels, last_sent, next_poll, poller
-            last_sent = i
-            shifted = kind is not None and i >= shift_after
-            img = TRANSFORMS[kind](x[i:i + 1], size)[0] if shifted else x[i]
-            pending_labels.append((np.rint(img).astype(np.uint8).tolist(), classes[int(y[i])]))
-            if len(pending_labels) >= label_delay + 25:  # labels of rows sent `label_delay` rows ago
-                batch, pending_labels = pending_labels[:25], pending_labels[25:]
-                spawn(send_labels(batch))
-            if poller is None and time.perf_counter() - t0 >= next_poll:
-                next_poll += 1.0
-                poller = spawn(poll_once())
-            return one(i, img, shifted, scheduled)
-
-        def stop(i: int) -> bool:
-            return time.perf_counter() > deadline or (swap_row is not None and i >= swap_row + post_swap_rows)
-
-        await open_loop(rate, len(y), send, start=t0, stop=stop)
-        await asyncio.gather(*background, return_exceptions=True)
-        await poll(client, time.perf_counter() - t0)
-    return {"rows": sorted(rows, key=lambda r: r["i"]), "swap_row": swap_row, "seconds": time.perf_counter() - t0,
-            "t0_wall": t0_wall}
+        try:
+            d = (await client.get(f"/v1/models/{MODEL}/drift")).json()
+            p = {}
+            for tst in d.get("tests", []):
+                if "p_raw" in tst:
+                    p[tst["signal"]] = min(p.get(tst["signal"], 1.0), tst["value"])
+            self.drift.append({"t": t, "verdict": d.get("verdict"), "version": d.get("version"), "p": p})
+            since = self.events[-1]["time"] if self.events else 0
+            new = (await client.get("/v1/events", params={"since": since})).json()
+            self.events.extend(new["events"])
+        except (httpx.HTTPError, ValueError) as err:
+            print(f"poll failed: {err}", flush=True)
+        return self.events
 
 
 def screenshot(url: str, path: Path) -> str | None:
@@ -203,21 +259,36 @@ def segments(rows: list[dict], swap_time: float | None, new_version: str | None)
 
 def plot(out: Path, rows: list[dict], drift: list[dict], events: list[dict], t_start: float,
          shift_t: float | None, held_out: float) -> None:
+    """drift.png, accuracy.png and latency.png, each with the shift and the events marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def marks(ax):
-        if shift_t is not None:
-            ax.axvline(shift_t, color="grey", ls="--", lw=1, label="shift starts")
-        seen = set()
-        for e in events:
-            color, label = MARKERS.get(e["kind"], ("grey", e["kind"]))
-            ax.axvline(e["time"] - t_start, color=color, lw=1.5, label=None if label in seen else label)
-            seen.add(label)
+    marks = functools.partial(mark_events, events=events, t_start=t_start, shift_t=shift_t)
+    ok = [r for r in rows if r.get("status") == 200]
+    panels = {"drift.png": (drift_panel, drift), "accuracy.png": (accuracy_panel, ok, held_out),
+              "latency.png": (latency_panel, ok)}
+    for name, (panel, *data) in panels.items():
+        fig, ax = plt.subplots(figsize=(9, 3.6))
+        panel(ax, *data, marks=marks)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+
+def mark_events(ax, events: list[dict], t_start: float, shift_t: float | None) -> None:
+    """The shift's start and every event as vertical lines, one legend entry per kind."""
+    if shift_t is not None:
+        ax.axvline(shift_t, color="grey", ls="--", lw=1, label="shift starts")
+    seen = set()
+    for e in events:
+        color, label = MARKERS.get(e["kind"], ("grey", e["kind"]))
+        ax.axvline(e["time"] - t_start, color=color, lw=1.5, label=None if label in seen else label)
+        seen.add(label)
+
+
+def drift_panel(ax, drift: list[dict], marks) -> None:
     for sig, style in (("features", "-"), ("prediction", "-."), ("embedding", ":")):
         pts = [(d["t"], d["p"][sig]) for d in drift if d["p"].get(sig) is not None]
         if pts:
@@ -230,15 +301,12 @@ def plot(out: Path, rows: list[dict], drift: list[dict], events: list[dict], t_s
     marks(ax)
     ax.legend(fontsize=7, loc="lower left", ncol=2)
     ax.set_title("drift of the live window against the serving bundle's reference")
-    fig.tight_layout()
-    fig.savefig(out / "drift.png", dpi=110)
-    plt.close(fig)
 
-    ok = [r for r in rows if r.get("status") == 200]
+
+def accuracy_panel(ax, ok: list[dict], held_out: float, marks) -> None:
     t = np.array([r["t"] for r in ok])
     c = np.array([r["correct"] for r in ok], float)
     k = 200
-    fig, ax = plt.subplots(figsize=(9, 3.6))
     if len(c) >= k:
         ax.plot(t[k - 1:], np.convolve(c, np.ones(k) / k, "valid"), label=f"live accuracy (last {k} rows)")
     ax.axhline(held_out, color="k", lw=0.8, ls=":", label=f"held-out test accuracy {held_out:.3f}")
@@ -248,11 +316,10 @@ def plot(out: Path, rows: list[dict], drift: list[dict], events: list[dict], t_s
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=7, loc="lower left")
     ax.set_title("accuracy of the served answers (true labels known to the client)")
-    fig.tight_layout()
-    fig.savefig(out / "accuracy.png", dpi=110)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(9, 3.6))
+
+def latency_panel(ax, ok: list[dict], marks) -> None:
+    t = np.array([r["t"] for r in ok])
     lat = np.array([r["latency_ms"] for r in ok])
     ax.plot(t, lat, ".", ms=2, alpha=0.4, label="request latency")
     if len(lat) >= 100:
@@ -264,9 +331,6 @@ def plot(out: Path, rows: list[dict], drift: list[dict], events: list[dict], t_s
     ax.set_ylabel("ms, from the actual send")
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title("latency (from each request's actual send) while it all happens")
-    fig.tight_layout()
-    fig.savefig(out / "latency.png", dpi=110)
-    plt.close(fig)
 
 
 def report_md(res: dict) -> str:
@@ -305,7 +369,7 @@ def report_md(res: dict) -> str:
 
 # ------------------------------------------------------------------------------------------- main
 def run(args) -> int:
-    import httpx
+    import httpx  # noqa: F401  (the tools extra: missing, fail now rather than after the training)
 
     from dlm_core.benchmark import machine
 
@@ -313,8 +377,6 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     shift = None if args.no_shift else parse_shift(args.shift)
     t_begin = time.perf_counter()
-    bin_dir = Path(sys.executable).parent
-    tool = lambda name: str(bin_dir / name) if (bin_dir / name).exists() else name  # noqa: E731
     env = {**os.environ, "DLM_ARTIFACTS": str(out / "artifacts")}
     stages: dict[str, float] = {}
     res = {"preset": args.preset, "seed": args.seed, "shift": None if shift is None else args.shift,
@@ -322,6 +384,39 @@ def run(args) -> int:
            "machine": machine()}
 
     # 1-2. train and export (a rerun skips what is done)
+    bundle = train_and_export(args, out, env, stages)
+    manifest = read_json(bundle / "manifest.json")
+    held_out = float(manifest["metrics"]["values"]["accuracy"])
+    classes = manifest["postprocess"]["labels"]
+
+    # 3-4. serve, with the retraining hook, and the stream
+    watch = Watch()
+    stream, res["dashboard_png"] = serve_and_stream(args, out, env, bundle, shift, classes, watch, stages)
+
+    # 5. verdict and report
+    summarise(res, stream, watch.events, held_out, stages, t_begin)
+    failure = judge(args, shift, res, stream, watch.events)
+    res["verdict"], res["failure"] = ("failed", failure) if failure else ("ok", None)
+    shift_t = next((r["t"] for r in stream["rows"] if r["shifted"]), None)
+    plot(out, stream["rows"], watch.drift, watch.events, stream["t0_wall"], shift_t, held_out)
+    write_json(out / "fullstack.json", {**res, "drift": watch.drift, "requests": stream["rows"]})
+    write_text(out / "report.md", report_md(res))
+    for k, v in res["accuracy"].items():
+        print(f"  accuracy {k.replace('_', ' ')}: {v['accuracy']} ({v['rows']} rows)")
+    print(f"{res['verdict']}{': ' + failure if failure else ''}  ({res['total_seconds']:.0f} s; "
+          f"report {out / 'report.md'})")
+    return 1 if failure else 0
+
+
+def tool(name: str) -> str:
+    """A console script of this environment (beside its python), else the bare name (found on PATH)."""
+    bin_dir = Path(sys.executable).parent
+    return str(bin_dir / name) if (bin_dir / name).exists() else name
+
+
+def train_and_export(args, out: Path, env: dict, stages: dict[str, float]) -> Path:
+    """The first bundle (OUT/artifacts/fashion-cnn/v1): run_cnn_train then run_cnn_export, each skipped when
+    done, a killed training resumed."""
     train_dir = out / "train"
     if not (train_dir / "results.json").exists() or "test_acc" not in read_json(train_dir / "results.json"):
         if (train_dir / "checkpoints").is_dir():  # a killed run: continue it with its own saved config
@@ -334,18 +429,25 @@ def run(args) -> int:
     if not (bundle / "manifest.json").exists():
         stages["export"] = stage("export", [tool("run_cnn_export"), str(train_dir), "--name", MODEL, "--version", "v1"],
                                  out / "export.log", env)
-    manifest = read_json(bundle / "manifest.json")
-    held_out = float(manifest["metrics"]["values"]["accuracy"])
-    classes = manifest["postprocess"]["labels"]
+    return bundle
 
-    # 3. serve, with the retraining hook
+
+def serve_command(args, bundle: Path, port: int, out: Path) -> list[str]:
+    """run_serve on the bundle with the drift monitor and the retraining hook (run_cnn_retrain)."""
+    retrain_cmd = f"{tool('run_cnn_retrain')} --runs-root {out / 'runs'} --epochs {args.retrain_epochs}"
+    return [tool("run_serve"), str(bundle), "--port", str(port), "--drift-window", str(args.drift_window),
+            "--drift-min-rows", str(min(200, args.drift_window)), "--retrain-dir", str(out / "retrain"),
+            "--retrain-command", retrain_cmd, "--retrain-min-feedback", str(args.min_feedback),
+            "--retrain-cooldown", str(args.cooldown), "--log-level", "warning"]
+
+
+def serve_and_stream(args, out: Path, env: dict, bundle: Path, shift: tuple[str, float] | None,
+                     classes: list[str], watch: Watch, stages: dict[str, float]) -> tuple[dict, str | None]:
+    """Start the server, replay the stream against it, screenshot its dashboard, stop it: replay()'s result and
+    the screenshot's path."""
     port = args.port or free_port()
     base = f"http://127.0.0.1:{port}"
-    retrain_cmd = f"{tool('run_cnn_retrain')} --runs-root {out / 'runs'} --epochs {args.retrain_epochs}"
-    serve_cmd = [tool("run_serve"), str(bundle), "--port", str(port), "--drift-window", str(args.drift_window),
-                 "--drift-min-rows", str(min(200, args.drift_window)), "--retrain-dir", str(out / "retrain"),
-                 "--retrain-command", retrain_cmd, "--retrain-min-feedback", str(args.min_feedback),
-                 "--retrain-cooldown", str(args.cooldown), "--log-level", "warning"]
+    serve_cmd = serve_command(args, bundle, port, out)
     print(f"[serve] {shlex.join(serve_cmd)}  (log: {out / 'serve.log'})", flush=True)
     t0 = time.perf_counter()
     # one thread each for ONNX Runtime and for the retrain run_serve starts: the server, the stream and the
@@ -358,33 +460,9 @@ def run(args) -> int:
         except DlmError as err:
             raise StageFailed(f"{err}; see {out / 'serve.log'}") from None
         stages["serve_ready"] = time.perf_counter() - t0
-
-        # 4. the stream
-        x, y = stream_rows(args.seed, args.max_rows)
-        drift_series, events = [], []
-
-        async def poll(client, t):
-            try:
-                d = (await client.get(f"/v1/models/{MODEL}/drift")).json()
-                p = {}
-                for tst in d.get("tests", []):
-                    if "p_raw" in tst:
-                        p[tst["signal"]] = min(p.get(tst["signal"], 1.0), tst["value"])
-                drift_series.append({"t": t, "verdict": d.get("verdict"), "version": d.get("version"), "p": p})
-                new = (await client.get("/v1/events", params={"since": events[-1]["time"] if events else 0})).json()
-                events.extend(new["events"])
-            except (httpx.HTTPError, ValueError) as err:
-                print(f"poll failed: {err}", flush=True)
-            return events
-
-        print(f"[stream] {base}: up to {args.max_rows} rows at {args.rate:g} req/s, "
-              + (f"shift {args.shift} from row {args.shift_after}" if shift else "no shift"), flush=True)
-        stream = asyncio.run(replay(base, x, y, shift=shift, shift_after=args.shift_after, rate=args.rate,
-                                    label_delay=args.label_delay, post_swap_rows=args.post_swap_rows,
-                                    classes=classes, timeout=10.0, poll=poll,
-                                    deadline=time.perf_counter() + args.max_minutes * 60))
+        stream = stream_to(base, args, shift, classes, watch)
         stages["stream"] = stream["seconds"]
-        res["dashboard_png"] = screenshot(f"{base}/dashboard", out / "dashboard.png")
+        return stream, screenshot(f"{base}/dashboard", out / "dashboard.png")
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -392,7 +470,21 @@ def run(args) -> int:
         except subprocess.TimeoutExpired:
             server.kill()
 
-    # 5. verdict and report
+
+def stream_to(base: str, args, shift: tuple[str, float] | None, classes: list[str], watch: Watch) -> dict:
+    """The seeded stream of held-out rows, replayed against the server at `base` (replay()'s result)."""
+    x, y = stream_rows(args.seed, args.max_rows)
+    print(f"[stream] {base}: up to {args.max_rows} rows at {args.rate:g} req/s, "
+          + (f"shift {args.shift} from row {args.shift_after}" if shift else "no shift"), flush=True)
+    return asyncio.run(replay(base, x, y, shift=shift, shift_after=args.shift_after, rate=args.rate,
+                              label_delay=args.label_delay, post_swap_rows=args.post_swap_rows,
+                              classes=classes, timeout=10.0, poll=watch,
+                              deadline=time.perf_counter() + args.max_minutes * 60))
+
+
+def summarise(res: dict, stream: dict, events: list[dict], held_out: float, stages: dict[str, float],
+              t_begin: float) -> None:
+    """The run's numbers into `res`: stages, accuracy per segment, lag, errors, latency percentiles."""
     rows = stream["rows"]
     swaps = [e for e in events if e["kind"] == "swap"]
     swap_t = swaps[0]["time"] - stream["t0_wall"] if swaps else None
@@ -402,8 +494,14 @@ def run(args) -> int:
                errors=sum(r.get("status") != 200 for r in rows),
                latency_ms={k: float(np.percentile([r["latency_ms"] for r in rows], q)) for k, q in
                            (("p50", 50), ("p99", 99))}, total_seconds=time.perf_counter() - t_begin)
+
+
+def judge(args, shift: tuple[str, float] | None, res: dict, stream: dict, events: list[dict]) -> str | None:
+    """Why the run failed, or None: the control retrained, a shift got no swap, the accuracy did not recover, or
+    requests failed."""
     failure = None
     started = [e for e in events if e["kind"] == "retrain_started"]
+    swaps = [e for e in events if e["kind"] == "swap"]
     if shift is None:
         if started:
             failure = f"a retrain started with no shift ({started[0]['reason']})"
@@ -418,16 +516,7 @@ def run(args) -> int:
             failure = f"accuracy did not recover: {before} before the swap, {after} after (need +{args.min_recovery})"
     if res["errors"]:
         failure = failure or f"{res['errors']} requests failed"
-    res["verdict"], res["failure"] = ("failed", failure) if failure else ("ok", None)
-    shift_t = next((r["t"] for r in rows if r["shifted"]), None)
-    plot(out, rows, drift_series, events, stream["t0_wall"], shift_t, held_out)
-    write_json(out / "fullstack.json", {**res, "drift": drift_series, "requests": rows})
-    write_text(out / "report.md", report_md(res))
-    for k, v in res["accuracy"].items():
-        print(f"  accuracy {k.replace('_', ' ')}: {v['accuracy']} ({v['rows']} rows)")
-    print(f"{res['verdict']}{': ' + failure if failure else ''}  ({res['total_seconds']:.0f} s; "
-          f"report {out / 'report.md'})")
-    return 1 if failure else 0
+    return failure
 
 
 def parser():

@@ -30,7 +30,8 @@ def live_server(bundles, tmp_path):
     port = free_port()
     exe = Path(sys.executable).parent / "run_serve"
     proc = subprocess.Popen([str(exe), str(bundles["img"]), str(bundles["anom"]), "--port", str(port),
-                             "--drift-window", "60", "--drift-min-rows", "40", "--drift-every", "20"],
+                             "--drift-window", "60", "--drift-min-rows", "40", "--drift-every", "20",
+                             "--drift-interval-s", "0"],
                             stdout=open(tmp_path / "serve.log", "wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -52,7 +52,8 @@ def client_for(paths, tmp_path, candidate=None, window: int = 100, **policy) -> 
     command = f"{sys.executable} {script} {candidate}" if candidate else None
     pol = RetrainPolicy(**{"dir": str(tmp_path / "retrain") if candidate else None, "command": command,
                            "poll_s": 0.02, "cooldown_s": 0.0, "accuracy_window": 20, "min_feedback": 30, **policy})
-    config = ServeConfig(drift_window=window, drift_min_rows=window, drift_every=window, retrain=pol)
+    config = ServeConfig(drift_window=window, drift_min_rows=window, drift_every=window, drift_interval_s=0.0,
+                         retrain=pol)
     return TestClient(create_app([load_predictor(p) for p in paths], config))
 
 

@@ -58,9 +58,12 @@ def serve_main(argv: list[str] | None = None) -> int:
         predictors.append(NoOp())
 
     import uvicorn
+    from threadpoolctl import threadpool_limits
 
     from .app import create_app
 
+    # numpy's BLAS on one thread: the drift statistics (in a worker thread) must not take the event loop's core
+    threadpool_limits(1)
     app = create_app(predictors, config)
     for p in predictors:
         print(f"  {p.name} {p.version} ({p.task}) from {p.path}", flush=True)

@@ -66,6 +66,8 @@ class ServeConfig:
     drift_window: int = knob(500, "live rows per model the drift monitor compares with the bundle's reference")
     drift_min_rows: int = knob(200, "no drift verdict while the window holds fewer rows")
     drift_every: int = knob(50, "a drift report is computed at most once per this many new rows")
+    drift_interval_s: float = knob(2.0, "and at most once per this many seconds (the retraining criteria's "
+                                        "windows too: under heavy traffic the rows between them are skipped)")
     drift_dir: str | None = knob(None, "folder where GET /v1/models/NAME/drift?dump=1 writes the windows "
                                        "(None: dumps off)")
     retrain: RetrainPolicy = dataclasses.field(default_factory=RetrainPolicy, metadata={"cli": False})
@@ -74,5 +76,5 @@ class ServeConfig:
         check(min(self.max_batch_size, self.queue_size, self.max_body_bytes, self.max_request_rows) >= 1,
               "--max-batch-size, --queue-size, --max-body-bytes and --max-request-rows must be positive")
         check(self.max_delay_ms >= 0 and self.timeout_ms > 0, "need --max-delay-ms >= 0 and --timeout-ms > 0")
-        check(1 <= self.drift_min_rows <= self.drift_window and self.drift_every >= 1,
-              "need 1 <= --drift-min-rows <= --drift-window and --drift-every >= 1")
+        check(1 <= self.drift_min_rows <= self.drift_window and self.drift_every >= 1 and self.drift_interval_s >= 0,
+              "need 1 <= --drift-min-rows <= --drift-window, --drift-every >= 1 and --drift-interval-s >= 0")

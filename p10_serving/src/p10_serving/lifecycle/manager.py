@@ -104,10 +104,11 @@ class Lifecycle:
                 await self.check(name)
             except Exception:  # noqa: BLE001 - the watcher must survive one model's failure
                 log.exception("lifecycle check failed for %s", name)
-        for d in list(self.repo):  # every version with `drift_every` fresh rows gets a new report
+        for d in list(self.repo):  # a new report after `drift_every` fresh rows, at most every drift_interval_s
             m = d.monitor
-            last = (m.last_report or {}).get("rows_seen", 0) if m is not None else 0
-            if m is not None and m.rows_seen > 0 and m.rows_seen - last >= m.every:
+            last = (m.last_report or {}) if m is not None else {}
+            if m is not None and m.rows_seen > 0 and m.rows_seen - last.get("rows_seen", 0) >= m.every \
+                    and time.time() - (last.get("computed_at") or 0) >= d.config.drift_interval_s:
                 try:
                     await self.evaluate(d)
                 except Exception:  # noqa: BLE001
@@ -123,7 +124,9 @@ class Lifecycle:
         """What the criteria need now: a drift window of fresh rows judged, a fresh accuracy window, the feedback."""
         pol, m, store = self.policy, d.monitor, self.feedback[d.name]
         drift_alert = low = None
-        if m is not None and m.rows_seen - tr.window_mark >= m.window:  # a window of fresh rows: judge it
+        last = (m.last_report or {}).get("computed_at") or 0 if m is not None else 0
+        if m is not None and m.rows_seen - tr.window_mark >= m.window \
+                and time.time() - last >= d.config.drift_interval_s:  # a window of fresh rows: judge it
             report = await self.evaluate(d)
             tr.window_mark, tr.last_window = report["rows_seen"], report
             drift_alert = report["verdict"] == "alert"

@@ -438,7 +438,8 @@ def serve_command(args, bundle: Path, port: int, out: Path) -> list[str]:
     return [tool("run_serve"), str(bundle), "--port", str(port), "--drift-window", str(args.drift_window),
             "--drift-min-rows", str(min(200, args.drift_window)), "--retrain-dir", str(out / "retrain"),
             "--retrain-command", retrain_cmd, "--retrain-min-feedback", str(args.min_feedback),
-            "--retrain-cooldown", str(args.cooldown), "--log-level", "warning"]
+            "--retrain-cooldown", str(args.cooldown), "--log-level", "warning",
+            "--drift-interval-s", "0"]  # every window judged: the stream is slow enough, and the report shows each
 
 
 def serve_and_stream(args, out: Path, env: dict, bundle: Path, shift: tuple[str, float] | None,

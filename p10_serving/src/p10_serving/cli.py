@@ -6,6 +6,7 @@ Heavy imports (fastapi, uvicorn, onnxruntime) happen inside the mains, so `--hel
 from __future__ import annotations
 
 import dataclasses
+import gc
 import shlex
 import signal
 import subprocess
@@ -65,6 +66,7 @@ def serve_main(argv: list[str] | None = None) -> int:
     # numpy's BLAS on one thread: the drift statistics (in a worker thread) must not take the event loop's core
     threadpool_limits(1)
     app = create_app(predictors, config)
+    gc.freeze()  # what startup built (models, the app) lives as long as the server: keep it out of every GC pass
     for p in predictors:
         print(f"  {p.name} {p.version} ({p.task}) from {p.path}", flush=True)
     batching = f"max {config.max_batch_size} rows / {config.max_delay_ms:g} ms" if config.batching else "off"

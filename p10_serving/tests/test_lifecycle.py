@@ -119,7 +119,9 @@ def test_accuracy_drop_retrains_gates_swaps_and_rolls_back(life_bundles, images,
     assert len(differ) >= 80, "the two toy models must disagree often enough for this test"
     # the gate's fixed test set: where the candidate is right (so it is no worse than the old model)
     monkeypatch.setattr(Gate, "test_set", lambda self, p: (list(images[:100]), new[:100]))
-    with client_for([life_bundles["old"]], tmp_path, candidate=life_bundles["better"], min_feedback=40) as c:
+    # drift windows out of reach (window 100000): the traffic through the swap must not add a drift reason
+    with client_for([life_bundles["old"]], tmp_path, candidate=life_bundles["better"], min_feedback=40,
+                    window=100_000) as c:
         xs, ys = images[differ[:80]], new[differ[:80]]   # the old model is wrong on every one of them
         send_feedback(c, xs[:20], ys[:20])
         # one low window, judged (no later window can come without more feedback), is not enough for an episode

@@ -203,7 +203,7 @@ def test_monitor_update_does_no_statistics_and_evaluate_is_cached(monkeypatch):
     calls = []
     score = m.detector.score
     monkeypatch.setattr(m.detector, "score", lambda cur: calls.append(1) or score(cur))
-    assert m.last_report is None and m.cached is None
+    assert m.last_report is None
     placeholder = m.latest()
     assert placeholder["verdict"] is None and placeholder["tests"] == [] and placeholder["computed_at"] is None
     for _ in range(8):
@@ -211,7 +211,7 @@ def test_monitor_update_does_no_statistics_and_evaluate_is_cached(monkeypatch):
     assert calls == [] and m.last_report is None and m.latest()["rows_seen"] == 240
     assert m.latest()["window_rows"] == 100
     r = m.evaluate()
-    assert calls == [1] and m.last_report is r and m.latest() is r and m.cached is r
+    assert calls == [1] and m.last_report is r and m.latest() is r
     assert r["rows_seen"] == 240 and r["verdict"] in ("ok", "warn", "alert")
     cur, _ = m.current()
     assert {k: r[k] for k in ("tests", "signals", "verdict")} == compare(m.ref, cur, "class", ["a", "b", "c"],

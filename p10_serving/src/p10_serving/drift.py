@@ -657,8 +657,6 @@ class DriftMonitor:
         """The latest computed report (None before the first evaluation). Computes nothing."""
         return self._last
 
-    cached = last_report  # the old name (dashboard.py reads it)
-
     @classmethod
     def for_predictor(cls, p, **kw) -> DriftMonitor | None:
         """The monitor for a dlm_core predictor (None if its manifest has no drift section)."""

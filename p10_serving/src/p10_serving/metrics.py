@@ -120,10 +120,6 @@ class Metrics:
                 if effect in t:
                     self.drift_effect.labels(*labels, effect).set(t[effect])
 
-    def defaults(self, registry) -> None:
-        for p in registry:
-            self.default_version.labels(p.name, p.version).set(int(registry.default[p.name] == p.version))
-
     def feedback(self, model: str, version: str, rows: int, accuracy: float | None) -> None:
         self.feedback_rows.labels(model).inc(rows)
         if accuracy is not None:

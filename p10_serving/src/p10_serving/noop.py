@@ -11,8 +11,7 @@ from dlm_core.predictors import BadInput, BatchOutput
 
 
 class NoOp:
-    """A model that does nothing (`run_serve --noop`): what is left of a request's latency is the server's own
-    overhead (HTTP, JSON, validation, the batcher, metrics). Same interface as a dlm_core Predictor."""
+    """The no-op model (module docstring)."""
 
     name, version, task, sha256 = "noop", "0", "noop", "0" * 64
     path = Path("<built-in>")

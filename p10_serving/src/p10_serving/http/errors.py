@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -27,14 +26,14 @@ STATUS: dict[type, tuple[int, dict | None]] = {
     RequestTimeout: (504, None)}
 
 
-def answer(exc: Exception, path: str = "") -> tuple[int, bytes, dict | None]:
-    """(status, JSON body, extra headers) for an exception raised while handling a request."""
+def answer(exc: Exception, path: str = "") -> tuple[int, dict, dict | None]:
+    """(status, {"error": ...}, extra headers) for an exception raised while handling a request."""
     for cls in type(exc).__mro__:
         if cls in STATUS:
             status, headers = STATUS[cls]
-            return status, orjson.dumps({"error": str(exc)}), headers
+            return status, {"error": str(exc)}, headers
     log.error("internal error on %s", path, exc_info=exc)
-    return 500, orjson.dumps({"error": f"internal error ({exc.__class__.__name__}); see the server log"}), None
+    return 500, {"error": f"internal error ({exc.__class__.__name__}); see the server log"}, None
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -46,7 +45,7 @@ def install(app: FastAPI) -> None:
 
     async def known(request: Request, exc: Exception):
         status, body, headers = answer(exc, request.url.path)
-        return JSONResponse(orjson.loads(body), status, headers=headers)
+        return JSONResponse(body, status, headers=headers)
 
     async def http_error(request: Request, exc: HTTPException):
         return error(exc.status_code, str(exc.detail), exc.headers)

@@ -71,7 +71,8 @@ class HotPath:
         except Refused as err:
             status, body = err.status, orjson.dumps({"error": str(err)})
         except Exception as err:  # noqa: BLE001 - every failure is an answer from the one error table
-            status, body, extra = answer(err, scope["path"])
+            status, error, extra = answer(err, scope["path"])
+            body = orjson.dumps(error)
             headers = JSON_HEADERS + [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
         await send({"type": "http.response.start", "status": status,
                     "headers": [*headers, (b"content-length", str(len(body)).encode())]})

@@ -55,8 +55,8 @@ def add_config_args(parser: argparse.ArgumentParser, cls, exclude: tuple[str, ..
         elif origin in (list, tuple):
             inner = args[0] if args else str
             group.add_argument(flag, type=_comma_list(inner), metavar="A,B,...", **kwargs)
-        else:
-            group.add_argument(flag, type=typ, **kwargs)
+        else:  # the metavar follows the flag (not the dest, which a prefix or a metadata flag may change)
+            group.add_argument(flag, type=typ, metavar=flag[2:].replace("-", "_").upper(), **kwargs)
 
 
 def _comma_list(inner):

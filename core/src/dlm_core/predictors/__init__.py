@@ -15,7 +15,7 @@ from ..bundle import MANIFEST, Bundle, load_bundle
 from ..errors import DlmError
 from ..io import read_json
 from ..onnx_runtime import ort_session
-from .base import BadInput, BatchOutput, Predictor
+from .base import BadInput, BatchOutput, InputTooLarge, Predictor
 from .image import AnomalyDetector, ImageClassifier, decode_image
 from .text import TextClassifier, TextRetriever
 from .translation import Translator
@@ -23,9 +23,9 @@ from .translation import Translator
 PREDICTORS: dict[str, type[Predictor]] = {cls.task: cls for cls in (ImageClassifier, AnomalyDetector,
                                                                      TextClassifier, TextRetriever, Translator)}
 
-__all__ = ["PREDICTORS", "AnomalyDetector", "BadInput", "BatchOutput", "ImageClassifier", "Predictor",
-           "TextClassifier", "TextRetriever", "Translator", "decode_image", "drift_reference", "load_predictor",
-           "ort_session"]
+__all__ = ["PREDICTORS", "AnomalyDetector", "BadInput", "BatchOutput", "ImageClassifier", "InputTooLarge",
+           "Predictor", "TextClassifier", "TextRetriever", "Translator", "decode_image", "drift_reference",
+           "load_predictor", "ort_session"]
 
 
 def load_predictor(path: str | os.PathLike, threads: int = 1, verify: bool = True) -> Predictor:

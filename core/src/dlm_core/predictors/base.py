@@ -27,6 +27,10 @@ class BadInput(DlmError):
     """A request the model cannot take (wrong type, shape, empty text, undecodable image): a 4xx, not a 500."""
 
 
+class InputTooLarge(BadInput):
+    """An input over a size limit, found before it was decoded (an image's declared pixels): 413."""
+
+
 @dataclasses.dataclass
 class BatchOutput:
     """One executed batch: per-row results (the simple API), per-row tensors (v2), and what drift needs:
@@ -143,7 +147,7 @@ class Predictor:
             try:
                 rows.append(self.prepare(item))
             except BadInput as err:
-                raise BadInput(f"{where}[{i}]: {err}" if where else str(err)) from None
+                raise type(err)(f"{where}[{i}]: {err}" if where else str(err)) from None
         return rows
 
     def predict(self, items: list) -> list[dict]:

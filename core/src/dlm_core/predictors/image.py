@@ -1,8 +1,10 @@
 """Image predictors (one preprocess schema for p03's classifier and p07's anomaly detector).
 
-A raw image is a 2-D array of pixel values 0..255 (grey) or H x W x 3 (RGB), or the bytes of a PNG/JPEG
-file, or that file as base64 text. It is converted to grey, resized to the model's size (bilinear), scaled
-and standardised exactly as in training.
+A raw image is an array of pixel values 0..255 of the model's own size (H x W grey, H x W x 3 RGB or 1 x H x W),
+or the bytes of a PNG/JPEG file, or that file as base64 text. A file's declared size is read from its header and
+checked before any pixel is decoded (a few KB of PNG can declare 400 MB of pixels); it is then converted to grey
+and resized to the model's size (bilinear). An array of another size is refused, not resized: it is more likely
+a client's mistake than a picture. Then scaled and standardised exactly as in training.
 """
 
 from __future__ import annotations
@@ -10,18 +12,18 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import warnings
 
 import numpy as np
 
-from .base import BadInput, BatchOutput, Predictor, expect_single_input, softmax_topk, v2_spec
+from .base import BadInput, BatchOutput, InputTooLarge, Predictor, expect_single_input, softmax_topk, v2_spec
 
 MAX_SIDE = 4096
+FORMATS = ("PNG", "JPEG")
 
 
 def decode_image(item, height: int, width: int) -> np.ndarray:
     """Raw image -> (height, width) float32 pixel values in 0..255."""
-    from PIL import Image, UnidentifiedImageError
-
     if isinstance(item, str):
         try:
             item = base64.b64decode(item.split(",", 1)[-1] if item.startswith("data:") else item, validate=True)
@@ -29,35 +31,48 @@ def decode_image(item, height: int, width: int) -> np.ndarray:
             raise BadInput("image text is not valid base64 (send a base64 PNG/JPEG, or a 2-D array of "
                            "pixels)") from None
     if isinstance(item, (bytes, bytearray)):
-        try:
-            img = Image.open(io.BytesIO(item))
-            img.load()
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise BadInput(f"image does not decode ({err.__class__.__name__}); send a PNG or JPEG") from None
-        if max(img.size) > MAX_SIDE:
-            raise BadInput(f"image is {img.size[0]}x{img.size[1]}; at most {MAX_SIDE} px a side")
-        arr = np.asarray(img.convert("L"), dtype=np.float32)
-    else:
-        try:
-            arr = np.asarray(item, dtype=np.float32)
-        except (TypeError, ValueError, OverflowError):
-            raise BadInput("image must be a 2-D array of numbers (pixel values 0..255) or a base64 PNG") from None
-        if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-            arr = arr[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
-        elif arr.ndim == 3 and arr.shape[0] == 1:
-            arr = arr[0]
-        if arr.ndim != 2 or min(arr.shape) < 1:
-            raise BadInput(f"image array has shape {list(arr.shape)}; expected [height, width] (or [h, w, 3])")
-        if max(arr.shape) > MAX_SIDE:
-            raise BadInput(f"image is {arr.shape[1]}x{arr.shape[0]}; at most {MAX_SIDE} px a side")
-        lo, hi = arr.min(), arr.max()
-        if not (lo >= 0 and hi <= 255):  # one pass each; NaN fails both comparisons, inf the upper one
-            if not np.isfinite(arr).all():
-                raise BadInput("image has NaN or infinite pixel values")
-            raise BadInput(f"pixel values must lie in 0..255, got {lo:g}..{hi:g}")
+        return decode_file(bytes(item), height, width)
+    try:
+        arr = np.asarray(item, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError):
+        raise BadInput("image must be a 2-D array of numbers (pixel values 0..255) or a base64 PNG") from None
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = arr[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    elif arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2 or min(arr.shape) < 1:
+        raise BadInput(f"image array has shape {list(arr.shape)}; expected [height, width] (or [h, w, 3])")
     if arr.shape != (height, width):
-        from PIL import Image
+        raise BadInput(f"image array has shape {list(arr.shape)}; this model takes [{height}, {width}] pixels "
+                       f"(or [{height}, {width}, 3]); send a PNG/JPEG to have another size resized")
+    lo, hi = arr.min(), arr.max()
+    if not (lo >= 0 and hi <= 255):  # one pass each; NaN fails both comparisons, inf the upper one
+        if not np.isfinite(arr).all():
+            raise BadInput("image has NaN or infinite pixel values")
+        raise BadInput(f"pixel values must lie in 0..255, got {lo:g}..{hi:g}")
+    return arr
 
+
+def decode_file(data: bytes, height: int, width: int) -> np.ndarray:
+    """PNG/JPEG bytes -> (height, width) grey pixels: the header's declared size is checked first (Image.open reads
+    only the header; the pixels are decoded by load())."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():  # Pillow warns above 89 M pixels; ours is the lower limit below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
+    except Image.DecompressionBombError:  # Pillow's own limit, far above ours: the same answer
+        raise InputTooLarge(f"image declares too many pixels; at most {MAX_SIDE} px a side") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise BadInput(f"image does not decode ({err.__class__.__name__}); send a PNG or JPEG") from None
+    if max(img.size) > MAX_SIDE:
+        raise InputTooLarge(f"image is {img.size[0]}x{img.size[1]}; at most {MAX_SIDE} px a side")
+    try:
+        arr = np.asarray(img.convert("L"), dtype=np.float32)
+    except (OSError, ValueError, SyntaxError) as err:
+        raise BadInput(f"image does not decode ({err.__class__.__name__}); send a PNG or JPEG") from None
+    if arr.shape != (height, width):
         arr = np.asarray(Image.fromarray(arr, mode="F").resize((width, height), Image.BILINEAR), np.float32)
     return arr
 

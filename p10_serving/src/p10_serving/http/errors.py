@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from dlm_core.predictors import BadInput
+from dlm_core.predictors import BadInput, InputTooLarge
 
 from ..batcher import QueueFull, RequestTimeout, ShuttingDown
 from ..deployment import ModelNotFound, TooLarge
@@ -22,8 +22,8 @@ log = logging.getLogger("p10_serving")
 RETRY = {"Retry-After": "1"}
 STATUS: dict[type, tuple[int, dict | None]] = {
     BadInput: (400, None), ModelNotFound: (404, None), Conflict: (409, None), Invalid: (422, None),
-    TooLarge: (413, None), TooManyRows: (413, None), QueueFull: (503, RETRY), ShuttingDown: (503, RETRY),
-    RequestTimeout: (504, None)}
+    TooLarge: (413, None), InputTooLarge: (413, None), TooManyRows: (413, None), QueueFull: (503, RETRY),
+    ShuttingDown: (503, RETRY), RequestTimeout: (504, None)}
 
 
 def answer(exc: Exception, path: str = "") -> tuple[int, dict, dict | None]:

@@ -101,3 +101,21 @@ def test_a_v2_image_tensor_of_another_size_is_refused(client):
                                                                     "data": [0.0] * int(np.prod(shape))}]})
         assert r.status_code == 400, r.text
         assert "expected [-1, 1, 28, 28]" in r.json()["error"]
+
+
+def test_the_search_model_takes_the_flat_body_with_k(client, predictors):
+    nested = client.post("/v1/models/search/predict", json={"input": {"query": "json parser", "k": 3}})
+    flat = client.post("/v1/models/search/predict", json={"input": "json parser", "k": 3})
+    assert flat.status_code == nested.status_code == 200, flat.text
+    assert flat.json()["results"] == nested.json()["results"] and len(flat.json()["results"]) == 3
+    many = client.post("/v1/models/search/predict", json={"instances": ["json parser", {"query": "game"}], "k": 2})
+    assert many.status_code == 200, many.text
+    assert [len(p["results"]) for p in many.json()["predictions"]] == [2, 2]
+    own = client.post("/v1/models/search/predict", json={"instances": [{"query": "game", "k": 4}], "k": 2})
+    assert len(own.json()["predictions"][0]["results"]) == 4  # an item's own k wins
+    r = client.post("/predict", json={"input": "json parser", "k": 1, "model": "search"})
+    assert r.status_code == 200 and len(r.json()["results"]) == 1
+    bad = client.post("/v1/models/search/predict", json={"input": "json parser", "k": 0})
+    assert bad.status_code == 400 and "k must be" in bad.json()["error"]
+    other = client.post("/v1/models/txt/predict", json={"input": "json parser", "k": 3})
+    assert other.status_code == 422 and "k" in other.json()["error"]

@@ -14,7 +14,7 @@ from dlm_core.predictors import BadInput
 from . import v2
 from .deployment import Deployment, ModelNotFound, ModelRepository
 
-V1_KEYS = frozenset({"input", "instances"})
+V1_KEYS = frozenset({"input", "instances", "k"})  # "k": the search model's flat body {"input": "text", "k": 5}
 DEFAULT_KEYS = V1_KEYS | {"model"}
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
@@ -66,6 +66,10 @@ class Service:
             raise BadInput('send either "input" (one item) or "instances" (a list of items)')
         items = [one] if many is None else many
         d.check_rows(len(items), "instances")
+        if "k" in body:
+            if d.task != "text-retrieval":
+                raise Invalid("k: Extra inputs are not permitted (only a search model takes k)")
+            items = d.predictor.with_k(items, body["k"])
         out = await d.infer(d.predictor.prepare_all(items, None if many is None else "instances"))
         info = {"model": d.name, "version": d.version, "latency_ms": round((time.perf_counter() - start) * 1000, 3)}
         return dumps({**out.results[0], **info} if many is None else {"predictions": out.results, **info})

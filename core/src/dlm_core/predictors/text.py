@@ -117,7 +117,7 @@ class TextRetriever(TextPredictor):
             faiss.ParameterSpace().set_index_parameter(self.index, "efSearch", int(self.post["ef_search"]))
 
     def prepare(self, item):
-        """A query string, or {"query": str, "k": int}."""
+        """A query string, or {"query": str, "k": int} (or a string and the body's k: see with_k)."""
         k = self.post["default_k"]
         if isinstance(item, dict):
             unknown = set(item) - {"query", "k"}
@@ -131,6 +131,11 @@ class TextRetriever(TextPredictor):
             raise BadInput(f"k must be an integer in 1..{self.post['max_k']}, got {k!r}")
         ids, feats = self.tokenize(as_text(item))
         return ids, feats, k
+
+    @staticmethod
+    def with_k(items: list, k) -> list:
+        """The flat body's `k` ({"input": "text", "k": 5}) folded into each query; a query's own k wins."""
+        return [{"k": k, **item} if isinstance(item, dict) else {"query": item, "k": k} for item in items]
 
     def run(self, rows) -> BatchOutput:
         ids = self.pad([r[0] for r in rows])

@@ -44,12 +44,14 @@ async def settle():
         await asyncio.sleep(0)
 
 
-async def simulate(arrivals, *, max_batch=8, delay=0.005, compute=0.002, tick=0.0005, batching=True):
+async def simulate(arrivals, *, max_batch=8, delay=0.005, compute=0.002, tick=0.0005, batching=True,
+                   queue_rows=10**6, depth=None):
     """Replay `arrivals` [(scheduled time, n rows)] on the fake clock, one tick at a time; each request's rows
-    are (request index, row index). Returns the model's batch log and per request (stamp, rows, result)."""
+    are (request index, row index). Returns the model's batch log and per request (stamp, rows, result or the
+    exception it got). `depth`: a list that gets (rows, requests) waiting once each tick's arrivals are in."""
     clock = FakeClock()
     model = FakeModel(clock, compute)
-    b = Batcher(model, max_batch_size=max_batch, max_delay_ms=delay * 1000, queue_size=10_000,
+    b = Batcher(model, max_batch_size=max_batch, max_delay_ms=delay * 1000, queue_rows=queue_rows,
                 timeout_ms=1e9, batching=batching, clock=clock, executor=InlineExecutor())
     b.start()
     requests, i, step = [], 0, 0
@@ -59,6 +61,9 @@ async def simulate(arrivals, *, max_batch=8, delay=0.005, compute=0.002, tick=0.
             rows = [(i, j) for j in range(arrivals[i][1])]
             requests.append((clock.t, arrivals[i][0], rows, asyncio.ensure_future(b.submit(rows))))
             i += 1
+        await asyncio.sleep(0)  # the new requests are queued (or refused), no batch has left yet
+        if depth is not None:
+            depth.append((b.queued_rows, len(b.waiting)))
         await settle()
         step += 1
         clock.t = max(clock.t, step * tick)
@@ -66,7 +71,7 @@ async def simulate(arrivals, *, max_batch=8, delay=0.005, compute=0.002, tick=0.
     await settle()
     await b.stop()
     assert all(f.done() for *_, f in requests)
-    return model.batches, [(stamp, sched, rows, f.result()) for stamp, sched, rows, f in requests]
+    return model.batches, [(stamp, sched, rows, f.exception() or f.result()) for stamp, sched, rows, f in requests]
 
 
 def random_arrivals(seed: int, n: int = 300, rate: float = 400.0) -> list:
@@ -118,6 +123,31 @@ def test_nobody_waits_longer_than_the_delay_plus_one_execution():
     assert np.mean([len(r) for _, r in batches]) > 1.5  # and they were batched
 
 
+def test_the_queue_bound_counts_rows_not_requests():
+    # 3x overload on the fake clock: 2000 requests/s of 1..12 rows (13,000 rows/s) against 4,000 rows/s
+    max_batch, delay, compute, tick, bound = 8, 0.005, 0.002, 0.0005, 24
+    rng = np.random.default_rng(7)
+    arrivals = [(round(i * 0.0005, 6), int(rng.integers(1, 13))) for i in range(400)]
+    depth = []
+    batches, requests = asyncio.run(simulate(arrivals, max_batch=max_batch, delay=delay, compute=compute,
+                                             tick=tick, queue_rows=bound, depth=depth))
+    assert all(rows <= bound or n == 1 for rows, n in depth)  # over the bound only a lone request, taken whole
+    refused = [rows for _, _, rows, out in requests if isinstance(out, QueueFull)]
+    assert len(refused) > len(requests) / 2
+    ran = {r for _, rows in batches for r in rows}
+    assert not ran & {r for rows in refused for r in rows}  # a refused request never runs
+    first_start = {}
+    for start, rows in batches:
+        for r in rows:
+            first_start.setdefault(r[0], start)
+    waits = [first_start[rows[0][0]] - stamp for stamp, _, rows, out in requests if not isinstance(out, Exception)]
+    for _, _, rows, out in requests:
+        if not isinstance(out, Exception):
+            assert [r["prediction"] for r in out.results] == rows
+    # whoever is taken waits for at most the bound's rows ahead of it (in full batches) and the one running
+    assert max(waits) <= (bound // max_batch + 1) * compute + tick + 1e-9
+
+
 def test_unbatched_runs_one_request_per_execution():
     batches, requests = asyncio.run(simulate(random_arrivals(4, n=60), batching=False))
     for _, rows in batches:
@@ -150,7 +180,7 @@ async def until(event: threading.Event):
 def test_queue_full_is_refused_and_the_rest_still_answer():
     async def main():
         model = GatedModel()
-        b = Batcher(model, max_batch_size=4, max_delay_ms=0, queue_size=2, timeout_ms=60_000)
+        b = Batcher(model, max_batch_size=4, max_delay_ms=0, queue_rows=2, timeout_ms=60_000)
         b.start()
         first = asyncio.ensure_future(b.submit(["a"]))
         await until(model.started)  # "a" is running; the queue is empty again
@@ -168,10 +198,28 @@ def test_queue_full_is_refused_and_the_rest_still_answer():
     assert "d" not in [r for rows in batches for r in rows]
 
 
+def test_an_empty_queue_takes_a_request_larger_than_the_row_bound():
+    async def main():
+        model = GatedModel()
+        b = Batcher(model, max_batch_size=4, max_delay_ms=0, queue_rows=3, timeout_ms=60_000)
+        b.start()
+        first = asyncio.ensure_future(b.submit(list("abcdefg")))  # 7 rows > 3: taken, the queue was empty
+        await until(model.started)  # "abcd" runs, "efg" waits: the queue is full
+        with pytest.raises(QueueFull, match="3 rows waiting"):
+            await b.submit(["x"])
+        model.release.set()
+        out = await first
+        await b.stop()
+        return model.batches, out
+
+    batches, out = asyncio.run(main())
+    assert [r["prediction"] for r in out.results] == list("abcdefg") and batches == [list("abcd"), list("efg")]
+
+
 def test_timeout_answers_504_and_drops_the_rows_not_yet_run():
     async def main():
         model = GatedModel()
-        b = Batcher(model, max_batch_size=4, max_delay_ms=0, queue_size=10, timeout_ms=50)
+        b = Batcher(model, max_batch_size=4, max_delay_ms=0, queue_rows=10, timeout_ms=50)
         b.start()
         first = asyncio.ensure_future(b.submit(["a"]))
         await until(model.started)

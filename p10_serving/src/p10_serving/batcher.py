@@ -7,8 +7,10 @@ them to the model in batches:
   is split across consecutive batches);
 - a batch leaves as soon as it is full, or `max_delay_ms` after the OLDEST waiting request arrived, whichever
   comes first (so nobody waits longer than the delay plus the one execution already running);
-- the queue is bounded (`queue_size` requests): a request beyond it is refused at once (QueueFull -> 503),
-  which keeps latency bounded under overload instead of growing a backlog nobody will wait for;
+- the queue is bounded in ROWS (`queue_rows`, what the model has to work through, whatever the number of
+  requests carrying them): a request whose rows do not fit is refused at once (QueueFull -> 503 + Retry-After),
+  which keeps latency bounded under overload instead of growing a backlog nobody will wait for (an empty queue
+  takes any request, so one larger than the bound is not refused forever);
 - each request has a timeout (RequestTimeout -> 504); its rows not yet sent are dropped from the queue;
 - the model runs on one worker thread per model (`run_in_executor`), so ONNX Runtime never blocks the event
   loop, and each caller gets exactly its own rows of the batch output back, in order.
@@ -76,15 +78,15 @@ class InlineExecutor(concurrent.futures.Executor):
 
 class Batcher:
     def __init__(self, run: Callable[[list], BatchOutput], *, max_batch_size: int = 32, max_delay_ms: float = 5.0,
-                 queue_size: int = 256, timeout_ms: float = 10_000, batching: bool = True,
+                 queue_rows: int = 1024, timeout_ms: float = 10_000, batching: bool = True,
                  clock: Callable[[], float] = time.monotonic, executor: concurrent.futures.Executor | None = None,
                  metrics=None, name: str = "model", on_output: Callable[[BatchOutput], None] | None = None,
                  on_restart: Callable[[], None] | None = None):
-        if max_batch_size < 1 or queue_size < 1 or max_delay_ms < 0 or timeout_ms <= 0:
-            raise ValueError("max_batch_size and queue_size must be >= 1, max_delay_ms >= 0, timeout_ms > 0")
+        if max_batch_size < 1 or queue_rows < 1 or max_delay_ms < 0 or timeout_ms <= 0:
+            raise ValueError("max_batch_size and queue_rows must be >= 1, max_delay_ms >= 0, timeout_ms > 0")
         self.run, self.name = run, name
         self.max_batch_size, self.max_delay = max_batch_size, max_delay_ms / 1000
-        self.queue_size, self.timeout = queue_size, timeout_ms / 1000
+        self.queue_rows, self.timeout = queue_rows, timeout_ms / 1000
         self.batching, self.clock, self.metrics = batching, clock, metrics
         self.on_output = on_output  # sees every executed batch (the drift monitor's append)
         self.on_restart = on_restart  # called when the loop died and was started again (a metric)
@@ -103,9 +105,9 @@ class Batcher:
             raise ValueError("a request needs at least one row")
         if not self.healthy():
             raise ShuttingDown(f"model {self.name!r} is not running")
-        if len(self.waiting) >= self.queue_size:
-            raise QueueFull(f"model {self.name!r} has {len(self.waiting)} requests waiting (queue size "
-                            f"{self.queue_size}); retry later")
+        if self.queued_rows and self.queued_rows + len(rows) > self.queue_rows:
+            raise QueueFull(f"model {self.name!r} has {self.queued_rows} rows waiting; {len(rows)} more would pass "
+                            f"its queue bound of {self.queue_rows} rows; retry later")
         loop = asyncio.get_running_loop()
         req = Request(rows, self.clock(), loop.create_future())
         self.waiting.append(req)

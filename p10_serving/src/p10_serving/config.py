@@ -56,7 +56,8 @@ class ServeConfig:
 
     max_batch_size: int = knob(32, "rows per model execution")
     max_delay_ms: float = knob(5.0, "a batch leaves at most this long after its oldest request arrived")
-    queue_size: int = knob(256, "requests waiting per model before 503")
+    queue_rows: int = knob(1024, "rows waiting per model, all requests together, before 503 + Retry-After (an "
+                                 "empty queue takes any request)")
     timeout_ms: float = knob(10_000, "per request, arrival to answer, then 504")
     batching: bool = knob(True, "dynamic batching (--no-batching: one request per execution, no waiting)")
     hot_path: bool = knob(True, "raw ASGI handlers on the predict/infer routes (--no-hot-path: through FastAPI, "
@@ -73,8 +74,8 @@ class ServeConfig:
     retrain: RetrainPolicy = dataclasses.field(default_factory=RetrainPolicy, metadata={"cli": False})
 
     def __post_init__(self):
-        check(min(self.max_batch_size, self.queue_size, self.max_body_bytes, self.max_request_rows) >= 1,
-              "--max-batch-size, --queue-size, --max-body-bytes and --max-request-rows must be positive")
+        check(min(self.max_batch_size, self.queue_rows, self.max_body_bytes, self.max_request_rows) >= 1,
+              "--max-batch-size, --queue-rows, --max-body-bytes and --max-request-rows must be positive")
         check(self.max_delay_ms >= 0 and self.timeout_ms > 0, "need --max-delay-ms >= 0 and --timeout-ms > 0")
         check(1 <= self.drift_min_rows <= self.drift_window and self.drift_every >= 1 and self.drift_interval_s >= 0,
               "need 1 <= --drift-min-rows <= --drift-window, --drift-every >= 1 and --drift-interval-s >= 0")

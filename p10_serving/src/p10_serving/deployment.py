@@ -35,7 +35,7 @@ class Deployment:
     def start(self) -> None:
         c = self.config
         self.batcher = Batcher(self.predictor.run, max_batch_size=c.max_batch_size, max_delay_ms=c.max_delay_ms,
-                               queue_size=c.queue_size, timeout_ms=c.timeout_ms, batching=c.batching,
+                               queue_rows=c.queue_rows, timeout_ms=c.timeout_ms, batching=c.batching,
                                metrics=self.metrics, name=f"{self.name}:{self.version}",
                                on_output=self.monitor.update if self.monitor else None,
                                on_restart=self.metrics.restarts.inc)

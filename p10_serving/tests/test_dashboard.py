@@ -22,7 +22,7 @@ CHROMIUM = find_chromium()
 
 
 def chromium(url: str, profile: Path, *extra: str) -> str:
-    return run_chromium(url, profile, *extra, budget_ms=6000, timeout=90).stdout
+    return run_chromium(url, profile, *extra, budget_ms=6000).stdout
 
 
 @pytest.fixture

@@ -29,33 +29,44 @@ from .config import RetrainPolicy, ServeConfig
 from .dashboard import Timeline
 from .deployment import ModelRepository
 from .http import admin, errors, ops, v1, v2
+from .http.auth import Auth
 from .http.context import Context
 from .http.docs import document
 from .http.guard import Guard
 from .http.hotpath import HotPath
 from .lifecycle import Lifecycle
 from .metrics import Metrics
+from .predictions import PredictionLog
+from .registry import load_verified
 from .service import Service
+from .store import MEMORY, Store
 
 __all__ = ["RetrainPolicy", "ServeConfig", "create_app"]
 
 
-def create_app(predictors: list[Predictor], config: ServeConfig | None = None):
+def create_app(predictors: list[Predictor], config: ServeConfig | None = None, store: Store | None = None,
+               auth: Auth | None = None):
     """The ASGI app over verified predictors. config.hot_path=False serves predict/infer through FastAPI (same
-    answers, more CPU per request: what the hot path saves, measured in the bench)."""
+    answers, more CPU per request: what the hot path saves, measured in the bench). Without a store, the state
+    lives in memory (an SQLite database that dies with the process); without auth, every route is open."""
     config = config or ServeConfig()
+    store = store or Store(MEMORY, config.retrain.feedback_rows, config.prediction_log_rows)
     metrics = Metrics()
     repo = ModelRepository(predictors, config, metrics)
-    service = Service(repo)
-    life = Lifecycle(repo, config.retrain, metrics)
-    ctx = Context(config, repo, service, life, metrics, Timeline(repo, metrics, life))
+    predictions = PredictionLog(store, config.prediction_log_sample)
+    service = Service(repo, predictions)
+    life = Lifecycle(repo, config.retrain, metrics, store)
+    life.predictions = predictions
+    ctx = Context(config, repo, service, life, metrics, Timeline(repo, metrics, life), store, auth or Auth())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         repo.start()
+        await life.resume(load_verified)  # before the first request: the version a restart must serve
         loop = asyncio.get_running_loop()
         background = [loop.create_task(life.watch(), name="lifecycle"),
-                      loop.create_task(ctx.timeline.run(), name="timeline")]
+                      loop.create_task(ctx.timeline.run(), name="timeline"),
+                      loop.create_task(predictions.run(), name="prediction-log")]
         yield
         for task in background:
             task.cancel()
@@ -75,6 +86,6 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None):
     api.add_middleware(Guard, metrics=metrics, known=known, max_body_bytes=config.max_body_bytes)
     if not config.hot_path:
         return api
-    app = HotPath(api, service, metrics, config.max_body_bytes, known)
+    app = HotPath(api, service, metrics, config.max_body_bytes, known, ctx.auth)
     app.state = api.state  # what tests and tools reach through the app
     return app

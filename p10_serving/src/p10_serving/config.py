@@ -69,6 +69,9 @@ class ServeConfig:
     drift_every: int = knob(50, "a drift report is computed at most once per this many new rows")
     drift_interval_s: float = knob(2.0, "and at most once per this many seconds (the retraining criteria's "
                                         "windows too: under heavy traffic the rows between them are skipped)")
+    prediction_log_sample: float = knob(1.0, "share of predict requests whose answers go to the prediction log "
+                                             "(feedback may name their prediction_id)")
+    prediction_log_rows: int = knob(20_000, "answers kept in the log per model (the newest)")
     drift_dir: str | None = knob(None, "folder where GET /v1/models/NAME/drift?dump=1 writes the windows "
                                        "(None: dumps off)")
     retrain: RetrainPolicy = dataclasses.field(default_factory=RetrainPolicy, metadata={"cli": False})
@@ -77,5 +80,7 @@ class ServeConfig:
         check(min(self.max_batch_size, self.queue_rows, self.max_body_bytes, self.max_request_rows) >= 1,
               "--max-batch-size, --queue-rows, --max-body-bytes and --max-request-rows must be positive")
         check(self.max_delay_ms >= 0 and self.timeout_ms > 0, "need --max-delay-ms >= 0 and --timeout-ms > 0")
+        check(0 <= self.prediction_log_sample <= 1 and self.prediction_log_rows >= 1,
+              "need 0 <= --prediction-log-sample <= 1 and --prediction-log-rows >= 1")
         check(1 <= self.drift_min_rows <= self.drift_window and self.drift_every >= 1 and self.drift_interval_s >= 0,
               "need 1 <= --drift-min-rows <= --drift-window, --drift-every >= 1 and --drift-interval-s >= 0")

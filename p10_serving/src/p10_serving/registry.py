@@ -37,3 +37,12 @@ def all_bundles(root: str | os.PathLike) -> list[Path]:
     if not names:
         raise DlmError(f"no bundle under {root}; export some first (make demo exports them all)")
     return [latest_bundle(n, root) for n in names]
+
+
+def load_verified(path: str | os.PathLike, sha256: str, threads: int = 1) -> Predictor:
+    """A bundle a restart goes back to (a swapped-in retrain): verified and self-checked again, and refused unless
+    it is still the bundle that was served (the same manifest sha256)."""
+    p = load_models([path], threads=threads)[0]
+    if p.sha256 != sha256:
+        raise DlmError(f"bundle {path} changed since it was served (sha256 {p.sha256[:12]}, was {sha256[:12]})")
+    return p

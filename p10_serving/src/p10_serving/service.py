@@ -13,6 +13,7 @@ from dlm_core.predictors import BadInput
 
 from . import v2
 from .deployment import Deployment, ModelNotFound, ModelRepository
+from .predictions import PredictionLog
 
 V1_KEYS = frozenset({"input", "instances", "k"})  # "k": the search model's flat body {"input": "text", "k": 5}
 DEFAULT_KEYS = V1_KEYS | {"model"}
@@ -40,8 +41,8 @@ def v1_body(raw: bytes, allowed: frozenset) -> dict:
 
 
 class Service:
-    def __init__(self, repo: ModelRepository):
-        self.repo = repo
+    def __init__(self, repo: ModelRepository, log: PredictionLog):
+        self.repo, self.log = repo, log
 
     async def predict(self, name: str, raw: bytes, start: float) -> tuple[str, bytes]:
         """POST /v1/models/{name}/predict: (model, response body)."""
@@ -70,9 +71,13 @@ class Service:
             if d.task != "text-retrieval":
                 raise Invalid("k: Extra inputs are not permitted (only a search model takes k)")
             items = d.predictor.with_k(items, body["k"])
-        out = await d.infer(d.predictor.prepare_all(items, None if many is None else "instances"))
-        info = {"model": d.name, "version": d.version, "latency_ms": round((time.perf_counter() - start) * 1000, 3)}
-        return dumps({**out.results[0], **info} if many is None else {"predictions": out.results, **info})
+        rows = d.predictor.prepare_all(items, None if many is None else "instances")
+        out = await d.infer(rows)
+        latency = round((time.perf_counter() - start) * 1000, 3)
+        ids = self.log.record(d, rows, items, out, latency)
+        results = [{**r, "prediction_id": i} for r, i in zip(out.results, ids)]
+        info = {"model": d.name, "version": d.version, "latency_ms": latency}
+        return dumps({**results[0], **info} if many is None else {"predictions": results, **info})
 
     async def infer(self, name: str, version: str | None, raw: bytes, header_length: int | None
                     ) -> tuple[str, bytes, dict[str, str]]:

@@ -13,6 +13,8 @@ from ..deployment import ModelRepository
 from ..lifecycle import Lifecycle
 from ..metrics import Metrics
 from ..service import Service
+from ..store import Store
+from .auth import Auth
 
 
 @dataclasses.dataclass
@@ -23,6 +25,8 @@ class Context:
     life: Lifecycle
     metrics: Metrics
     timeline: Timeline
+    store: Store
+    auth: Auth
 
 
 def context(request: Request) -> Context:

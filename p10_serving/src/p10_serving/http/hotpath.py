@@ -19,6 +19,7 @@ import orjson
 
 from ..metrics import Metrics
 from ..service import Service
+from .auth import Auth, Denied, token_from_headers
 from .errors import answer
 from .guard import CLIENT_CLOSED, Disconnected, Refused, check_headers, read_body
 
@@ -43,8 +44,9 @@ def route(method: str, path: str) -> tuple | None:
 
 
 class HotPath:
-    def __init__(self, app, service: Service, metrics: Metrics, max_body_bytes: int, known):
+    def __init__(self, app, service: Service, metrics: Metrics, max_body_bytes: int, known, auth: Auth):
         self.app, self.service, self.metrics, self.limit, self.known = app, service, metrics, max_body_bytes, known
+        self.auth = auth
 
     async def __call__(self, scope, receive, send):
         hot = route(scope["method"], scope["path"]) if scope["type"] == "http" else None
@@ -55,6 +57,8 @@ class HotPath:
         model = name if name in self.known else "_unknown"
         headers = JSON_HEADERS
         try:
+            if self.auth.api_key.on:
+                self.auth.check_predict(token_from_headers(scope["headers"]))
             binary = check_headers(scope["headers"], self.limit)
             raw = await read_body(receive, self.limit)
             if kind == "v1":
@@ -70,6 +74,9 @@ class HotPath:
             return
         except Refused as err:
             status, body = err.status, orjson.dumps({"error": str(err)})
+        except Denied as err:
+            status, body = err.status_code, orjson.dumps({"error": err.detail})
+            headers = JSON_HEADERS + [(k.encode(), v.encode()) for k, v in (err.headers or {}).items()]
         except Exception as err:  # noqa: BLE001 - every failure is an answer from the one error table
             status, error, extra = answer(err, scope["path"])
             body = orjson.dumps(error)

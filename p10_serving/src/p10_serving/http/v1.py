@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 
+from .auth import PredictKey
 from .context import Ctx
 
 router = APIRouter(tags=["v1"])
@@ -31,7 +32,7 @@ def body_doc(model: type[BaseModel]) -> dict:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
-@router.post("/v1/models/{name}/predict", openapi_extra=body_doc(PredictRequest),
+@router.post("/v1/models/{name}/predict", openapi_extra=body_doc(PredictRequest), dependencies=[PredictKey],
              summary="The task's answer for a raw input (an image as a 2-D pixel array or a base64 PNG; a text; "
                      'a query or {"query", "k"})')
 async def predict(request: Request, name: str, ctx: Ctx):
@@ -41,7 +42,7 @@ async def predict(request: Request, name: str, ctx: Ctx):
     return Response(body, media_type="application/json")
 
 
-@router.post("/predict", openapi_extra=body_doc(DefaultPredictRequest),
+@router.post("/predict", openapi_extra=body_doc(DefaultPredictRequest), dependencies=[PredictKey],
              summary='The seed\'s API: a text -> the text classifier\'s answer (or any model with "model")')
 async def predict_default(request: Request, ctx: Ctx):
     model, body = await ctx.service.predict_default(await request.body(), time.perf_counter())

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from .. import __version__
 from ..v2 import InferRequest
+from .auth import PredictKey
 from .context import Ctx
 from .guard import BINARY_HEADER
 
@@ -53,8 +54,10 @@ INFER_DOC = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"$ref": "#/components/schemas/InferRequest"}}}}}
 
 
-@router.post("/v2/models/{name}/infer", summary="Inference (default version)", openapi_extra=INFER_DOC)
-@router.post("/v2/models/{name}/versions/{version}/infer", summary="Inference", openapi_extra=INFER_DOC)
+@router.post("/v2/models/{name}/infer", summary="Inference (default version)", openapi_extra=INFER_DOC,
+             dependencies=[PredictKey])
+@router.post("/v2/models/{name}/versions/{version}/infer", summary="Inference", openapi_extra=INFER_DOC,
+             dependencies=[PredictKey])
 async def infer(request: Request, name: str, ctx: Ctx, version: str | None = None):
     header = request.headers.get(BINARY_HEADER.decode())
     model, body, headers = await ctx.service.infer(name, version, await request.body(),

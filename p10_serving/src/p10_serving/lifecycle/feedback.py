@@ -1,38 +1,12 @@
-"""Labelled feedback: a bounded store per model of (training example, label, served version right?, version)."""
+"""Labelled feedback: class labels checked, and the training example a retrain learns from (rows live in the store)."""
 
 from __future__ import annotations
-
-import collections
 
 import numpy as np
 
 from dlm_core.predictors import BadInput, Predictor
 
 CLASSIFIERS = ("image-classification", "text-classification")
-
-
-class FeedbackStore:
-    """Labelled rows per model: the training example (raw), its label, and whether the version serving at the
-    time got it right (for the live accuracy). Bounded; `count` only grows (episode onsets refer to it)."""
-
-    def __init__(self, size: int):
-        self.rows: collections.deque = collections.deque(maxlen=size)
-        self.count = 0
-        self.per_version: collections.Counter = collections.Counter()
-
-    def add(self, xs: list, labels: list[int], correct: list[bool], version: str) -> None:
-        for x, y, c in zip(xs, labels, correct):
-            self.rows.append((x, y, c, version, self.count))
-            self.count += 1
-        self.per_version[version] += len(labels)
-
-    def accuracy(self, version: str, window: int) -> tuple[float | None, int]:
-        """Accuracy over the last `window` rows answered by `version` (None until there are that many)."""
-        hits = [c for _, _, c, v, _ in reversed(self.rows) if v == version][:window]
-        return (float(np.mean(hits)) if len(hits) >= window else None), len(hits)
-
-    def since(self, start: int) -> list[tuple]:
-        return [r for r in self.rows if r[4] >= start]
 
 
 def class_indices(p: Predictor, labels: list) -> list[int]:

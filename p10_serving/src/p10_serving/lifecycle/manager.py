@@ -7,6 +7,10 @@ The swap starts the new version's batcher and drift monitor, then flips the defa
 requests already routed finish on the old version, new ones go to the new one, nothing is dropped. The old
 version keeps running, so `POST /v1/models/{name}/rollback` flips back at once. Every step is an event
 (GET /v1/events, and events.jsonl in the hand-off folder): the dashboard's and the report's markers.
+
+All of it is durable (store.py): feedback rows are committed before the 2xx, every event is written as it happens,
+and each model's state (serving and previous version, criteria, running retrain, cooldown) is saved on every
+change, so `resume()` on a restart carries on where the killed process stopped.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
+import signal
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -24,10 +31,11 @@ from dlm_core.predictors import BadInput
 from dlm_core.retrain import folders, write_event
 
 from ..config import RetrainPolicy
-from ..deployment import Deployment, ModelRepository
+from ..deployment import Deployment, ModelNotFound, ModelRepository
 from ..metrics import Metrics
+from ..store import DuplicateFeedback, Store
 from .criteria import Decision, ModelState, Observation, judge
-from .feedback import CLASSIFIERS, FeedbackStore, class_indices, training_example
+from .feedback import CLASSIFIERS, class_indices, training_example
 from .gate import Gate
 from .hook import Hook
 
@@ -38,6 +46,10 @@ class Conflict(Exception):
     """The request is valid but the model's state forbids it now: answer 409."""
 
 
+class PredictionNotFound(ModelNotFound):
+    """Feedback names a prediction id that is not in the log: 404."""
+
+
 @dataclasses.dataclass
 class Tracking:
     """The watcher's bookkeeping for one model (beside the criteria's pure state)."""
@@ -46,6 +58,7 @@ class Tracking:
     window_mark: int = 0            # the drift monitor's rows_seen when the last window was judged
     accuracy_mark: int = 0          # labelled rows of the serving version when its accuracy was last judged
     running: str | None = None      # the event id being retrained
+    retrain: dict | None = None     # how to pick it up again after a restart (event path, feedback rows, pid)
     cooldown_until: float = 0.0
     previous: str | None = None     # the version a rollback goes back to
     last_window: dict | None = None  # the drift report of the last judged window
@@ -54,11 +67,10 @@ class Tracking:
 
 
 class Lifecycle:
-    def __init__(self, repo: ModelRepository, policy: RetrainPolicy, metrics: Metrics):
-        self.repo, self.policy, self.metrics = repo, policy, metrics
-        self.feedback = {name: FeedbackStore(policy.feedback_rows) for name in repo.models}
+    def __init__(self, repo: ModelRepository, policy: RetrainPolicy, metrics: Metrics, store: Store):
+        self.repo, self.policy, self.metrics, self.store = repo, policy, metrics, store
         self.track = {name: Tracking() for name in repo.models}
-        self.events: list[dict] = []
+        self.events: list[dict] = store.events()  # the history so far (a restart carries on from it)
         self.tasks: set[asyncio.Task] = set()
         self.dirs = folders(policy.dir) if policy.dir else None
         self.hook = Hook(self.dirs, policy.command, policy.timeout_s, policy.poll_s) if self.dirs else None
@@ -68,6 +80,7 @@ class Lifecycle:
     # ------------------------------------------------------------------------------------------ events
     def event(self, kind: str, model: str, **fields) -> dict:
         e = {"time": time.time(), "kind": kind, "model": model, **fields}
+        e["seq"] = self.store.add_event(e)
         self.events.append(e)
         self.metrics.lifecycle(model, kind)
         if self.dirs:
@@ -85,12 +98,50 @@ class Lifecycle:
         rows = p.prepare_all(items)
         out = await asyncio.to_thread(p.run, rows)
         correct = [int(s) == y for s, y in zip(out.signal, ys)]
-        store = self.feedback[p.name]
-        store.add([training_example(p, r, it) for r, it in zip(rows, items)], ys, correct, p.version)
-        acc, n = store.accuracy(p.version, self.policy.accuracy_window)
-        self.metrics.feedback(p.name, p.version, len(ys), acc)
-        return {"model": p.name, "version": p.version, "accepted": len(ys), "correct": int(sum(correct)),
-                "live_accuracy": acc, "live_accuracy_rows": n, "feedback_rows": store.count}
+        examples = [training_example(p, r, it) for r, it in zip(rows, items)]
+        return await self.commit_feedback(p.name, p.version, list(zip(examples, ys, correct, [None] * len(ys))))
+
+    async def add_feedback_by_id(self, d: Deployment, pids: list, labels: list) -> dict:
+        """Labels for logged predictions: the answer the model gave then is judged, the model is not run again."""
+        ys = class_indices(d.predictor, labels)
+        for i, pid in enumerate(pids):
+            if not isinstance(pid, str) or not pid:
+                raise BadInput(f"prediction_ids[{i}]: a prediction id (a string), got {pid!r}")
+        found = {**await asyncio.to_thread(self.store.predictions, [p for p in pids if p not in self.pending]),
+                 **{p: self.pending[p] for p in pids if p in self.pending}}
+        missing = [p for p in pids if p not in found]
+        if missing:
+            raise PredictionNotFound(f"prediction {missing[0]} is not in the prediction log (sampled out, older than "
+                                     f"the newest it keeps, or unknown): send the input with its label instead")
+        other = [p for p in pids if found[p]["model"] != d.name]
+        if other:
+            raise BadInput(f"prediction {other[0]} was made by model {found[other[0]]['model']!r}, not {d.name!r}")
+        by_version: dict[str, list] = {}
+        for pid, y in zip(pids, ys):
+            f = found[pid]
+            by_version.setdefault(f["version"], []).append((f["example"], y, f["signal"] == y, pid))
+        answer = {}
+        for version, rows in by_version.items():
+            answer = await self.commit_feedback(d.name, version, rows)
+        return {**answer, "accepted": len(ys), "correct": sum(r[2] for rows in by_version.values() for r in rows)}
+
+    @property
+    def pending(self) -> dict:
+        """Predictions answered but not yet written to the log (the log writes every half second)."""
+        return self.predictions.pending if self.predictions else {}
+
+    predictions = None  # the PredictionLog, set by the app
+
+    async def commit_feedback(self, name: str, version: str, rows: list[tuple]) -> dict:
+        """Commit (example, label, correct, prediction id) rows; the answer once they are on disk."""
+        try:
+            count = await asyncio.to_thread(self.store.add_feedback, name, version, rows)
+        except DuplicateFeedback as err:
+            raise Conflict(str(err)) from None
+        acc, n = await asyncio.to_thread(self.store.accuracy, name, version, self.policy.accuracy_window)
+        self.metrics.feedback(name, version, len(rows), acc)
+        return {"model": name, "version": version, "accepted": len(rows), "correct": int(sum(r[2] for r in rows)),
+                "live_accuracy": acc, "live_accuracy_rows": n, "feedback_rows": count}
 
     # ------------------------------------------------------------------------------------------ the watcher
     async def watch(self) -> None:
@@ -122,7 +173,7 @@ class Lifecycle:
 
     async def observe(self, d: Deployment, tr: Tracking) -> Observation:
         """What the criteria need now: a drift window of fresh rows judged, a fresh accuracy window, the feedback."""
-        pol, m, store = self.policy, d.monitor, self.feedback[d.name]
+        pol, m, store = self.policy, d.monitor, self.store
         drift_alert = low = None
         last = (m.last_report or {}).get("computed_at") or 0 if m is not None else 0
         if m is not None and m.rows_seen - tr.window_mark >= m.window \
@@ -130,26 +181,31 @@ class Lifecycle:
             report = await self.evaluate(d)
             tr.window_mark, tr.last_window = report["rows_seen"], report
             drift_alert = report["verdict"] == "alert"
-            tr.windows_judged += 1
         expected = self.expected_accuracy(d)
-        if expected is not None and store.per_version[d.version] - tr.accuracy_mark >= pol.accuracy_window:
-            tr.accuracy_mark = store.per_version[d.version]
-            acc, _ = store.accuracy(d.version, pol.accuracy_window)
+        labelled = await asyncio.to_thread(store.feedback_count, d.name, d.version)
+        if expected is not None and labelled - tr.accuracy_mark >= pol.accuracy_window:
+            tr.accuracy_mark = labelled
+            acc, _ = await asyncio.to_thread(store.accuracy, d.name, d.version, pol.accuracy_window)
             low = acc < expected - pol.accuracy_drop
         can = bool(pol.dir) and tr.running is None and time.time() >= tr.cooldown_until
-        return Observation(drift_alert, low, store.count, can)
+        return Observation(drift_alert, low, await asyncio.to_thread(store.feedback_count, d.name), can)
 
     async def check(self, name: str) -> None:
         d, tr = self.repo.get(name), self.track[name]
         if d.task not in CLASSIFIERS:
             return
-        decision = judge(tr.criteria, await self.observe(d, tr), self.policy)
+        obs = await self.observe(d, tr)
+        decision = judge(tr.criteria, obs, self.policy)
+        changed = decision.state != tr.criteria
         tr.criteria = decision.state
-        self.record(d, tr, decision)
+        tr.windows_judged += obs.drift_alert is not None  # counted with its verdict (readers see both or neither)
+        await self.record(d, tr, decision)
+        if changed:
+            self.save(name)
         if decision.retrain:
             await self.start_retrain(d, decision.reason, tr.stats, decision.state.onset)
 
-    def record(self, d: Deployment, tr: Tracking, decision: Decision) -> None:
+    async def record(self, d: Deployment, tr: Tracking, decision: Decision) -> None:
         """The events of a decision, and the statistics behind the criteria met now."""
         st = decision.state
         if decision.new_drift_alert:
@@ -159,7 +215,7 @@ class Lifecycle:
         if st.alert_windows >= self.policy.drift_windows:
             tr.stats["drift"] = {"windows": st.alert_windows, "tests": alerting(tr.last_window)}
         if st.low_windows >= self.policy.accuracy_windows:
-            acc, n = self.feedback[d.name].accuracy(d.version, self.policy.accuracy_window)
+            acc, n = await asyncio.to_thread(self.store.accuracy, d.name, d.version, self.policy.accuracy_window)
             tr.stats["accuracy"] = {"live_accuracy": acc, "rows": n, "windows": st.low_windows,
                                     "expected_accuracy": self.expected_accuracy(d), "drop": self.policy.accuracy_drop}
         if decision.new_episode:
@@ -179,12 +235,11 @@ class Lifecycle:
             raise Conflict(f"a retrain of {d.name} is already running (event {tr.running})")
         if d.task not in CLASSIFIERS:
             raise BadInput(f"retraining takes labelled feedback; {d.name} is a {d.task} model")
-        rows = self.feedback[d.name].since(start or 0)[-pol.max_feedback:]
+        upto = await asyncio.to_thread(self.store.feedback_count, d.name)
+        rows = await asyncio.to_thread(self.store.feedback_since, d.name, start or 0, pol.max_feedback, upto)
         if len(rows) < pol.min_feedback:
             raise Conflict(f"{len(rows)} labelled rows since the episode began; a retrain needs {pol.min_feedback}")
-        every = max(2, round(1 / pol.gate_share))
-        gate = [r for i, r in enumerate(rows) if i % every == every - 1]
-        train = [r for i, r in enumerate(rows) if i % every != every - 1]
+        gate, train = self.split(rows)
         eid = f"{time.strftime('%Y%m%d-%H%M%S')}-{d.name}"
         x, y = np.stack([r[0] for r in train]), np.array([r[1] for r in train], np.int64)
         path = await asyncio.to_thread(write_event, pol.dir, {
@@ -192,21 +247,36 @@ class Lifecycle:
             "sha256": p.sha256, "reason": reason, "statistics": stats,
             "feedback": {"gate_rows": len(gate), "since_row": start or 0}}, x, y)
         tr.running = eid
+        tr.retrain = {"id": eid, "event": str(path), "start": start or 0, "upto": upto, "time": time.time(),
+                      "version": d.version}
         self.event("retrain_started", d.name, version=d.version, id=eid, reason=reason, statistics=stats,
                    feedback_rows=len(train), gate_rows=len(gate), old_sha256=p.sha256)
-        task = asyncio.get_running_loop().create_task(self.retrain(d, eid, path, gate))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.save(d.name)
+        self.spawn(self.retrain(d, eid, path, gate))
         return {"id": eid, "event": str(path)}
 
-    async def retrain(self, old: Deployment, eid: str, event_path, gate_rows: list) -> None:
-        tr, t0 = self.track[old.name], time.time()
+    def split(self, rows: list) -> tuple[list, list]:
+        """(gate rows, training rows): every 1/gate_share-th row is held out for the gate."""
+        every = max(2, round(1 / self.policy.gate_share))
+        return ([r for i, r in enumerate(rows) if i % every == every - 1],
+                [r for i, r in enumerate(rows) if i % every != every - 1])
+
+    def spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def retrain(self, old: Deployment, eid: str, event_path, gate_rows: list, started: float | None = None
+                      ) -> None:
+        tr, t0 = self.track[old.name], started or time.time()
         try:
-            result = await self.hook.run(eid, event_path)
+            result = await self.hook.run(eid, event_path, on_start=lambda pid: self.note_pid(old.name, pid),
+                                         started=started)
             candidate = await asyncio.to_thread(self.gate.load, old.predictor, result["bundle"],
                                                 set(self.repo.models[old.name]))
             checks = await asyncio.to_thread(self.gate.check, old.predictor, candidate, gate_rows)
             if not checks["passed"]:
+                await asyncio.to_thread(self.store.mark_version, old.name, candidate.version, "rejected")
                 self.event("gate_rejected", old.name, id=eid, version=old.version, candidate=candidate.version,
                            gate=checks, seconds=round(time.time() - t0, 1))
             else:
@@ -217,8 +287,16 @@ class Lifecycle:
             self.event("retrain_failed", old.name, id=eid, version=old.version,
                        error=str(err) if isinstance(err, DlmError) else repr(err))
         finally:
-            tr.running = None
+            tr.running = tr.retrain = None
             tr.cooldown_until = time.time() + self.policy.cooldown_s
+            self.save(old.name)
+
+    def note_pid(self, name: str, pid: int) -> None:
+        """The retrain hook's process: a restart reaps it if the killed server left it running."""
+        tr = self.track[name]
+        if tr.retrain is not None:
+            tr.retrain["pid"] = pid
+            self.save(name)
 
     # ------------------------------------------------------------------------------------------ swap
     async def swap(self, old: Deployment, new, **fields) -> None:
@@ -227,8 +305,10 @@ class Lifecycle:
         if held_out is not None and gate.get("new_feedback_accuracy") is not None:
             self.expected[d.name, d.version] = min(held_out, gate["new_feedback_accuracy"])
         self.repo.set_default(old.name, d.version)  # one assignment: the next lookup gets the new version
-        self.reset(old.name, previous=old.version)
+        await self.reset(old.name, previous=old.version)
+        await asyncio.to_thread(self.store.mark_version, old.name, d.version, "served")
         self.event("swap", old.name, old_version=old.version, version=d.version, sha256=new.sha256, **fields)
+        self.save(old.name)
 
     async def rollback(self, name: str) -> dict:
         tr = self.track[name]
@@ -236,30 +316,88 @@ class Lifecycle:
             raise Conflict(f"{name} has no previous version to roll back to")
         current = self.repo.default[name]
         self.repo.set_default(name, tr.previous)
-        self.reset(name, previous=current)
+        await self.reset(name, previous=current)
         tr.cooldown_until = time.time() + self.policy.cooldown_s
+        await asyncio.to_thread(self.store.mark_version, name, current, "rolled_back")
+        await asyncio.to_thread(self.store.mark_version, name, self.repo.default[name], "served")
         e = self.event("rollback", name, old_version=current, version=self.repo.default[name])
+        self.save(name)
         return {"model": name, "version": e["version"], "previous": current}
 
-    def reset(self, name: str, previous: str) -> None:
+    async def reset(self, name: str, previous: str) -> None:
         """A new serving version: its criteria start from its own fresh windows."""
         tr, d = self.track[name], self.repo.get(name)
         tr.previous, tr.criteria = previous, ModelState()
         tr.window_mark = d.monitor.rows_seen if d.monitor else 0
-        tr.accuracy_mark = self.feedback[name].per_version[d.version]
+        tr.accuracy_mark = await asyncio.to_thread(self.store.feedback_count, name, d.version)
 
     def status(self, name: str) -> dict:
+        """Blocking (store reads): routes call it in a worker thread."""
         d, tr = self.repo.get(name), self.track[name]
-        st, store = tr.criteria, self.feedback[name]
-        acc, n = store.accuracy(d.version, self.policy.accuracy_window)
+        st = tr.criteria
+        acc, n = self.store.accuracy(name, d.version, self.policy.accuracy_window)
+        count = self.store.feedback_count(name)
         return {"model": name, "version": d.version, "versions": sorted(self.repo.models[name]),
                 "previous": tr.previous, "drift_windows_judged": tr.windows_judged,
                 "alert_windows": st.alert_windows, "low_accuracy_windows": st.low_windows,
                 "expected_accuracy": self.expected_accuracy(d), "episode_reason": st.reason,
-                "feedback_since_onset": None if st.onset is None else store.count - st.onset,
+                "feedback_since_onset": None if st.onset is None else count - st.onset,
                 "retraining": tr.running, "cooldown_s": max(0.0, round(tr.cooldown_until - time.time(), 1)),
                 "live_accuracy": acc, "live_accuracy_rows": n, "held_out": dict([d.predictor.headline_metric]),
-                "feedback_rows": store.count, "retrain_enabled": bool(self.policy.dir)}
+                "feedback_rows": count, "retrain_enabled": bool(self.policy.dir), "durable": self.store.durable}
+
+    # ------------------------------------------------------------------------------------------ durability
+    def save(self, name: str) -> None:
+        """The model's state, as a restart needs it (one small write; on every change)."""
+        tr = self.track[name]
+        prev = self.repo.models[name].get(tr.previous) if tr.previous else None
+        self.store.save_state(name, {
+            "serving": bundle_ref(self.repo.get(name).predictor), "previous": prev and bundle_ref(prev.predictor),
+            "criteria": dataclasses.asdict(tr.criteria), "accuracy_mark": tr.accuracy_mark,
+            "cooldown_until": tr.cooldown_until, "windows_judged": tr.windows_judged, "retrain": tr.retrain,
+            "expected": {v: a for (n, v), a in self.expected.items() if n == name}})
+
+    async def resume(self, load) -> list[dict]:
+        """Carry on from the store after a restart: the serving and previous versions (a retrained bundle that the
+        command line does not name is loaded through `load(path, sha256)`, verified again), the criteria, the
+        cooldown, and a retrain that was running (its orphaned hook reaped and run again, or its result picked
+        up). One `resumed` event per model with saved state."""
+        out = []
+        for name in list(self.repo.models):
+            st = await asyncio.to_thread(self.store.load_state, name)
+            if not st:
+                continue
+            tr, problems = self.track[name], []
+            for key in ("serving", "previous"):
+                ref = st.get(key)
+                if ref and ref["version"] not in self.repo.models[name]:
+                    try:
+                        await self.repo.add(await asyncio.to_thread(load, ref["path"], ref["sha256"]))
+                    except Exception as err:  # noqa: BLE001 - said in the event; the server still starts
+                        problems.append(f"{key} version {ref['version']}: {err}")
+            serving = (st.get("serving") or {}).get("version")
+            if serving in self.repo.models[name]:
+                self.repo.set_default(name, serving)
+            prev = (st.get("previous") or {}).get("version")
+            tr.previous = prev if prev in self.repo.models[name] else None
+            tr.criteria = ModelState(**st.get("criteria", {}))
+            tr.accuracy_mark, tr.windows_judged = st.get("accuracy_mark", 0), st.get("windows_judged", 0)
+            tr.cooldown_until = st.get("cooldown_until", 0.0)
+            self.expected.update({(name, v): a for v, a in (st.get("expected") or {}).items()})
+            rt = st.get("retrain")
+            if rt and self.hook and rt.get("version") in self.repo.models[name]:
+                reap(rt.get("pid"), rt["id"])
+                rows = await asyncio.to_thread(self.store.feedback_since, name, rt["start"], self.policy.max_feedback,
+                                               rt["upto"])
+                tr.running, tr.retrain = rt["id"], {k: v for k, v in rt.items() if k != "pid"}
+                self.spawn(self.retrain(self.repo.get(name, rt["version"]), rt["id"], Path(rt["event"]),
+                                        self.split(rows)[0], started=rt["time"]))
+            elif rt:
+                problems.append(f"retrain {rt['id']} cannot be picked up (retraining off or its version gone)")
+            out.append(self.event("resumed", name, version=self.repo.default[name], previous=tr.previous,
+                                  retrain=tr.running, episode=tr.criteria.reason, problems=problems))
+            self.save(name)
+        return out
 
     async def stop(self) -> None:
         if self.hook:
@@ -273,3 +411,20 @@ def alerting(report: dict | None) -> list[dict]:
     """The tests of a drift report that are in alert (what an event records)."""
     keep = ("signal", "statistic", "feature", "value", "alert", "wasserstein_sd", "js_distance", "mmd2")
     return [{k: t[k] for k in keep if k in t} for t in (report or {}).get("tests", []) if t.get("verdict") == "alert"]
+
+
+def bundle_ref(p) -> dict:
+    return {"version": p.version, "path": str(Path(p.path).resolve()) if getattr(p, "path", None) else None,
+            "sha256": p.sha256}
+
+
+def reap(pid: int | None, eid: str) -> None:
+    """Kill the retrain hook that a killed server left behind (only if that pid still runs that event)."""
+    if not pid:
+        return
+    try:
+        if eid.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+            os.kill(pid, signal.SIGKILL)
+            log.warning("reaped the orphaned retrain hook %s of event %s", pid, eid)
+    except (OSError, ValueError):
+        pass

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROJECTS := $(sort $(wildcard p[0-9][0-9]_*))
 STAMP := $(VENV)/.dlm-installed
 
-.PHONY: setup install data demo reproduce fullstack test browser bench lint clean distclean
+.PHONY: setup install data demo reproduce fullstack test browser postgres bench lint clean distclean
 
 setup: install data
 
@@ -34,7 +34,7 @@ reproduce: setup
 fullstack: setup
 	$(BIN)/run_fullstack --preset quick
 
-test: setup browser
+test: setup browser postgres
 	$(BIN)/python -m pytest
 
 # the dashboard's browser test runs Debian's chromium (about 30 s to install as root; skipped, saying so, without it)
@@ -42,6 +42,13 @@ browser:
 	@command -v chromium >/dev/null || { apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
 		|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
 		|| echo "chromium could not be installed: the dashboard's browser test will be skipped"; }
+
+# the store's PostgreSQL tests start a real server from Debian's postgresql package (skipped, saying so, without it)
+postgres:
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+		apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 \
+		|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql >/dev/null; } \
+		|| echo "postgresql could not be installed: the store's PostgreSQL tests will be skipped"; }
 
 # -P: a bench named like its package (bench/p03_cnn.py) must not shadow the package on sys.path
 bench: setup

@@ -19,3 +19,14 @@ def predictors(bundles) -> dict:
     from p10_serving.registry import load_models
 
     return {p.name: p for p in load_models(list(bundles.values()))}
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server on 127.0.0.1 for this test session (Debian's postgresql package, which `make test`
+    installs); a function that hands out a fresh database URL. Skipped, saying why, where it is not installed."""
+    from dlm_core.testing import PostgresServer
+
+    server = PostgresServer.start_or_skip()
+    yield server.new_database
+    server.stop()

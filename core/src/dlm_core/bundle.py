@@ -244,10 +244,11 @@ def find_bundles(root: str | os.PathLike | None = None) -> list[Path]:
     return sorted(p.parent for p in root.glob(f"*/*/{MANIFEST}"))
 
 
-def latest_bundle(name: str, root: str | os.PathLike | None = None) -> Path:
-    """The newest version (by the manifest's `created`, then modification time) of bundle `name`."""
+def latest_bundle(name: str, root: str | os.PathLike | None = None, among: list[Path] | None = None) -> Path:
+    """The newest version (by the manifest's `created`, then modification time) of bundle `name` (or of the
+    version folders `among`)."""
     root = Path(root) if root is not None else artifacts_root()
-    versions = list((root / name).glob(f"*/{MANIFEST}"))
+    versions = [p / MANIFEST for p in among] if among is not None else list((root / name).glob(f"*/{MANIFEST}"))
     if not versions:
         raise DlmError(f"no bundle named {name!r} under {root}; export one first")
 

@@ -5,6 +5,7 @@ server are tested on real ONNX graphs rather than mocks."""
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -165,3 +166,85 @@ def toy_text_bundle(root, task: str = "text-classification", name: str | None = 
                         provenance=provenance("dlm_core.testing", "none", "random", seed, seed, {"toy": True}),
                         drift_inputs=toy_texts(500, seed + 2), root=root)
     return b.path
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster (initdb + pg_ctl from Debian's postgresql package) on a free port of
+    127.0.0.1, trust-authenticated, fsync off; as root it runs as the `postgres` user (initdb refuses root)."""
+
+    def __init__(self, folder: Path, bindir: Path, port: int, as_user: list[str]):
+        self.folder, self.bindir, self.port, self.as_user, self.n = folder, bindir, port, as_user, 0
+
+    @staticmethod
+    def bindir() -> Path | None:
+        import glob
+        import shutil
+
+        found = shutil.which("pg_ctl")
+        if found:
+            return Path(os.path.realpath(found)).parent
+        dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        return Path(dirs[-1]) if dirs else None
+
+    @classmethod
+    def start_or_skip(cls) -> "PostgresServer":
+        import pytest
+
+        try:
+            return cls.start()
+        except (FileNotFoundError, RuntimeError) as err:
+            pytest.skip(f"no PostgreSQL server could be started ({err}); make test installs Debian's postgresql")
+
+    @classmethod
+    def start(cls) -> "PostgresServer":
+        import pwd
+        import shutil
+        import subprocess
+
+        from dlm_core.net import free_port
+
+        bindir = cls.bindir()
+        if bindir is None:
+            raise FileNotFoundError("pg_ctl is not installed")
+        folder = Path(tempfile.mkdtemp(prefix="dlm-pg-"))
+        as_user = []
+        if os.geteuid() == 0:
+            try:
+                pw = pwd.getpwnam("postgres")
+            except KeyError:
+                raise RuntimeError("running as root and there is no postgres user") from None
+            os.chown(folder, pw.pw_uid, pw.pw_gid)
+            as_user = [shutil.which("runuser") or "/usr/sbin/runuser", "-u", "postgres", "--"]
+        run = lambda *cmd: subprocess.run([*as_user, *map(str, cmd)], capture_output=True, text=True,  # noqa: E731
+                                          timeout=120)
+        r = run(bindir / "initdb", "-D", folder / "data", "-A", "trust", "-U", "dlm", "--no-sync", "-E", "UTF8")
+        if r.returncode:
+            raise RuntimeError(f"initdb failed: {r.stderr.strip()[-300:]}")
+        port = free_port()
+        opts = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
+        r = run(bindir / "pg_ctl", "-D", folder / "data", "-o", opts, "-l", folder / "log", "-w", "-t", "60", "start")
+        if r.returncode:
+            raise RuntimeError(f"pg_ctl start failed: {r.stderr.strip()[-300:]} {(folder / 'log').read_text()[-300:]}")
+        return cls(folder, bindir, port, as_user)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://dlm@127.0.0.1:{self.port}/postgres"
+
+    def new_database(self) -> str:
+        """The URL of a new, empty database."""
+        import psycopg
+
+        self.n += 1
+        name = f"t{os.getpid()}_{self.n}"
+        with psycopg.connect(self.url, autocommit=True) as db:
+            db.execute(f"CREATE DATABASE {name}")
+        return f"postgresql://dlm@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        import shutil
+        import subprocess
+
+        subprocess.run([*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.folder / "data"), "-m",
+                        "immediate", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import ipaddress
+import os
 import shlex
 import signal
 import subprocess
@@ -33,6 +35,21 @@ def serve_parser() -> ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads per model (default: 1)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="uvicorn's log level (default: warning)")
+    g = p.add_argument_group("state and security (README: the store, the threat model)")
+    g.add_argument("--state-dir", default=os.environ.get("DLM_STATE_DIR"),
+                   help="folder of the durable state (SQLite; created on first start, resumed on the next); "
+                        "default $DLM_STATE_DIR, else the state lives in memory and dies with the process")
+    g.add_argument("--store-url", default=os.environ.get("DLM_STORE_URL"),
+                   help="postgresql://USER:PASSWORD@HOST/DB instead of --state-dir: one store that replicas share "
+                        "(default $DLM_STORE_URL)")
+    g.add_argument("--admin-token-file", default=None,
+                   help="file of the bearer token(s) that feedback, retrain, rollback and drift dumps need (one per "
+                        "line; re-read when it changes); default $DLM_ADMIN_TOKEN")
+    g.add_argument("--api-key-file", default=None,
+                   help="file of API key(s) that predict/infer then need (default $DLM_API_KEY; none: open)")
+    g.add_argument("--allow-open-admin", action="store_true",
+                   help="start on a non-loopback --host without an admin token (anyone who reaches the port can "
+                        "post feedback, retrain and roll back): a warning, not an error")
     add_config_args(p, ServeConfig, title="request path")
     add_config_args(p, RetrainPolicy, prefix="retrain_", title="retraining (README: retraining criteria)")
     return p
@@ -48,12 +65,28 @@ def serve_main(argv: list[str] | None = None) -> int:
     policy = config_from_args(RetrainPolicy, args, prefix="retrain_")
     config = dataclasses.replace(config_from_args(ServeConfig, args), retrain=policy)
 
+    if args.state_dir and args.store_url:
+        raise DlmError("pass --state-dir or --store-url, not both")
+    from .http.auth import Auth
+
+    auth = Auth.from_sources(args.admin_token_file, args.api_key_file)
+    if not auth.admin.on and not is_loopback(args.host):
+        if not args.allow_open_admin:
+            raise DlmError(f"--host {args.host} is reachable from other machines and there is no admin token: pass "
+                           f"--admin-token-file FILE (or set DLM_ADMIN_TOKEN), or --allow-open-admin to run open")
+        print(f"WARNING: admin routes are open to anyone who reaches {args.host}:{args.port} (--allow-open-admin)",
+              file=sys.stderr, flush=True)
+
     from dlm_core.bundle import artifacts_root
 
     from .noop import NoOp
     from .registry import all_bundles, load_models
+    from .store import MEMORY, Store, redact
 
-    paths = all_bundles(args.artifacts or artifacts_root()) if args.all else args.bundles
+    store = Store(args.store_url or args.state_dir or MEMORY, config.retrain.feedback_rows, config.prediction_log_rows)
+    # --all: the newest version of each bundle that the gate did not reject and that was not rolled back
+    banned = {k for k, v in store.version_marks().items() if v in ("rejected", "rolled_back")}
+    paths = all_bundles(args.artifacts or artifacts_root(), skip=banned) if args.all else args.bundles
     predictors = load_models(paths, threads=args.threads) if paths else []
     if args.noop:
         predictors.append(NoOp())
@@ -65,10 +98,13 @@ def serve_main(argv: list[str] | None = None) -> int:
 
     # numpy's BLAS on one thread: the drift statistics (in a worker thread) must not take the event loop's core
     threadpool_limits(1)
-    app = create_app(predictors, config)
+    app = create_app(predictors, config, store, auth)
     gc.freeze()  # what startup built (models, the app) lives as long as the server: keep it out of every GC pass
     for p in predictors:
         print(f"  {p.name} {p.version} ({p.task}) from {p.path}", flush=True)
+    print(f"  state: {redact(store.where) if store.durable else 'in memory (pass --state-dir to keep it)'}; admin "
+          f"routes {'need the token' if auth.admin.on else 'open'}; predict {'needs an API key' if auth.api_key.on else 'open'}",
+          flush=True)
     batching = f"max {config.max_batch_size} rows / {config.max_delay_ms:g} ms" if config.batching else "off"
     print(f"serving {len(predictors)} model(s) at http://{args.host}:{args.port} (batching {batching}; docs at "
           f"/docs, metrics at /metrics); Ctrl-C stops", flush=True)
@@ -77,6 +113,15 @@ def serve_main(argv: list[str] | None = None) -> int:
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10,
                 http="httptools", loop="uvloop", lifespan="on", access_log=False)
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @cli_entry

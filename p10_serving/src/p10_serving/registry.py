@@ -5,6 +5,7 @@ from a tampered model is worse than none)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -31,12 +32,26 @@ def load_models(paths: list[str | os.PathLike], threads: int = 1) -> list[Predic
     return out
 
 
-def all_bundles(root: str | os.PathLike) -> list[Path]:
-    """The newest version of every bundle under `root` (run_serve --all)."""
-    names = sorted({p.parent.name for p in find_bundles(root)})
-    if not names:
+def all_bundles(root: str | os.PathLike, skip: set[tuple[str, str]] = frozenset()) -> list[Path]:
+    """The newest version of every bundle under `root` (run_serve --all), leaving out the (name, version) pairs in
+    `skip` (the store's rejected and rolled-back versions) and folders whose manifest is not there yet or is
+    unreadable (a bundle being written; it is verified file by file at load anyway)."""
+    found = find_bundles(root)
+    if not found:
         raise DlmError(f"no bundle under {root}; export some first (make demo exports them all)")
-    return [latest_bundle(n, root) for n in names]
+    out = []
+    for name in sorted({p.parent.name for p in found}):
+        versions = [p for p in found if p.parent.name == name and (name, manifest_version(p)) not in skip]
+        if versions:
+            out.append(latest_bundle(name, root, among=versions))
+    return out
+
+
+def manifest_version(folder: Path) -> str | None:
+    try:
+        return str(json.loads((folder / "manifest.json").read_text())["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def load_verified(path: str | os.PathLike, sha256: str, threads: int = 1) -> Predictor:

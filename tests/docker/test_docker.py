@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,6 +93,19 @@ def test_compose_wires_server_worker_and_prometheus():
 
     scrape = yaml.safe_load((DOCKER / config).read_text())["scrape_configs"]
     assert {"targets": ["serve:8000"]} in scrape[0]["static_configs"] and scrape[0]["metrics_path"] == "/metrics"
+
+
+def test_compose_services_run_read_only_without_capabilities_on_loopback():
+    for name, svc in _compose()["services"].items():
+        assert svc.get("read_only") is True and "/tmp" in svc.get("tmpfs", []), name
+        assert svc.get("cap_drop") == ["ALL"] and svc.get("security_opt") == ["no-new-privileges:true"], name
+        assert all(str(p).startswith("127.0.0.1:") for p in svc.get("ports", [])), name
+    # the serving image's own run example publishes on the loopback only, hardened the same way
+    text = (DOCKER / "Dockerfile.serve").read_text()
+    runs = [line for line in text.splitlines() if re.search(r"\b(podman|docker) run\b", line)]
+    published = re.findall(r"(?<![\w-])-p (\S+)", "\n".join(runs))
+    assert published and all(p.startswith("127.0.0.1:") for p in published), published
+    assert all(flag in text for flag in ("--read-only", "--tmpfs /tmp", "--cap-drop ALL", "no-new-privileges"))
 
 
 @pytest.mark.skipif(shutil.which("podman-compose") is None, reason="podman-compose is not installed")

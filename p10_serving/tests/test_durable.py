@@ -151,3 +151,67 @@ def test_run_serve_refuses_an_open_admin_on_a_public_address(two, tmp_path):
     r = subprocess.run([str(exe), str(old), "--admin-token-file", str(tmp_path / "short")], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "shorter than 16" in r.stderr
+
+
+def test_a_sigkilled_server_keeps_every_acknowledged_feedback_row_once(two, tmp_path):
+    """Feedback by prediction id streams in from a client thread; the server is SIGKILLed mid-stream and started
+    again on the same state dir: every row acknowledged with a 2xx is in the store exactly once."""
+    import signal
+    import threading
+
+    import httpx
+
+    from dlm_core.net import free_port, wait_http_ready
+
+    _, old, _ = two
+    exe, state = Path(sys.executable).parent / "run_serve", tmp_path / "state"
+
+    def start():
+        port = free_port()
+        proc = subprocess.Popen([str(exe), str(old), "--port", str(port), "--state-dir", str(state)],
+                                stdout=open(tmp_path / "serve.log", "ab"), stderr=subprocess.STDOUT)
+        wait_http_ready(f"http://127.0.0.1:{port}/v2/health/ready", timeout=60, proc=proc)
+        return proc, f"http://127.0.0.1:{port}"
+
+    proc, base = start()
+    xs = images(200, seed=3)
+    with httpx.Client(base_url=base, timeout=5) as c:
+        ids = [c.post("/v1/models/life/predict", json={"input": x.tolist()}).json()["prediction_id"] for x in xs]
+    time.sleep(0.7)  # written to the log
+    acked, stop = [], threading.Event()
+
+    def label():
+        with httpx.Client(base_url=base, timeout=5) as c:
+            for i in range(0, len(ids), 5):
+                if stop.is_set():
+                    return
+                try:
+                    r = c.post("/v1/models/life/feedback", json={"prediction_ids": ids[i:i + 5], "labels": [1] * 5})
+                except httpx.HTTPError:
+                    return
+                if r.status_code == 200:
+                    acked.extend(ids[i:i + 5])
+
+    sender = threading.Thread(target=label)
+    sender.start()
+    while len(acked) < 50 and sender.is_alive():
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stop.set()
+    sender.join()
+    assert 50 <= len(acked) < len(ids), "the kill must land mid-stream"
+    proc, base = start()
+    try:
+        with Store(state).tx() as cur:
+            stored = [r[0] for r in cur.all("SELECT prediction_id FROM feedback")]
+        assert set(acked) <= set(stored) and len(stored) == len(set(stored))
+        assert len(stored) - len(acked) <= 5  # at most the one batch in flight when the kill landed
+        with httpx.Client(base_url=base, timeout=5) as c:
+            assert c.get("/v1/models/life/lifecycle").json()["feedback_rows"] == len(stored)
+            rest = [i for i in ids if i not in stored]
+            r = c.post("/v1/models/life/feedback", json={"prediction_ids": rest, "labels": [1] * len(rest)})
+            assert r.status_code == 200 and r.json()["feedback_rows"] == len(ids)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -105,7 +106,7 @@ class Replay:
     swap_row: int | None = None
     last_sent: int = -1
     next_poll: float = 0.0
-    pending_labels: list[tuple[list, str]] = field(default_factory=list)
+    pending_labels: list[tuple[str, str]] = field(default_factory=list)
     background: set[asyncio.Task] = field(default_factory=set)
     poller: asyncio.Task | None = None
     t0: float = field(default_factory=time.perf_counter)
@@ -119,7 +120,6 @@ class Replay:
         self.last_sent = i
         shifted = self.kind is not None and i >= self.shift_after
         img = TRANSFORMS[self.kind](self.x[i:i + 1], self.size)[0] if shifted else self.x[i]
-        self.pending_labels.append((np.rint(img).astype(np.uint8).tolist(), self.classes[int(self.y[i])]))
         if len(self.pending_labels) >= self.label_delay + 25:  # labels of rows sent `label_delay` rows ago
             batch, self.pending_labels = self.pending_labels[:25], self.pending_labels[25:]
             self.spawn(self.send_labels(batch))
@@ -155,6 +155,8 @@ class Replay:
                 out = r.json()
                 rec.update(prediction=out["prediction"], version=out["version"],
                            correct=out["prediction"] == self.classes[int(self.y[i])])
+                # the label comes back later by the answer's id (the image is not sent twice)
+                self.pending_labels.append((out["prediction_id"], self.classes[int(self.y[i])]))
         except httpx.HTTPError as err:
             rec.update(latency_ms=(time.perf_counter() - sent) * 1000, status=type(err).__name__)
         self.rows.append(rec)
@@ -163,8 +165,8 @@ class Replay:
         import httpx
 
         try:
-            r = await self.client.post(f"/v1/models/{MODEL}/feedback",
-                                       json={"instances": [b[0] for b in batch], "labels": [b[1] for b in batch]})
+            r = await self.client.post(f"/v1/models/{MODEL}/feedback", json={
+                "prediction_ids": [b[0] for b in batch], "labels": [b[1] for b in batch]})
         except httpx.HTTPError as err:
             print(f"feedback failed: {type(err).__name__} {err}", flush=True)
             return
@@ -183,7 +185,7 @@ class Replay:
 
 async def replay(base: str, x: np.ndarray, y: np.ndarray, *, shift: tuple[str, float] | None, shift_after: int,
                  rate: float, label_delay: int, post_swap_rows: int, classes: list[str], timeout: float,
-                 deadline: float, poll: callable) -> dict:
+                 deadline: float, poll: callable, token: str | None = None) -> dict:
     """Send row i at t0 + i / rate (open loop: loadtest.open_loop), each as one v1 predict request; row i's label
     goes back as feedback once row i + label_delay has been sent; the drift report and the events are polled
     about once a second, beside the stream. Stops `post_swap_rows` rows after a swap is seen (or at the end of
@@ -193,7 +195,8 @@ async def replay(base: str, x: np.ndarray, y: np.ndarray, *, shift: tuple[str, f
     # an idle connection is dropped by the client after 2 s, before uvicorn closes it at 5 s: reusing one the
     # server is closing fails the request with a ReadError (seen once in 1,600 requests)
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=2.0)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) as client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout, headers=headers) as client:
         r = Replay(client, x, y, shift, shift_after, label_delay, post_swap_rows, classes, deadline, poll)
         await open_loop(rate, len(y), r.send, start=r.t0, stop=r.stop)
         await asyncio.gather(*r.background, return_exceptions=True)
@@ -442,6 +445,7 @@ def serve_command(args, bundle: Path, port: int, out: Path) -> list[str]:
             "--drift-min-rows", str(min(200, args.drift_window)), "--retrain-dir", str(out / "retrain"),
             "--retrain-command", retrain_cmd, "--retrain-min-feedback", str(args.min_feedback),
             "--retrain-cooldown", str(args.cooldown), "--log-level", "warning",
+            "--state-dir", str(out / "state"), "--admin-token-file", str(out / "admin-token"),
             "--drift-interval-s", "0"]  # every window judged: the stream is slow enough, and the report shows each
 
 
@@ -452,6 +456,9 @@ def serve_and_stream(args, out: Path, env: dict, bundle: Path, shift: tuple[str,
     port = args.port or free_port()
     base = f"http://127.0.0.1:{port}"
     serve_cmd = serve_command(args, bundle, port, out)
+    token = secrets.token_hex(32)  # feedback is an admin route: this run's own token, readable by its user only
+    (out / "admin-token").touch(mode=0o600)
+    (out / "admin-token").write_text(token + "\n")
     print(f"[serve] {shlex.join(serve_cmd)}  (log: {out / 'serve.log'})", flush=True)
     t0 = time.perf_counter()
     # one thread each for ONNX Runtime and for the retrain run_serve starts: the server, the stream and the
@@ -464,7 +471,7 @@ def serve_and_stream(args, out: Path, env: dict, bundle: Path, shift: tuple[str,
         except DlmError as err:
             raise StageFailed(f"{err}; see {out / 'serve.log'}") from None
         stages["serve_ready"] = time.perf_counter() - t0
-        stream = stream_to(base, args, shift, classes, watch)
+        stream = stream_to(base, args, shift, classes, watch, token)
         stages["stream"] = stream["seconds"]
         return stream, screenshot(f"{base}/dashboard", out / "dashboard.png")
     finally:
@@ -475,7 +482,8 @@ def serve_and_stream(args, out: Path, env: dict, bundle: Path, shift: tuple[str,
             server.kill()
 
 
-def stream_to(base: str, args, shift: tuple[str, float] | None, classes: list[str], watch: Watch) -> dict:
+def stream_to(base: str, args, shift: tuple[str, float] | None, classes: list[str], watch: Watch,
+              token: str | None = None) -> dict:
     """The seeded stream of held-out rows, replayed against the server at `base` (replay()'s result)."""
     x, y = stream_rows(args.seed, args.max_rows)
     print(f"[stream] {base}: up to {args.max_rows} rows at {args.rate:g} req/s, "
@@ -483,7 +491,7 @@ def stream_to(base: str, args, shift: tuple[str, float] | None, classes: list[st
     return asyncio.run(replay(base, x, y, shift=shift, shift_after=args.shift_after, rate=args.rate,
                               label_delay=args.label_delay, post_swap_rows=args.post_swap_rows,
                               classes=classes, timeout=10.0, poll=watch,
-                              deadline=time.perf_counter() + args.max_minutes * 60))
+                              deadline=time.perf_counter() + args.max_minutes * 60, token=token))
 
 
 def summarise(res: dict, stream: dict, events: list[dict], held_out: float, stages: dict[str, float],

@@ -215,3 +215,22 @@ def test_a_sigkilled_server_keeps_every_acknowledged_feedback_row_once(two, tmp_
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_versions_beyond_the_serving_one_and_the_rollback_target_are_unloaded_after_the_grace(two, tmp_path):
+    from p10_serving.lifecycle import RetrainPolicy
+
+    root, old, new = two
+    third = toy_image_bundle(tmp_path / "more", name="life", version="3", weights_seed=2)
+    config = ServeConfig(retrain=RetrainPolicy(unload_grace_s=0.3))
+    with TestClient(create_app([load_predictor(old)], config, Store(tmp_path / "state"))) as c:
+        ctx = c.app.state.ctx
+        for bundle in (new, third):
+            c.portal.call(lambda b=bundle: ctx.life.swap(ctx.repo.get("life"), load_predictor(b), gate={}))
+        loaded = lambda: sorted(m["version"] for m in c.get("/v1/models").json()["models"])  # noqa: E731
+        assert loaded() == ["1", "2", "3"]  # within the grace, requests routed to 1 still finish
+        time.sleep(1.0)
+        assert loaded() == ["2", "3"]
+        assert c.post("/v2/models/life/versions/1/infer", json={}).status_code == 404
+        assert [e["version"] for e in c.get("/v1/events").json()["events"] if e["kind"] == "unloaded"] == ["1"]
+        assert c.post("/v1/models/life/rollback").json()["version"] == "2"

@@ -34,6 +34,8 @@ class RetrainPolicy:
     cooldown_s: float = knob(60.0, "seconds without a new retrain after a swap, rejection or failure",
                              flag="--retrain-cooldown")
     timeout_s: float = knob(1800.0, "seconds a retrain may take", flag="--retrain-timeout")
+    unload_grace_s: float = knob(30.0, "seconds after a swap or rollback before versions other than the serving "
+                                       "one and the rollback target are unloaded", flag="--unload-grace")
     poll_s: float = knob(0.5, "seconds between two looks of the lifecycle watcher", cli=False)
     feedback_rows: int = knob(10_000, "labelled rows kept per model (28x28 float32 images: 31 MB)", cli=False)
 
@@ -42,8 +44,8 @@ class RetrainPolicy:
         check(min(self.drift_windows, self.accuracy_window, self.accuracy_windows) >= 1 and self.min_feedback >= 2,
               "need --retrain-drift-windows, --retrain-accuracy-window and --retrain-accuracy-windows >= 1, "
               "--retrain-min-feedback >= 2")
-        check(0 <= self.accuracy_drop < 1 and self.cooldown_s >= 0 and self.timeout_s > 0,
-              "need 0 <= --retrain-accuracy-drop < 1, --retrain-cooldown >= 0, --retrain-timeout > 0")
+        check(0 <= self.accuracy_drop < 1 and self.cooldown_s >= 0 and self.timeout_s > 0 and self.unload_grace_s >= 0,
+              "need 0 <= --retrain-accuracy-drop < 1, --retrain-cooldown >= 0, --retrain-timeout > 0, --unload-grace >= 0")
         check(0 < self.gate_alpha < 1 and self.gate_margin >= 0 and self.gate_test_rows >= 0,
               "need 0 < --gate-alpha < 1, --gate-margin >= 0, --gate-test-rows >= 0")
         check(0 < self.gate_share < 1 and self.max_feedback >= self.min_feedback and self.poll_s > 0

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from .drift import ALPHA_ALERT, PSI_ALERT
+from .lifecycle.feedback import CLASSIFIERS
 
 STATIC = Path(__file__).parent / "static"
 KEEP_S = 900
@@ -75,9 +76,9 @@ class Timeline:
                 key = f"p_{t['signal']}" if "p_raw" in t else f"psi_{t['signal']}"
                 worse = min if "p_raw" in t else max
                 point[key] = t["value"] if point.get(key) is None else worse(point[key], t["value"])
-        if d.name in self.life.feedback:
-            acc, _ = self.life.feedback[d.name].accuracy(d.version, self.life.policy.accuracy_window)
-            point["accuracy"], point["expected_accuracy"] = acc, self.life.expected_accuracy(d)
+        if d.task in CLASSIFIERS:
+            point["accuracy"] = self.life.live.get((d.name, d.version))
+            point["expected_accuracy"] = self.life.expected_accuracy(d)
         return point
 
     def data(self, since: float = 0.0) -> dict:

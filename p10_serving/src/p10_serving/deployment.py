@@ -110,6 +110,17 @@ class ModelRepository:
         self.models.setdefault(p.name, {})[p.version] = d
         return d
 
+    async def remove(self, name: str, version: str) -> None:
+        """Unload a version that is not the default: new lookups no longer find it, its batcher stops."""
+        if self.default.get(name) == version:
+            raise ValueError(f"{name} {version} is the default version")
+        d = self.models[name].pop(version)
+        await d.stop()
+        try:
+            self.metrics.default_version.remove(name, version)
+        except KeyError:
+            pass
+
     def set_default(self, name: str, version: str) -> None:
         """Route new requests for `name` to `version`; requests already routed finish on the old one."""
         self.get(name, version)

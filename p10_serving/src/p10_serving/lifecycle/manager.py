@@ -76,6 +76,7 @@ class Lifecycle:
         self.hook = Hook(self.dirs, policy.command, policy.timeout_s, policy.poll_s) if self.dirs else None
         self.gate = Gate(policy)
         self.expected: dict[tuple[str, str], float] = {}  # accuracy expected of a swapped-in version
+        self.live: dict[tuple[str, str], float | None] = {}  # the live accuracy after the last feedback (dashboard)
 
     # ------------------------------------------------------------------------------------------ events
     def event(self, kind: str, model: str, **fields) -> dict:
@@ -139,6 +140,7 @@ class Lifecycle:
         except DuplicateFeedback as err:
             raise Conflict(str(err)) from None
         acc, n = await asyncio.to_thread(self.store.accuracy, name, version, self.policy.accuracy_window)
+        self.live[name, version] = acc
         self.metrics.feedback(name, version, len(rows), acc)
         return {"model": name, "version": version, "accepted": len(rows), "correct": int(sum(r[2] for r in rows)),
                 "live_accuracy": acc, "live_accuracy_rows": n, "feedback_rows": count}
@@ -309,6 +311,16 @@ class Lifecycle:
         await asyncio.to_thread(self.store.mark_version, old.name, d.version, "served")
         self.event("swap", old.name, old_version=old.version, version=d.version, sha256=new.sha256, **fields)
         self.save(old.name)
+        self.spawn(self.unload_later(old.name))
+
+    async def unload_later(self, name: str) -> None:
+        """After the grace period (requests routed to an old version finish), unload every version that is neither
+        serving nor the rollback target: a chain of swaps does not keep every model it ever served in memory."""
+        await asyncio.sleep(self.policy.unload_grace_s)
+        keep = {self.repo.default[name], self.track[name].previous}
+        for version in [v for v in self.repo.models[name] if v not in keep]:
+            await self.repo.remove(name, version)
+            self.event("unloaded", name, version=version)
 
     async def rollback(self, name: str) -> dict:
         tr = self.track[name]
@@ -322,6 +334,7 @@ class Lifecycle:
         await asyncio.to_thread(self.store.mark_version, name, self.repo.default[name], "served")
         e = self.event("rollback", name, old_version=current, version=self.repo.default[name])
         self.save(name)
+        self.spawn(self.unload_later(name))
         return {"model": name, "version": e["version"], "previous": current}
 
     async def reset(self, name: str, previous: str) -> None:

@@ -50,9 +50,10 @@ def _image_net(kind: str, seed: int = 0):
 
 
 def toy_image_bundle(root, task: str = "image-classification", name: str | None = None, version: str = "1",
-                     seed: int = 0, weights_seed: int = 0) -> Path:
+                     seed: int = 0, weights_seed: int = 0, dataset: str = "random") -> Path:
     """A 28x28 grey classifier (logits + 16-d embedding) or anomaly detector (error + code); `weights_seed`
-    gives another (random) model, `seed` other validation inputs."""
+    gives another (random) model, `seed` other validation inputs; `dataset`: the provenance's dataset (where a
+    retrain gate finds its fixed test set, e.g. fashion-mnist)."""
     import torch
 
     net = _image_net(task, weights_seed)
@@ -81,7 +82,7 @@ def toy_image_bundle(root, task: str = "image-classification", name: str | None 
             metrics = {"split": "test", "headline": "roc_auc", "values": {"roc_auc": 0.5}}
         b = save_bundle(name or f"toy-{task}", version, task=task, graphs={"model": onnx}, preprocess=pre,
                         postprocess=post, reference=ref, metrics=metrics,
-                        provenance=provenance("dlm_core.testing", "none", "random", seed, seed, {"toy": True}),
+                        provenance=provenance("dlm_core.testing", "none", dataset, seed, seed, {"toy": True}),
                         drift_inputs=list(val), root=root)
     return b.path
 

@@ -378,7 +378,8 @@ class Lifecycle:
         out = []
         for name in list(self.repo.models):
             st = await asyncio.to_thread(self.store.load_state, name)
-            if not st:
+            if not st:  # a first start: the state as started, so that a kill from now on has one to resume
+                self.save(name)
                 continue
             tr, problems = self.track[name], []
             for key in ("serving", "previous"):

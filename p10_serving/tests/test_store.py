@@ -88,3 +88,16 @@ def test_a_bad_location_is_one_clear_line(tmp_path):
     with pytest.raises(DlmError, match=r"cannot connect to the store postgresql://u:\*\*\*@127.0.0.1:1/db"):
         Store("postgresql://u:secret@127.0.0.1:1/db")
     assert redact("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
+
+
+def test_one_lease_holder_at_a_time_until_it_expires_or_is_released(where):
+    a, b = Store(where), Store(where)  # two replicas, two connections
+    assert a.lease("lifecycle", "r1", 0.5) and not b.lease("lifecycle", "r2", 0.5)
+    assert a.lease("lifecycle", "r1", 0.5) and a.lease_holder("lifecycle") == "r1"  # renewed
+    import time
+
+    time.sleep(0.6)  # r1 stopped renewing: r2 takes over, and r1 cannot take it back
+    assert b.lease("lifecycle", "r2", 5) and not a.lease("lifecycle", "r1", 5)
+    b.release("lifecycle", "r2")
+    assert b.lease_holder("lifecycle") is None and a.lease("lifecycle", "r1", 5)
+    a.close(), b.close()

@@ -45,7 +45,7 @@ __all__ = ["RetrainPolicy", "ServeConfig", "create_app"]
 
 
 def create_app(predictors: list[Predictor], config: ServeConfig | None = None, store: Store | None = None,
-               auth: Auth | None = None):
+               auth: Auth | None = None, replica: str | None = None):
     """The ASGI app over verified predictors. config.hot_path=False serves predict/infer through FastAPI (same
     answers, more CPU per request: what the hot path saves, measured in the bench). Without a store, the state
     lives in memory (an SQLite database that dies with the process); without auth, every route is open."""
@@ -55,7 +55,7 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None, s
     repo = ModelRepository(predictors, config, metrics)
     predictions = PredictionLog(store, config.prediction_log_sample)
     service = Service(repo, predictions)
-    life = Lifecycle(repo, config.retrain, metrics, store)
+    life = Lifecycle(repo, config.retrain, metrics, store, replica)
     life.predictions = predictions
     ctx = Context(config, repo, service, life, metrics, Timeline(repo, metrics, life), store, auth or Auth())
 

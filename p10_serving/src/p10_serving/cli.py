@@ -42,6 +42,8 @@ def serve_parser() -> ArgumentParser:
     g.add_argument("--store-url", default=os.environ.get("DLM_STORE_URL"),
                    help="postgresql://USER:PASSWORD@HOST/DB instead of --state-dir: one store that replicas share "
                         "(default $DLM_STORE_URL)")
+    g.add_argument("--replica-id", default=None,
+                   help="this replica's name in the store's lifecycle lease and events (default: HOST-PID)")
     g.add_argument("--admin-token-file", default=None,
                    help="file of the bearer token(s) that feedback, retrain, rollback and drift dumps need (one per "
                         "line; re-read when it changes); default $DLM_ADMIN_TOKEN")
@@ -98,7 +100,7 @@ def serve_main(argv: list[str] | None = None) -> int:
 
     # numpy's BLAS on one thread: the drift statistics (in a worker thread) must not take the event loop's core
     threadpool_limits(1)
-    app = create_app(predictors, config, store, auth)
+    app = create_app(predictors, config, store, auth, replica=args.replica_id)
     gc.freeze()  # what startup built (models, the app) lives as long as the server: keep it out of every GC pass
     for p in predictors:
         print(f"  {p.name} {p.version} ({p.task}) from {p.path}", flush=True)

@@ -36,6 +36,8 @@ class RetrainPolicy:
     timeout_s: float = knob(1800.0, "seconds a retrain may take", flag="--retrain-timeout")
     unload_grace_s: float = knob(30.0, "seconds after a swap or rollback before versions other than the serving "
                                        "one and the rollback target are unloaded", flag="--unload-grace")
+    lease_s: float = knob(5.0, "replicas on one store: the lifecycle lease lasts this long unless renewed (a dead "
+                               "leader's successor takes over within it)", flag="--lease-s")
     poll_s: float = knob(0.5, "seconds between two looks of the lifecycle watcher", cli=False)
     feedback_rows: int = knob(10_000, "labelled rows kept per model (28x28 float32 images: 31 MB)", cli=False)
 

@@ -84,4 +84,4 @@ class Timeline:
     def data(self, since: float = 0.0) -> dict:
         return {"now": time.time(), "interval_s": self.every, "alert_p": ALPHA_ALERT, "psi_alert": PSI_ALERT,
                 "models": {name: [pt for pt in pts if pt["t"] > since] for name, pts in self.points.items()},
-                "events": [e for e in self.life.events if e["time"] > since]}
+                "events": self.life.store.events(since, limit=500)}

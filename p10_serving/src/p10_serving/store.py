@@ -14,6 +14,8 @@ starts lives here, so a restart, a crash or a redeploy loses nothing that was ac
                   the criteria's state, the running retrain, the cooldown (wall-clock deadline).
     versions      per model and version, a verdict that outlives folders: `rejected` (by the gate) and
                   `rolled_back` versions are never served again on their own, whatever `--all` finds newest.
+    leases        who holds the `lifecycle` lease: with replicas on one store, that one judges the criteria,
+                  runs retrains and swaps; the others follow model_state.
 
 The schema is versioned (`schema_version`) and migrated forward on start, under a lock (SQLite's write lock,
 PostgreSQL's advisory lock), so replicas starting together migrate once. Calls are blocking: the async server
@@ -35,7 +37,7 @@ import numpy as np
 
 from dlm_core.errors import DlmError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # (version, statements); {id} {blob} {real} are filled per engine
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
@@ -52,6 +54,9 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "CREATE TABLE model_state (model TEXT PRIMARY KEY, body TEXT NOT NULL, updated {real} NOT NULL)",
         "CREATE TABLE versions (model TEXT NOT NULL, version TEXT NOT NULL, status TEXT NOT NULL, "
         "time {real} NOT NULL, PRIMARY KEY (model, version))",
+    ]),
+    (2, [  # replicas: who judges the retraining criteria (one lease holder at a time)
+        "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until {real} NOT NULL)",
     ]),
 ]
 ENGINES = {
@@ -274,6 +279,28 @@ class Store:
             rows = cur.all("SELECT model, version, status FROM versions" + (" WHERE model = ?" if model else ""),
                            (model,) if model else ())
         return {(m, v): s for m, v, s in rows}
+
+
+    # ------------------------------------------------------------------------------------------ leases
+    def lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take or renew the lease `name` for `ttl_s` seconds: True if `holder` has it now. One holder at a time:
+        the row update is conditional (free, expired, or already ours), and both engines serialise it."""
+        now = time.time()
+        with self.tx() as cur:
+            cur.execute("INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                        (name, holder, 0.0))
+            got = cur.execute("UPDATE leases SET holder = ?, until = ? WHERE name = ? AND (holder = ? OR until < ?)",
+                              (holder, now + ttl_s, name, holder, now))
+            return got.rowcount == 1
+
+    def release(self, name: str, holder: str) -> None:
+        with self.tx() as cur:
+            cur.execute("UPDATE leases SET until = 0 WHERE name = ? AND holder = ?", (name, holder))
+
+    def lease_holder(self, name: str) -> str | None:
+        with self.tx() as cur:
+            row = cur.one("SELECT holder FROM leases WHERE name = ? AND until >= ?", (name, time.time()))
+        return row[0] if row else None
 
 
 class DuplicateFeedback(Exception):

@@ -72,7 +72,7 @@ async def rollback(name: str, ctx: Ctx):
 @router.get("/v1/events", tags=["lifecycle"], summary="Lifecycle events: drift alerts, retrains, gates, swaps, "
             "rollbacks (since=UNIX time to get the newer ones)")
 async def events(ctx: Ctx, since: float = 0.0):
-    return {"events": [e for e in ctx.life.events if e["time"] > since]}
+    return {"events": await asyncio.to_thread(ctx.store.events, since)}
 
 
 @router.get("/v1/models/{name}/drift", tags=["v1"], summary="Drift of the live window against the bundle's "

@@ -3,6 +3,8 @@ dashboard and its data, and the index."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 
@@ -38,7 +40,7 @@ async def static(name: str):
 @router.get("/v1/dashboard/data", summary="The dashboard's series (one point per model per second) and lifecycle "
             "events, newer than `since` (UNIX time)")
 async def dashboard_data(ctx: Ctx, since: float = 0.0):
-    return ctx.timeline.data(since)
+    return await asyncio.to_thread(ctx.timeline.data, since)  # the events come from the store
 
 
 @router.get("/", include_in_schema=False)

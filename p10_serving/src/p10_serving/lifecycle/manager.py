@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -40,6 +41,9 @@ from .gate import Gate
 from .hook import Hook
 
 log = logging.getLogger("p10_serving")
+
+
+LEASE = "lifecycle"  # one replica at a time judges the criteria and retrains (store.lease)
 
 
 class Conflict(Exception):
@@ -67,22 +71,26 @@ class Tracking:
 
 
 class Lifecycle:
-    def __init__(self, repo: ModelRepository, policy: RetrainPolicy, metrics: Metrics, store: Store):
+    def __init__(self, repo: ModelRepository, policy: RetrainPolicy, metrics: Metrics, store: Store,
+                 replica: str | None = None):
         self.repo, self.policy, self.metrics, self.store = repo, policy, metrics, store
         self.track = {name: Tracking() for name in repo.models}
-        self.events: list[dict] = store.events()  # the history so far (a restart carries on from it)
         self.tasks: set[asyncio.Task] = set()
         self.dirs = folders(policy.dir) if policy.dir else None
         self.hook = Hook(self.dirs, policy.command, policy.timeout_s, policy.poll_s) if self.dirs else None
         self.gate = Gate(policy)
         self.expected: dict[tuple[str, str], float] = {}  # accuracy expected of a swapped-in version
         self.live: dict[tuple[str, str], float | None] = {}  # the live accuracy after the last feedback (dashboard)
+        self.replica = replica or f"{socket.gethostname()}-{os.getpid()}"
+        self.leading = False       # holds the lifecycle lease: judges the criteria, runs retrains, swaps
+        self.refused: set[tuple[str, str]] = set()  # stored versions that failed to load here (not tried again)
+        self.load = None           # how a stored bundle is loaded (registry.load_verified), set by resume()
+        self.lock = asyncio.Lock()  # a local swap/rollback and following the store never interleave
 
     # ------------------------------------------------------------------------------------------ events
     def event(self, kind: str, model: str, **fields) -> dict:
         e = {"time": time.time(), "kind": kind, "model": model, **fields}
         e["seq"] = self.store.add_event(e)
-        self.events.append(e)
         self.metrics.lifecycle(model, kind)
         if self.dirs:
             with open(self.dirs["events"].parent / "events.jsonl", "a") as f:
@@ -148,15 +156,29 @@ class Lifecycle:
     # ------------------------------------------------------------------------------------------ the watcher
     async def watch(self) -> None:
         while True:
-            await self.check_all()
+            try:
+                await self.tick()
+            except Exception:  # noqa: BLE001 - the watcher must survive a failing store call
+                log.exception("lifecycle tick failed")
             await asyncio.sleep(self.policy.poll_s)
 
-    async def check_all(self) -> None:
-        for name in list(self.repo.models):
-            try:
-                await self.check(name)
-            except Exception:  # noqa: BLE001 - the watcher must survive one model's failure
-                log.exception("lifecycle check failed for %s", name)
+    async def tick(self) -> None:
+        """One look: follow the store's serving versions; the lease holder (the leader) also judges the criteria
+        and acts on them; every replica computes the drift reports of its own traffic for its /metrics."""
+        await self.follow_all()
+        lead = await asyncio.to_thread(self.store.lease, LEASE, self.replica, self.policy.lease_s)
+        if lead and not self.leading:
+            await self.take_over()
+        self.leading = lead
+        if lead:
+            for name in list(self.repo.models):
+                try:
+                    await self.check(name)
+                except Exception:  # noqa: BLE001 - the watcher must survive one model's failure
+                    log.exception("lifecycle check failed for %s", name)
+        await self.drift_reports()
+
+    async def drift_reports(self) -> None:
         for d in list(self.repo):  # a new report after `drift_every` fresh rows, at most every drift_interval_s
             m = d.monitor
             last = (m.last_report or {}) if m is not None else {}
@@ -233,6 +255,9 @@ class Lifecycle:
         pol, tr, p = self.policy, self.track[d.name], d.predictor
         if not pol.dir:
             raise Conflict("retraining is off; start the server with --retrain-dir")
+        if not self.leading:
+            raise Conflict(f"this replica ({self.replica}) does not hold the lifecycle lease; the one that does "
+                           f"({await asyncio.to_thread(self.store.lease_holder, LEASE)}) starts retrains: try again")
         if tr.running:
             raise Conflict(f"a retrain of {d.name} is already running (event {tr.running})")
         if d.task not in CLASSIFIERS:
@@ -306,11 +331,12 @@ class Lifecycle:
         gate, held_out = fields.get("gate") or {}, self.expected_accuracy(d)
         if held_out is not None and gate.get("new_feedback_accuracy") is not None:
             self.expected[d.name, d.version] = min(held_out, gate["new_feedback_accuracy"])
-        self.repo.set_default(old.name, d.version)  # one assignment: the next lookup gets the new version
-        await self.reset(old.name, previous=old.version)
-        await asyncio.to_thread(self.store.mark_version, old.name, d.version, "served")
-        self.event("swap", old.name, old_version=old.version, version=d.version, sha256=new.sha256, **fields)
-        self.save(old.name)
+        async with self.lock:  # the serving version and the store change together (follow_all waits)
+            self.repo.set_default(old.name, d.version)  # one assignment: the next lookup gets the new version
+            await self.reset(old.name, previous=old.version)
+            await asyncio.to_thread(self.store.mark_version, old.name, d.version, "served")
+            self.event("swap", old.name, old_version=old.version, version=d.version, sha256=new.sha256, **fields)
+            self.save(old.name)
         self.spawn(self.unload_later(old.name))
 
     async def unload_later(self, name: str) -> None:
@@ -323,17 +349,21 @@ class Lifecycle:
             self.event("unloaded", name, version=version)
 
     async def rollback(self, name: str) -> dict:
-        tr = self.track[name]
-        if tr.previous is None:
-            raise Conflict(f"{name} has no previous version to roll back to")
-        current = self.repo.default[name]
-        self.repo.set_default(name, tr.previous)
-        await self.reset(name, previous=current)
-        tr.cooldown_until = time.time() + self.policy.cooldown_s
-        await asyncio.to_thread(self.store.mark_version, name, current, "rolled_back")
-        await asyncio.to_thread(self.store.mark_version, name, self.repo.default[name], "served")
-        e = self.event("rollback", name, old_version=current, version=self.repo.default[name])
-        self.save(name)
+        """Serve the previous version again; any replica may take the call: the store says what every replica then
+        serves (they follow it within a poll), and the leader's criteria start afresh."""
+        async with self.lock:
+            await self.follow_all(locked=True)
+            tr = self.track[name]
+            if tr.previous is None:
+                raise Conflict(f"{name} has no previous version to roll back to")
+            current = self.repo.default[name]
+            self.repo.set_default(name, tr.previous)
+            await self.reset(name, previous=current)
+            tr.cooldown_until = time.time() + self.policy.cooldown_s
+            await asyncio.to_thread(self.store.mark_version, name, current, "rolled_back")
+            await asyncio.to_thread(self.store.mark_version, name, self.repo.default[name], "served")
+            e = self.event("rollback", name, old_version=current, version=self.repo.default[name])
+            self.save(name)
         self.spawn(self.unload_later(name))
         return {"model": name, "version": e["version"], "previous": current}
 
@@ -357,7 +387,8 @@ class Lifecycle:
                 "feedback_since_onset": None if st.onset is None else count - st.onset,
                 "retraining": tr.running, "cooldown_s": max(0.0, round(tr.cooldown_until - time.time(), 1)),
                 "live_accuracy": acc, "live_accuracy_rows": n, "held_out": dict([d.predictor.headline_metric]),
-                "feedback_rows": count, "retrain_enabled": bool(self.policy.dir), "durable": self.store.durable}
+                "feedback_rows": count, "retrain_enabled": bool(self.policy.dir), "durable": self.store.durable,
+                "replica": self.replica, "leader": self.leading}
 
     # ------------------------------------------------------------------------------------------ durability
     def save(self, name: str) -> None:
@@ -371,49 +402,95 @@ class Lifecycle:
             "expected": {v: a for (n, v), a in self.expected.items() if n == name}})
 
     async def resume(self, load) -> list[dict]:
-        """Carry on from the store after a restart: the serving and previous versions (a retrained bundle that the
-        command line does not name is loaded through `load(path, sha256)`, verified again), the criteria, the
-        cooldown, and a retrain that was running (its orphaned hook reaped and run again, or its result picked
-        up). One `resumed` event per model with saved state."""
-        out = []
+        """Carry on from the store at start (a restart, or one more replica): serve the versions it names (a
+        retrained bundle the command line does not name is loaded through `load(path, sha256)`, verified again);
+        if this replica gets the lease, the criteria, the cooldown and a retrain that was running too (its orphaned
+        hook reaped and run again, or its result picked up). One `resumed` event per model with saved state."""
+        self.load = load
+        found = {}
         for name in list(self.repo.models):
             st = await asyncio.to_thread(self.store.load_state, name)
             if not st:  # a first start: the state as started, so that a kill from now on has one to resume
                 self.save(name)
+            else:
+                found[name] = await self.follow(name, st)
+        self.leading = await asyncio.to_thread(self.store.lease, LEASE, self.replica, self.policy.lease_s)
+        picked = await self.take_over() if self.leading else {}
+        out = []
+        for name, problems in found.items():
+            tr = self.track[name]
+            out.append(self.event("resumed", name, version=self.repo.default[name], previous=tr.previous,
+                                  retrain=tr.running, episode=tr.criteria.reason, leader=self.leading,
+                                  replica=self.replica, problems=problems + picked.get(name, [])))
+        return out
+
+    async def follow_all(self, locked: bool = False) -> None:
+        """Serve what the store says each model serves (a swap or rollback another replica made)."""
+        if not locked:
+            async with self.lock:
+                return await self.follow_all(locked=True)
+        for name in list(self.repo.models):
+            st = await asyncio.to_thread(self.store.load_state, name)
+            serving = ((st or {}).get("serving") or {}).get("version")
+            prev = ((st or {}).get("previous") or {}).get("version")
+            if st and (serving != self.repo.default[name] or prev != self.track[name].previous):
+                before = self.repo.default[name]
+                problems = await self.follow(name, st)
+                if self.repo.default[name] != before:
+                    log.warning("%s: now serving %s (from the store; was %s)", name, self.repo.default[name], before)
+                    self.spawn(self.unload_later(name))
+                for p in problems:
+                    log.error("%s: %s", name, p)
+
+    async def follow(self, name: str, st: dict) -> list[str]:
+        """Load and serve the stored serving version and rollback target; the problems (nothing loaded twice)."""
+        tr, problems = self.track[name], []
+        for key in ("serving", "previous"):
+            ref = st.get(key)
+            if ref and ref["version"] not in self.repo.models[name] and (name, ref["version"]) not in self.refused:
+                try:
+                    await self.repo.add(await asyncio.to_thread(self.load, ref["path"], ref["sha256"]))
+                except Exception as err:  # noqa: BLE001 - said (event or log); the server keeps serving
+                    self.refused.add((name, ref["version"]))
+                    problems.append(f"{key} version {ref['version']}: {err}")
+        serving = (st.get("serving") or {}).get("version")
+        if serving in self.repo.models[name] and serving != self.repo.default[name]:
+            self.repo.set_default(name, serving)
+            tr.window_mark = self.repo.get(name).monitor.rows_seen if self.repo.get(name).monitor else 0
+        prev = (st.get("previous") or {}).get("version")
+        tr.previous = prev if prev in self.repo.models[name] else None
+        self.expected.update({(name, v): a for v, a in (st.get("expected") or {}).items()})
+        return problems
+
+    async def take_over(self) -> dict[str, list[str]]:
+        """This replica just got the lease: adopt the stored criteria and cooldown, and pick up a retrain that the
+        previous leader (or this process before a restart) left running. {model: problems}."""
+        problems: dict[str, list[str]] = {}
+        for name in list(self.repo.models):
+            st = await asyncio.to_thread(self.store.load_state, name)
+            if not st:
                 continue
-            tr, problems = self.track[name], []
-            for key in ("serving", "previous"):
-                ref = st.get(key)
-                if ref and ref["version"] not in self.repo.models[name]:
-                    try:
-                        await self.repo.add(await asyncio.to_thread(load, ref["path"], ref["sha256"]))
-                    except Exception as err:  # noqa: BLE001 - said in the event; the server still starts
-                        problems.append(f"{key} version {ref['version']}: {err}")
-            serving = (st.get("serving") or {}).get("version")
-            if serving in self.repo.models[name]:
-                self.repo.set_default(name, serving)
-            prev = (st.get("previous") or {}).get("version")
-            tr.previous = prev if prev in self.repo.models[name] else None
+            tr = self.track[name]
             tr.criteria = ModelState(**st.get("criteria", {}))
             tr.accuracy_mark, tr.windows_judged = st.get("accuracy_mark", 0), st.get("windows_judged", 0)
             tr.cooldown_until = st.get("cooldown_until", 0.0)
-            self.expected.update({(name, v): a for v, a in (st.get("expected") or {}).items()})
             rt = st.get("retrain")
-            if rt and self.hook and rt.get("version") in self.repo.models[name]:
-                reap(rt.get("pid"), rt["id"])
-                rows = await asyncio.to_thread(self.store.feedback_since, name, rt["start"], self.policy.max_feedback,
-                                               rt["upto"])
-                tr.running, tr.retrain = rt["id"], {k: v for k, v in rt.items() if k != "pid"}
-                self.spawn(self.retrain(self.repo.get(name, rt["version"]), rt["id"], Path(rt["event"]),
-                                        self.split(rows)[0], started=rt["time"]))
-            elif rt:
-                problems.append(f"retrain {rt['id']} cannot be picked up (retraining off or its version gone)")
-            out.append(self.event("resumed", name, version=self.repo.default[name], previous=tr.previous,
-                                  retrain=tr.running, episode=tr.criteria.reason, problems=problems))
+            if rt and tr.running != rt["id"]:
+                if self.hook and rt.get("version") in self.repo.models[name]:
+                    reap(rt.get("pid"), rt["id"])
+                    rows = await asyncio.to_thread(self.store.feedback_since, name, rt["start"],
+                                                   self.policy.max_feedback, rt["upto"])
+                    tr.running, tr.retrain = rt["id"], {k: v for k, v in rt.items() if k != "pid"}
+                    self.spawn(self.retrain(self.repo.get(name, rt["version"]), rt["id"], Path(rt["event"]),
+                                            self.split(rows)[0], started=rt["time"]))
+                else:
+                    problems[name] = [f"retrain {rt['id']} cannot be picked up (retraining off or its version gone)"]
             self.save(name)
-        return out
+        return problems
 
     async def stop(self) -> None:
+        if self.leading:  # another replica takes over at its next look, not after the lease runs out
+            await asyncio.to_thread(self.store.release, LEASE, self.replica)
         if self.hook:
             self.hook.kill()
         for task in list(self.tasks):

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROJECTS := $(sort $(wildcard p[0-9][0-9]_*))
 STAMP := $(VENV)/.dlm-installed
 
-.PHONY: setup install data demo reproduce fullstack test browser postgres bench lint clean distclean
+.PHONY: setup install data demo reproduce fullstack test browser services bench lint clean distclean
 
 setup: install data
 
@@ -34,7 +34,7 @@ reproduce: setup
 fullstack: setup
 	$(BIN)/run_fullstack --preset quick
 
-test: setup browser postgres
+test: setup browser services
 	$(BIN)/python -m pytest
 
 # the dashboard's browser test runs Debian's chromium (about 30 s to install as root; skipped, saying so, without it)
@@ -43,12 +43,14 @@ browser:
 		|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
 		|| echo "chromium could not be installed: the dashboard's browser test will be skipped"; }
 
-# the store's PostgreSQL tests start a real server from Debian's postgresql package (skipped, saying so, without it)
-postgres:
-	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
-		apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 \
-		|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql >/dev/null; } \
-		|| echo "postgresql could not be installed: the store's PostgreSQL tests will be skipped"; }
+# the store's tests and the replica test start a real PostgreSQL and HAProxy from Debian's packages (each test
+# skipped, saying so, without them)
+services:
+	@for pkg in postgresql:pg_ctl haproxy:haproxy; do name=$${pkg%%:*}; exe=$${pkg##*:}; \
+		command -v $$exe >/dev/null || test -x /usr/sbin/$$exe || ls /usr/lib/postgresql/*/bin/$$exe >/dev/null 2>&1 \
+		|| apt-get install -y -qq --no-install-recommends $$name >/dev/null 2>&1 \
+		|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$name >/dev/null; } \
+		|| echo "$$name could not be installed: the tests that need it will be skipped"; done
 
 # -P: a bench named like its package (bench/p03_cnn.py) must not shadow the package on sys.path
 bench: setup

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 
 from dlm_core.net import free_port, wait_http_ready
 from dlm_core.predictors import load_predictor

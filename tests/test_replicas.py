@@ -247,8 +247,8 @@ def test_two_replicas_behind_haproxy_agree_and_survive_a_kill(postgres, tmp_path
             time.sleep(0.1)
         takeover = time.time() - t0
         assert admin.get("/v1/models/life").json()["version"] == "2"  # through the balancer, on r2 alone
-        summary = {"swap_reached_s": reached, "leader_takeover_s": round(takeover, 2), "requests": len(rows), "failed": len(failed),
-                   "in_flight_at_kill": in_flight, "feedback_rows": acked}
+        summary = {"swap_reached_s": reached, "leader_takeover_s": round(takeover, 2), "requests": len(rows),
+                   "failed": len(failed), "in_flight_at_kill": in_flight, "feedback_rows": acked}
         (tmp_path / "replicas.json").write_text(json.dumps(summary, indent=1))
         print(json.dumps(summary))
     finally:

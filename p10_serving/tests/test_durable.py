@@ -117,7 +117,9 @@ def test_state_changing_routes_need_the_admin_token_and_predict_the_api_key(two,
                                        ("post", "/v1/models/life/retrain", None, 409),
                                        ("post", "/v1/models/life/rollback", None, 409),
                                        ("get", "/v1/models/life/drift?dump=1", None, 400)]:
-            call = lambda h: getattr(c, method)(path, headers=h, **({"json": body} if body else {}))  # noqa: E731
+            def call(h, method=method, path=path, body=body):
+                return getattr(c, method)(path, headers=h, **({"json": body} if body else {}))
+
             r = call({})
             assert r.status_code == 401 and "admin token" in r.json()["error"], (path, r.text)
             assert r.headers["www-authenticate"] == "Bearer"

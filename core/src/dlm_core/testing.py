@@ -188,7 +188,7 @@ class PostgresServer:
         return Path(dirs[-1]) if dirs else None
 
     @classmethod
-    def start_or_skip(cls) -> "PostgresServer":
+    def start_or_skip(cls) -> PostgresServer:
         import pytest
 
         try:
@@ -197,7 +197,7 @@ class PostgresServer:
             pytest.skip(f"no PostgreSQL server could be started ({err}); make test installs Debian's postgresql")
 
     @classmethod
-    def start(cls) -> "PostgresServer":
+    def start(cls) -> PostgresServer:
         import pwd
         import shutil
         import subprocess

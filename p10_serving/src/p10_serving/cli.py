@@ -104,8 +104,9 @@ def serve_main(argv: list[str] | None = None) -> int:
     gc.freeze()  # what startup built (models, the app) lives as long as the server: keep it out of every GC pass
     for p in predictors:
         print(f"  {p.name} {p.version} ({p.task}) from {p.path}", flush=True)
-    print(f"  state: {redact(store.where) if store.durable else 'in memory (pass --state-dir to keep it)'}; admin "
-          f"routes {'need the token' if auth.admin.on else 'open'}; predict {'needs an API key' if auth.api_key.on else 'open'}",
+    state = redact(store.where) if store.durable else "in memory (pass --state-dir to keep it)"
+    admin = "need the token" if auth.admin.on else "open"
+    print(f"  state: {state}; admin routes {admin}; predict {'needs an API key' if auth.api_key.on else 'open'}",
           flush=True)
     batching = f"max {config.max_batch_size} rows / {config.max_delay_ms:g} ms" if config.batching else "off"
     print(f"serving {len(predictors)} model(s) at http://{args.host}:{args.port} (batching {batching}; docs at "

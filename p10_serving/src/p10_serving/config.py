@@ -46,8 +46,9 @@ class RetrainPolicy:
         check(min(self.drift_windows, self.accuracy_window, self.accuracy_windows) >= 1 and self.min_feedback >= 2,
               "need --retrain-drift-windows, --retrain-accuracy-window and --retrain-accuracy-windows >= 1, "
               "--retrain-min-feedback >= 2")
-        check(0 <= self.accuracy_drop < 1 and self.cooldown_s >= 0 and self.timeout_s > 0 and self.unload_grace_s >= 0,
-              "need 0 <= --retrain-accuracy-drop < 1, --retrain-cooldown >= 0, --retrain-timeout > 0, --unload-grace >= 0")
+        check(0 <= self.accuracy_drop < 1 and self.cooldown_s >= 0 and self.timeout_s > 0
+              and self.unload_grace_s >= 0 and self.lease_s > 0, "need 0 <= --retrain-accuracy-drop < 1, "
+              "--retrain-cooldown >= 0, --retrain-timeout > 0, --unload-grace >= 0, --lease-s > 0")
         check(0 < self.gate_alpha < 1 and self.gate_margin >= 0 and self.gate_test_rows >= 0,
               "need 0 < --gate-alpha < 1, --gate-margin >= 0, --gate-test-rows >= 0")
         check(0 < self.gate_share < 1 and self.max_feedback >= self.min_feedback and self.poll_s > 0

@@ -62,7 +62,8 @@ BIN = Path(sys.executable).parent
 PEERS = Path(__file__).resolve().parent / "peers"
 PEER_VENV = ROOT / ".bench-venv-peers"
 TICK = os.sysconf("SC_CLK_TCK")
-SERVERS = ("ours", "mosec", "litserve")
+SERVERS = ("ours", "mosec", "litserve", "ours-x1", "ours-x2")
+REPLICAS = {"ours-x1": 1, "ours-x2": 2}  # run_serve replicas behind HAProxy (bench/peers/replicas.py)
 GOAL = ("issue #30: ours >= Mosec's saturation on each bundle; p99 <= 25 ms at 80% of our saturation with 0 errors; "
         "our p99 at 800 req/s <= Mosec's; CPU/request <= 0.25 ms on the demo bundle")
 
@@ -103,6 +104,13 @@ def cpu_s(pids: list[int]) -> float:
         if f:
             total += int(f[11]) + int(f[12])
     return total / TICK
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -293,9 +301,13 @@ def make_server(label: str, bundle: Path, name: str, body: bytes, peer: dict, se
                 log_dir: Path) -> Server:
     port = free_port()
     path = f"/v1/models/{name}/predict"
+    ours = ["--max-batch-size", "32", "--max-delay-ms", "5", "--threads", "1", *serve_args]
     if label == "ours":
-        cmd = [str(BIN / "run_serve"), str(bundle), "--port", str(port), "--max-batch-size", "32",
-               "--max-delay-ms", "5", "--threads", "1", *serve_args]
+        cmd = [str(BIN / "run_serve"), str(bundle), "--port", str(port), *ours]
+        return Server(label, cmd, "/v2/health/ready", path, body, port, log_dir)
+    if label in REPLICAS:
+        cmd = [sys.executable, str(PEERS / "replicas.py"), str(bundle), "--replicas", str(REPLICAS[label]),
+               "--port", str(port), "--", *ours]
         return Server(label, cmd, "/v2/health/ready", path, body, port, log_dir)
     if "error" in peer:
         raise RuntimeError(peer["error"])
@@ -339,12 +351,13 @@ class Load:
                str(self.warmup), "--max-requests", "500000", "--timeout", str(self.timeout), "--out", str(out)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
         pids = tree(server.proc.pid)
+        balancer = [p for p in pids if comm(p) == "haproxy"]
         marks: dict[str, tuple] = {}
         started = threading.Event()
 
         def sample(key: str, at: float) -> None:
             time.sleep(max(at - time.perf_counter(), 0))
-            marks[key] = (time.perf_counter(), cpu_s(pids), cpu_s([proc.pid]), machine_busy_s())
+            marks[key] = (time.perf_counter(), cpu_s(pids), cpu_s([proc.pid]), machine_busy_s(), cpu_s(balancer))
 
         lines = []
         sampler = None
@@ -378,8 +391,10 @@ class Load:
                 "errors": r["requests"] - ok, "status_codes": r["status_codes"],
                 "p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"], "max_ms": lat["max"]}
         if "a" in marks and "b" in marks:
-            (ta, sa, ca, ma), (tb, sb, cb, mb) = marks["a"], marks["b"]
+            (ta, sa, ca, ma, ba), (tb, sb, cb, mb, bb) = marks["a"], marks["b"]
             wall = tb - ta
+            if balancer:  # HAProxy's share of the tree (the replicas are the rest)
+                step["balancer_cpu_ms_per_request"] = round((bb - ba) / max(ok, 1) * 1000, 4)
             step.update(server_cpu_ms_per_request=round((sb - sa) / max(ok, 1) * 1000, 4),
                         server_cores=round((sb - sa) / wall, 3), client_cores=round((cb - ca) / wall, 3),
                         machine_busy_cores=round((mb - ma) / wall, 3),
@@ -516,7 +531,8 @@ def plots(bundles: dict, out_dir: Path) -> None:
     from dlm_core.plotting import plt, save_figure
 
     pyplot = plt()
-    colors = {"ours": "tab:blue", "mosec": "tab:orange", "litserve": "tab:green"}
+    colors = {"ours": "tab:blue", "mosec": "tab:orange", "litserve": "tab:green", "ours-x1": "tab:purple",
+              "ours-x2": "tab:red"}
     names = list(bundles)
     for kind in ("saturation", "latency"):
         fig, axes = pyplot.subplots(1, len(names), figsize=(5.5 * len(names), 3.8), squeeze=False)
@@ -726,7 +742,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="p10-bench-") as tmp_name:
         tmp = Path(tmp_name)
         peer = {"skipped": "no peer server asked for"}
-        if any(label != "ours" for label in labels):
+        if any(label in ("mosec", "litserve") for label in labels):
             peer = peer_venv(tmp)
             log(f"== peers' venv: {peer}")
         results = {}

@@ -71,28 +71,40 @@ def test_compose_validates_against_the_compose_spec():
     validator = jsonschema.Draft201909Validator(json.loads(SCHEMA.read_text()))
     validator.validate(_compose())
     broken = _compose()
-    broken["services"]["serve"]["volume"] = broken["services"]["serve"].pop("volumes")  # a typo is caught
+    broken["services"]["retrain"]["volume"] = broken["services"]["retrain"].pop("volumes")  # a typo is caught
     with pytest.raises(jsonschema.ValidationError):
         validator.validate(broken)
 
 
-def test_compose_wires_server_worker_and_prometheus():
+def test_compose_wires_replicas_balancer_store_worker_and_prometheus():
     services = _compose()["services"]
-    serve, worker, prom = services["serve"], services["retrain"], services["prometheus"]
-    assert serve["build"]["dockerfile"] == "docker/Dockerfile.serve"
-    assert worker["build"]["dockerfile"] == "docker/Dockerfile.train"
-    cmd = serve["command"]
-    assert cmd[:3] == ["--all", "--artifacts", "/artifacts"] and cmd[cmd.index("--retrain-dir") + 1] == "/runs/retrain"
+    replicas = {n: s for n, s in services.items() if n.startswith("serve-")}
+    worker, prom, balancer = services["retrain"], services["prometheus"], services["balancer"]
+    assert len(replicas) == 2 and worker["build"]["dockerfile"] == "docker/Dockerfile.train"
+    for name, serve in replicas.items():
+        assert serve["build"]["dockerfile"] == "docker/Dockerfile.serve" and "ports" not in serve  # the balancer's
+        cmd = serve["command"]
+        assert cmd[:3] == ["--all", "--artifacts", "/artifacts"] and cmd[cmd.index("--retrain-dir") + 1] == \
+            "/runs/retrain" and cmd[cmd.index("--replica-id") + 1] == name
+        assert serve["environment"]["DLM_STORE_URL"].startswith("postgresql://dlm:") and \
+            serve["environment"]["DLM_STORE_URL"].endswith("@postgres:5432/dlm")
+        assert "DLM_ADMIN_TOKEN" in serve["environment"] and "postgres" in serve["depends_on"]
     assert worker["command"] == ["run_retrain_worker", "/runs/retrain"]
-    for svc in (serve, worker):
+    for svc in replicas.values():  # bundles read-only for the servers (the worker writes the retrained ones)
+        assert not any(v.startswith("../artifacts") and not v.endswith(":ro") for v in svc["volumes"])
+    for svc in (*replicas.values(), worker):
         mounts = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"]}
         assert mounts == {"/artifacts": "../artifacts", "/runs": "../runs"}
-    assert not any(v.startswith("../artifacts") and not v.endswith(":ro") for v in serve["volumes"])
     config = next(v.split(":")[0] for v in prom["volumes"] if v.endswith("prometheus.yml:ro"))
     import yaml
 
     scrape = yaml.safe_load((DOCKER / config).read_text())["scrape_configs"]
-    assert {"targets": ["serve:8000"]} in scrape[0]["static_configs"] and scrape[0]["metrics_path"] == "/metrics"
+    assert scrape[0]["static_configs"] == [{"targets": [f"{n}:8000" for n in replicas]}]
+    assert scrape[0]["metrics_path"] == "/metrics"
+    # HAProxy: every replica, checked on readiness, on the one published port
+    cfg = (DOCKER / next(v.split(":")[0] for v in balancer["volumes"] if "haproxy.cfg" in v)).read_text()
+    assert "option httpchk GET /v2/health/ready" in cfg and "bind :8000" in cfg
+    assert all(f"server {n} {n}:8000 check" in cfg for n in replicas) and balancer["ports"] == ["127.0.0.1:8000:8000"]
 
 
 def test_compose_services_run_read_only_without_capabilities_on_loopback():

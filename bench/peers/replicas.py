@@ -42,9 +42,9 @@ def main() -> int:
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--haproxy", default=shutil.which("haproxy") or "/usr/sbin/haproxy")
-    ap.add_argument("serve_args", nargs=argparse.REMAINDER, help="after --: flags for every run_serve")
-    args = ap.parse_args()
-    extra = [a for a in args.serve_args if a != "--"]
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args, extra = ap.parse_args(argv[:cut]), argv[cut + 1:]  # after --: flags for every run_serve
     run_serve = str(Path(sys.executable).parent / "run_serve")
     tmp = Path(tempfile.mkdtemp(prefix="dlm-replicas-"))
     procs = []

@@ -33,7 +33,9 @@ cores: the result says how much), and the model alone (predictor.run at batch 1 
     .venv/bin/python -P bench/p10_serving.py [--bundle PATH ...] [--step-seconds S] [--servers ours,mosec,litserve]
                                              [--serve-args "--flag value"] [--quick] [--with-eager]
 
-JSON to bench/results/p10_serving.json, plots p10_serving_saturation.png and p10_serving_latency.png beside it.
+JSON to bench/results/p10_serving.json, plots p10_serving_saturation.png and p10_serving_latency.png beside it
+(named after --out's file when given). Replicas behind HAProxy: --servers ours,ours-x1,ours-x2 --out
+bench/results/p10_serving_replicas.json (bench/peers/replicas.py; issue #32).
 """
 
 from __future__ import annotations
@@ -527,7 +529,7 @@ def demo_input() -> list[list[int]]:
     return [[(i * 7 + j * 3) % 256 for j in range(28)] for i in range(28)]
 
 
-def plots(bundles: dict, out_dir: Path) -> None:
+def plots(bundles: dict, out_dir: Path, stem: str = "p10_serving") -> None:
     from dlm_core.plotting import plt, save_figure
 
     pyplot = plt()
@@ -562,7 +564,7 @@ def plots(bundles: dict, out_dir: Path) -> None:
             ax.legend(fontsize=8)
         fig.suptitle("run_serve vs Mosec vs LitServe: one worker, 1 ORT thread, batching 32 rows / 5 ms",
                      fontsize=10)
-        save_figure(fig, out_dir / f"p10_serving_{kind}.png")
+        save_figure(fig, out_dir / f"{stem}_{kind}.png")
 
 
 # ------------------------------------------------------------------------------------ one bundle
@@ -805,7 +807,7 @@ def main() -> int:
     }
     write_result("p10_serving", result, out_path)
     try:
-        plots(results, out_dir)
+        plots(results, out_dir, out_path.stem)  # named after the JSON: another --out keeps the default's plots
     except Exception as err:  # noqa: BLE001 - the JSON is written; a plot failure is reported, not fatal
         log(f"(plots failed: {err})")
     log(f"== {wall:.0f} s; ours {ours_sat} req/s vs mosec {mosec_sat} on {demo['name']}; goal_met {goal_met}"

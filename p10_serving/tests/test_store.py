@@ -101,3 +101,17 @@ def test_one_lease_holder_at_a_time_until_it_expires_or_is_released(where):
     b.release("lifecycle", "r2")
     assert b.lease_holder("lifecycle") is None and a.lease("lifecycle", "r1", 5)
     a.close(), b.close()
+
+
+def test_a_postgresql_store_reconnects_after_its_connection_is_lost(postgres):
+    s = Store(postgres())
+    s.add_event({"time": 1.0, "kind": "a", "model": "m"})
+    with Store(s.where).tx() as cur:  # the server ends the store's session (as a PostgreSQL restart would)
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                    "AND datname = current_database()")
+    import psycopg
+
+    with pytest.raises(psycopg.OperationalError):  # the call that finds the connection dead fails ...
+        s.add_event({"time": 2.0, "kind": "b", "model": "m"})
+    s.add_event({"time": 3.0, "kind": "c", "model": "m"})  # ... and the next one reconnects
+    assert [e["kind"] for e in s.events()] == ["a", "c"]

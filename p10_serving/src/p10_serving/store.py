@@ -92,14 +92,7 @@ class Store:
         self.feedback_rows, self.prediction_rows = feedback_rows, prediction_rows
         if self.where.startswith(("postgresql://", "postgres://")):
             self.engine = "postgresql"
-            try:
-                import psycopg
-            except ImportError:  # pragma: no cover - psycopg is a dependency of p10_serving
-                raise DlmError("a PostgreSQL store needs psycopg (pip install 'psycopg[binary]')") from None
-            try:
-                self.db = psycopg.connect(self.where, connect_timeout=10)
-            except psycopg.Error as err:
-                raise DlmError(f"cannot connect to the store {redact(self.where)}: {err}".strip()) from None
+            self.db = self.connect()
         else:
             self.engine = "sqlite"
             if self.where == MEMORY:
@@ -118,6 +111,17 @@ class Store:
         self.migrate()
 
     # ------------------------------------------------------------------------------------------ plumbing
+    def connect(self):
+        """A PostgreSQL connection (DlmError, one line, when the server cannot be reached)."""
+        try:
+            import psycopg
+        except ImportError:  # pragma: no cover - psycopg is a dependency of p10_serving
+            raise DlmError("a PostgreSQL store needs psycopg (pip install 'psycopg[binary]')") from None
+        try:
+            return psycopg.connect(self.where, connect_timeout=10)
+        except psycopg.Error as err:
+            raise DlmError(f"cannot connect to the store {redact(self.where)}: {err}".strip()) from None
+
     def sql(self, q: str) -> str:
         return q.replace("?", "%s") if self.engine == "postgresql" else q
 
@@ -134,6 +138,8 @@ class Store:
                     self.db.execute("ROLLBACK")
                     raise
             else:
+                if self.db.closed or self.db.broken:  # the server restarted or the network dropped: reconnect
+                    self.db = self.connect()
                 with self.db.transaction(), self.db.cursor() as cur:
                     yield Cursor(self, cur)
 

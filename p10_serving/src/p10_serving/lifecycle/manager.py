@@ -455,8 +455,10 @@ class Lifecycle:
                     problems.append(f"{key} version {ref['version']}: {err}")
         serving = (st.get("serving") or {}).get("version")
         if serving in self.repo.models[name] and serving != self.repo.default[name]:
-            self.repo.set_default(name, serving)
+            self.repo.set_default(name, serving)  # a new serving version: its criteria start afresh here too
+            tr.criteria = ModelState()
             tr.window_mark = self.repo.get(name).monitor.rows_seen if self.repo.get(name).monitor else 0
+            tr.accuracy_mark = await asyncio.to_thread(self.store.feedback_count, name, serving)
         prev = (st.get("previous") or {}).get("version")
         tr.previous = prev if prev in self.repo.models[name] else None
         self.expected.update({(name, v): a for v, a in (st.get("expected") or {}).items()})

@@ -23,7 +23,13 @@ class PredictRequest(BaseModel):
     instances: list[Any] | None = None
 
 
-class DefaultPredictRequest(PredictRequest):
+class PredictBody(PredictRequest):
+    """What predict takes: an input or instances, and for the search model the number of hits `k`."""
+
+    k: int | None = None
+
+
+class DefaultPredictRequest(PredictBody):
     model: str | None = None
 
 
@@ -32,7 +38,7 @@ def body_doc(model: type[BaseModel]) -> dict:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
-@router.post("/v1/models/{name}/predict", openapi_extra=body_doc(PredictRequest), dependencies=[PredictKey],
+@router.post("/v1/models/{name}/predict", openapi_extra=body_doc(PredictBody), dependencies=[PredictKey],
              summary="The task's answer for a raw input (an image as a 2-D pixel array or a base64 PNG; a text; "
                      'a query or {"query", "k"})')
 async def predict(request: Request, name: str, ctx: Ctx):

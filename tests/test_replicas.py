@@ -11,7 +11,6 @@ test set is real Fashion-MNIST (margin opened: toy models are at chance there); 
 decides."""
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import pytest
 from dlm_core.net import free_port, wait_http_ready
 from dlm_core.predictors import load_predictor
 from dlm_core.testing import PostgresServer, toy_image_bundle
+from p10_serving.tools.haproxy import find_haproxy, haproxy_config
 
 BIN = Path(sys.executable).parent
 T_BOUND_S = 3.0  # a follower looks at the store every 0.5 s, then loads and verifies the bundle (< 1 s here)
@@ -37,27 +37,6 @@ plan = json.loads(Path(sys.argv[1]).read_text())
 event = read_event(sys.argv[-1])
 time.sleep(1)
 write_result(event, bundle=plan[event["version"]])
-"""
-HAPROXY = """
-global
-    maxconn 2000
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    option http-buffer-request
-    retries 2
-    option redispatch
-    retry-on conn-failure empty-response
-frontend dlm
-    bind 127.0.0.1:{port}
-    default_backend replicas
-backend replicas
-    balance roundrobin
-    option httpchk GET /v2/health/ready
-    http-check expect status 200
-{servers}
 """
 
 
@@ -154,7 +133,7 @@ class Load:
 
 
 def test_two_replicas_behind_haproxy_agree_and_survive_a_kill(postgres, tmp_path):
-    haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
+    haproxy = find_haproxy()
     if haproxy is None:
         pytest.skip("HAProxy is not installed (make test installs Debian's haproxy)")
     rng = np.random.default_rng(32)
@@ -174,9 +153,8 @@ def test_two_replicas_behind_haproxy_agree_and_survive_a_kill(postgres, tmp_path
         reps.start("r1")  # first: it takes the lifecycle lease
         reps.start("r2")
         port = free_port()
-        servers = "\n".join(f"    server {n} 127.0.0.1:{p} check inter 300ms fall 2 rise 2"
-                            for n, p in reps.ports.items())
-        (tmp_path / "haproxy.cfg").write_text(HAPROXY.format(port=port, servers=servers))
+        (tmp_path / "haproxy.cfg").write_text(haproxy_config(f"127.0.0.1:{port}", {
+            n: f"127.0.0.1:{p}" for n, p in reps.ports.items()}))
         balancer = subprocess.Popen([haproxy, "-f", str(tmp_path / "haproxy.cfg"), "-db"],
                                     stdout=open(tmp_path / "haproxy.log", "wb"), stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"

@@ -16,24 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from dlm_core.net import free_port
-
-CONFIG = """global
-    maxconn 4000
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    option http-keep-alive
-frontend dlm
-    bind 127.0.0.1:{port}
-    default_backend replicas
-backend replicas
-    balance roundrobin
-    option httpchk GET /v2/health/ready
-    http-check expect status 200
-{servers}
-"""
+from p10_serving.tools.haproxy import find_haproxy, haproxy_config
 
 
 def main() -> int:
@@ -41,7 +24,7 @@ def main() -> int:
     ap.add_argument("bundle")
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--haproxy", default=shutil.which("haproxy") or "/usr/sbin/haproxy")
+    ap.add_argument("--haproxy", default=find_haproxy() or "haproxy")
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
     args, extra = ap.parse_args(argv[:cut]), argv[cut + 1:]  # after --: flags for every run_serve
@@ -80,8 +63,8 @@ def main() -> int:
                 print("a replica did not become ready", file=sys.stderr)
                 stop()
             time.sleep(0.05)
-    servers = "\n".join(f"    server r{i + 1} 127.0.0.1:{p} check inter 1s" for i, p in enumerate(ports))
-    (tmp / "haproxy.cfg").write_text(CONFIG.format(port=args.port, servers=servers))
+    (tmp / "haproxy.cfg").write_text(haproxy_config(f"127.0.0.1:{args.port}", {
+        f"r{i + 1}": f"127.0.0.1:{p}" for i, p in enumerate(ports)}, check="inter 1s"))
     procs.append(subprocess.Popen([args.haproxy, "-f", str(tmp / "haproxy.cfg"), "-db"]))
     while all(p.poll() is None for p in procs):
         time.sleep(0.5)

@@ -164,15 +164,17 @@ def detector_main(argv: list[str] | None = None) -> int:
     import torch
 
     from .evaluate import BASELINES, load_run, metrics_at, unit_scores
-    from .model import squared_errors
+    from .model import Scorer, image_scores, squared_errors
 
     torch.set_num_threads(2)
     cfg, spec, model = load_run(args.run_dir)
     threshold = spec["threshold"]
     blur = spec.get("error_blur", 0.0)
+    scorer = Scorer(model, blur, spec.get("code_score"))
     if args.input is None:
         prep = load(cfg)
-        scores = unit_scores(prep, squared_errors(model, prep.x_test, blur_sigma=blur), "test")
+        scores = (image_scores(scorer, prep.x_test) if spec["kind"] == "image"
+                  else unit_scores(prep, squared_errors(model, prep.x_test, blur_sigma=blur), "test"))
         ids, y = prep.test_ids, prep.y_test
         source = f"the run's test split ({cfg.dataset})"
     else:
@@ -184,12 +186,12 @@ def detector_main(argv: list[str] | None = None) -> int:
             raise DlmError("--input holds NaN or Inf values")
         if spec["kind"] == "series":
             x = windows(x, spec["window"])
-        with torch.no_grad():
-            sq = squared_errors(model, x, blur_sigma=blur)
-        if spec["kind"] == "series":
-            scores = point_scores(sq, len(sq) + spec["window"] - 1)
+        if spec["kind"] == "image":
+            scores = image_scores(scorer, x)
         else:
-            scores = sq.mean(1).astype(np.float64)
+            sq = squared_errors(model, x, blur_sigma=blur)
+            series = spec["kind"] == "series"
+            scores = point_scores(sq, len(sq) + spec["window"] - 1) if series else sq.mean(1).astype(np.float64)
         ids, y = np.arange(len(scores)), None
         source = ", ".join(args.input) if len(args.input) <= 3 else f"{len(args.input)} files"
     flagged = scores > threshold

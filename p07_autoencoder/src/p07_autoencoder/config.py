@@ -23,6 +23,11 @@ class AEConfig:
     error_blur: float = dataclasses.field(default=1.0, metadata={"help": "images: std (pixels) of the Gaussian blur "
                                                                           "applied to the residual before squaring "
                                                                           "(0 = plain squared error)"})
+    code_weight: float = dataclasses.field(default=0.5, metadata={"help": "images: weight of the bottleneck code's "
+                                                                          "Mahalanobis distance (Gaussian of the "
+                                                                          "training codes) added to the error, both "
+                                                                          "standardised on validation (0 = error "
+                                                                          "alone)"})
     denoising: bool = dataclasses.field(default=False, metadata={"help": "train on noisy inputs, clean targets"})
     noise_std: float = dataclasses.field(default=0.2, metadata={"help": "Gaussian input noise for --denoising "
                                                                          "(in preprocessed units)"})
@@ -48,6 +53,7 @@ class AEConfig:
         check(self.lr > 0, "--lr must be > 0")
         check(self.weight_decay >= 0, "--weight-decay must be >= 0")
         check(self.noise_std >= 0, "--noise-std must be >= 0")
+        check(self.code_weight >= 0, "--code-weight must be >= 0")
         check(0 <= self.error_blur <= 5, f"--error-blur {self.error_blur}: use a std in pixels in [0, 5]")
         check(0 < self.fpr < 1, f"--fpr {self.fpr}: use a rate in (0, 1), e.g. 0.01")
         check(self.window >= 8 and self.window % 4 == 0, f"--window {self.window}: use a multiple of 4, >= 8")
@@ -59,8 +65,9 @@ class AEConfig:
 # Per-dataset defaults (a 9-feature table needs a smaller bottleneck than a 28x28 image), then presets.
 DATASET_DEFAULTS: dict[str, dict] = {
     "fashion-oneclass": {},
-    "shuttle": {"error_blur": 0.0, "bottleneck": 3, "width": 32, "epochs": 15, "batch_size": 256},
-    "ucr-kdd135": {"error_blur": 0.0, "bottleneck": 8, "width": 16, "epochs": 40, "batch_size": 64, "lr": 1e-3},
+    "shuttle": {"error_blur": 0.0, "code_weight": 0.0, "bottleneck": 3, "width": 32, "epochs": 15, "batch_size": 256},
+    "ucr-kdd135": {"error_blur": 0.0, "code_weight": 0.0, "bottleneck": 8, "width": 16, "epochs": 40, "batch_size": 64,
+                   "lr": 1e-3},
 }
 
 # Partial overrides on top of the dataset defaults; explicit flags win over both.

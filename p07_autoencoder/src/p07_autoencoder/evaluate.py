@@ -82,14 +82,15 @@ def unit_scores(prep: Prepared, sq_err: np.ndarray, split: str) -> np.ndarray:
 
 
 BASELINES = {"isolation_forest": "IsolationForest", "pca_reconstruction": "PCA-reconstruction",
-             "pca_same_error": "PCA, AE's blurred error"}
+             "pca_same_error": "PCA, blurred error"}
 
 
 # --- baselines on the same splits --------------------------------------------------------------------------
 def baseline_errors(prep: Prepared, n_components: int, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """IsolationForest and PCA-reconstruction fitted on the same normal training inputs; for images with an
-    error blur, also PCA scored with the AE's blurred error ("pca_same_error"), so the comparison separates what
-    the network adds from what the error measure adds.
+    error blur, also PCA (k = the bottleneck) scored with the same blurred error ("pca_same_error"), so the comparison
+    separates what the network adds from what the error measure adds. (PCA keeps the error alone: adding its codes'
+    Mahalanobis distance, as the AE's score does, lowers PCA's validation ROC-AUC; bench/p07_ae_vs_pca.py.)
 
     Returns name -> (per-element val errors, per-element test errors) shaped like the AE's, so the same
     unit_scores/threshold code applies (IsolationForest's window score is spread over the window's points).

@@ -19,17 +19,18 @@ from dlm_core.io import read_json
 
 from .data import load
 from .evaluate import BASELINES, load_run
-from .model import ErrorModel
+from .model import Scorer
 
 BUNDLE_NAME = "fashion-anomaly"
 
 
 class ServingGraph(nn.Module):
-    """image (N, 1, 28, 28) = pixels / 255 -> (per-image error (N,), bottleneck code (N, bottleneck))."""
+    """image (N, 1, 28, 28) = pixels / 255 -> (per-image score (N,), bottleneck code (N, bottleneck)); the score is
+    the run's (Scorer: blurred error, plus the code's distance when the run has code_score)."""
 
-    def __init__(self, ae: nn.Module, blur_sigma: float):
+    def __init__(self, ae: nn.Module, blur_sigma: float, code: dict | None = None):
         super().__init__()
-        self.error, self.ae = ErrorModel(ae, blur_sigma), ae
+        self.error, self.ae = Scorer(ae, blur_sigma, code), ae
 
     def forward(self, image):
         return self.error(image), self.ae.encoder(image)
@@ -44,7 +45,7 @@ def export_bundle(run_path, version: str | None = None, overwrite: bool = False,
     if spec["kind"] != "image":
         raise DlmError(f"{run_path} is a {spec['kind']} run; only image detectors (fashion-oneclass) are exported")
     results = read_json(Path(run_path) / "results.json")
-    net = ServingGraph(ae, spec.get("error_blur", 0.0)).eval()
+    net = ServingGraph(ae, spec.get("error_blur", 0.0), spec.get("code_score")).eval()
     prep = load(cfg)
     # reference inputs: normal validation images and the first test images (mostly anomalies)
     ref = np.concatenate([prep.x_val[: n_reference // 2], prep.x_test[: n_reference - n_reference // 2]])

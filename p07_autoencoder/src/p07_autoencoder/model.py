@@ -113,6 +113,64 @@ class ErrorModel(nn.Module):
         return error_map(self.ae(x) - x, self.blur).flatten(1).mean(1)
 
 
+class Scorer(nn.Module):
+    """Wraps an autoencoder: input batch -> anomaly score per input, shape (N,); what the threshold, the detector and
+    the ONNX export use.
+
+    Without `code` stats: the mean (blurred) squared reconstruction error, as ErrorModel. With them (images,
+    --code-weight > 0): that error plus `weight` x the squared Mahalanobis distance of the bottleneck code under a
+    Gaussian fitted on the training codes, each term standardised by its mean and std on the normal validation
+    inputs (so the weight has no unit). The error sees what the decoder cannot rebuild; the distance sees codes far
+    from the normal ones, which a decoder that generalises well may still rebuild."""
+
+    def __init__(self, ae: nn.Module, blur_sigma: float = 0.0, code: dict | None = None):
+        super().__init__()
+        self.ae = ae
+        self.blur = ResidualBlur(blur_sigma)
+        self.weight = float(code["weight"]) if code else 0.0
+        if self.weight:
+            self.register_buffer("mean", torch.tensor(code["mean"], dtype=torch.float32), persistent=False)
+            self.register_buffer("precision", torch.tensor(code["precision"], dtype=torch.float32), persistent=False)
+            self.norm = [float(code[k]) for k in ("error_mean", "error_std", "distance_mean", "distance_std")]
+
+    def forward(self, x):
+        z = self.ae.encoder(x)
+        error = error_map(self.ae.decoder(z) - x, self.blur).flatten(1).mean(1)
+        if not self.weight:
+            return error
+        d = z - self.mean
+        distance = ((d @ self.precision) * d).sum(1)
+        e_mean, e_std, d_mean, d_std = self.norm
+        return (error - e_mean) / e_std + self.weight * (distance - d_mean) / d_std
+
+
+@torch.no_grad()
+def image_scores(scorer: nn.Module, x, batch_size: int = 512, device="cpu") -> np.ndarray:
+    """Scorer (or ErrorModel) outputs for a numpy batch, as float64 numpy (N,)."""
+    scorer.eval()
+    out = [scorer(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])).to(device)).cpu().numpy()
+           for i in range(0, len(x), batch_size)]
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+@torch.no_grad()
+def code_stats(ae: nn.Module, x_train, x_val, blur_sigma: float, weight: float, device="cpu") -> dict:
+    """What Scorer needs for the code term, as JSON-able lists: the mean and precision (inverse covariance, small
+    ridge) of the training codes, and the normal validation inputs' mean and std of both terms."""
+    ae.eval()
+    codes = lambda x: np.concatenate([ae.encoder(torch.from_numpy(np.ascontiguousarray(x[i:i + 512])).to(device))
+                                      .cpu().double().numpy() for i in range(0, len(x), 512)])
+    c = codes(x_train)
+    mean = c.mean(0)
+    precision = np.linalg.inv(np.cov(c, rowvar=False) + 1e-6 * np.eye(c.shape[1]))
+    d = codes(x_val) - mean
+    distance = ((d @ precision) * d).sum(1)
+    error = image_scores(Scorer(ae, blur_sigma), x_val, device=device)
+    return {"weight": float(weight), "mean": mean.tolist(), "precision": precision.tolist(),
+            "error_mean": float(error.mean()), "error_std": float(error.std() + 1e-12),
+            "distance_mean": float(distance.mean()), "distance_std": float(distance.std() + 1e-12)}
+
+
 @torch.no_grad()
 def squared_errors(model: nn.Module, x, batch_size: int = 512, device="cpu", blur_sigma: float = 0.0):
     """Per-element squared reconstruction error of a numpy batch, flattened to (N, features), as numpy.

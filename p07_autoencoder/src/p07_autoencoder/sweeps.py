@@ -14,7 +14,7 @@ from .evaluate import plot_latent_sweep
 from .train import PROJECT, describe, run_experiment
 
 METHODS = ("autoencoder", "isolation_forest", "pca_reconstruction")
-EXTRA = ("pca_same_error",)  # analysis column: PCA scored with the AE's (blurred) error, present when blur > 0
+EXTRA = ("pca_same_error",)  # analysis column: PCA scored with the same blurred error, present when blur > 0
 
 
 def all_classes(cfg: AEConfig, classes: range | list[int] = range(10)) -> dict:
@@ -52,10 +52,10 @@ def all_classes(cfg: AEConfig, classes: range | list[int] = range(10)) -> dict:
 
 
 def auc_table(rows: list[dict], mean: dict) -> str:
-    """Markdown table; bold = best of the AE and the two baselines; the PCA-with-the-AE's-error column is analysis."""
+    """Markdown table; bold = best of the AE and the two baselines; the PCA-with-blurred-error column is analysis."""
     extra = [m for m in EXTRA if m in mean]
     head = "| normal class | AE ROC-AUC | IsolationForest | PCA-reconstruction |"
-    head += "".join(" PCA, AE's error |" for _ in extra) + " AE PR-AUC | AE test FPR |"
+    head += "".join(" PCA, blurred error |" for _ in extra) + " AE PR-AUC | AE test FPR |"
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for r in rows:
         best = max(METHODS, key=lambda m: r[m])
@@ -71,7 +71,7 @@ def _plot_bars(rows, path):
     fig, ax = pyplot.subplots(figsize=(9, 3.6))
     x = np.arange(len(rows))
     labels = {"autoencoder": "autoencoder", "isolation_forest": "IsolationForest", "pca_reconstruction": "PCA",
-              "pca_same_error": "PCA, AE's error"}
+              "pca_same_error": "PCA, blurred error"}
     methods = [m for m in labels if all(m in r for r in rows)]
     w = 0.8 / len(methods)
     for i, m in enumerate(methods):

@@ -34,7 +34,7 @@ from .evaluate import (
     threshold_at_fpr,
     unit_scores,
 )
-from .model import build_model, squared_errors
+from .model import Scorer, build_model, code_stats, image_scores, squared_errors
 
 PROJECT = "p07_autoencoder"
 
@@ -91,9 +91,15 @@ def evaluate_run(cfg: AEConfig, prep: Prepared, model, run, plots: bool = True, 
     """Threshold from validation errors, test metrics for the AE and the baselines, plots, report.md."""
     device = next(model.parameters()).device
     blur = prep.preprocess.get("error_blur", 0.0)
-    val = unit_scores(prep, squared_errors(model, prep.x_val, device=device, blur_sigma=blur), "val")
-    test_sq = squared_errors(model, prep.x_test, device=device, blur_sigma=blur)
-    test = unit_scores(prep, test_sq, "test")
+    code = None
+    if prep.kind == "image":  # one score per image: the blurred error (+ the code's distance, Scorer)
+        if cfg.code_weight > 0:
+            code = code_stats(model, prep.x_train, prep.x_val, blur, cfg.code_weight, device=device)
+        scorer = Scorer(model, blur, code)
+        val, test = (image_scores(scorer, x, device=device) for x in (prep.x_val, prep.x_test))
+    else:
+        val, test = (unit_scores(prep, squared_errors(model, x, device=device, blur_sigma=blur), split)
+                     for x, split in ((prep.x_val, "val"), (prep.x_test, "test")))
     y = prep.y_test
     threshold = threshold_at_fpr(val, cfg.fpr)
     ae = metrics_at(y, test, threshold)
@@ -123,7 +129,11 @@ def evaluate_run(cfg: AEConfig, prep: Prepared, model, run, plots: bool = True, 
     spec = {**prep.preprocess, "threshold": threshold, "fpr_target": cfg.fpr,
             "score": "mean squared reconstruction error per input (of the preprocessed input"
                      + (f"; image residual Gaussian-blurred with std {blur} px first)" if prep.kind == "image"
-                        and blur else ")")}
+                        and blur else ")")
+                     + (f", standardised on validation, plus {cfg.code_weight:g} x the standardised squared "
+                        "Mahalanobis distance of the bottleneck code (code_score)" if code else "")}
+    if code:
+        spec["code_score"] = code
     run.write_json("preprocess.json", spec)
     run.write_json("results.json", result)
     np.savez_compressed(run.file("scores.npz"), val=val, test=test, y_test=y)

@@ -236,3 +236,17 @@ def test_versions_beyond_the_serving_one_and_the_rollback_target_are_unloaded_af
         assert c.post("/v2/models/life/versions/1/infer", json={}).status_code == 404
         assert [e["version"] for e in c.get("/v1/events").json()["events"] if e["kind"] == "unloaded"] == ["1"]
         assert c.post("/v1/models/life/rollback").json()["version"] == "2"
+
+
+def test_v2_answers_carry_prediction_ids_that_feedback_can_name(two, tmp_path):
+    _, old, _ = two
+    xs = images(3, seed=5)
+    norm = ((xs / 255.0 - 0.5) / 0.5).astype(np.float32)[:, None]  # the graph's own tensor
+    body = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [3, 1, 28, 28], "data": norm.ravel().tolist()}]}
+    with client([old], tmp_path / "state") as c:
+        r = c.post("/v2/models/life/infer", json=body)
+        assert r.status_code == 200, r.text
+        ids = r.json()["parameters"]["prediction_ids"]
+        v1 = [c.post("/v1/models/life/predict", json={"input": x.tolist()}).json()["prediction"] for x in xs]
+        r = c.post("/v1/models/life/feedback", json={"prediction_ids": ids, "labels": v1})
+        assert r.status_code == 200 and r.json()["correct"] == 3, r.text  # the same answers as v1's

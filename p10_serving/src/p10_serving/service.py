@@ -79,9 +79,11 @@ class Service:
         info = {"model": d.name, "version": d.version, "latency_ms": latency}
         return dumps({**results[0], **info} if many is None else {"predictions": results, **info})
 
-    async def infer(self, name: str, version: str | None, raw: bytes, header_length: int | None
-                    ) -> tuple[str, bytes, dict[str, str]]:
-        """POST /v2/models/{name}[/versions/{v}]/infer, JSON or binary tensors: (model, body, headers)."""
+    async def infer(self, name: str, version: str | None, raw: bytes, header_length: int | None,
+                    start: float | None = None) -> tuple[str, bytes, dict[str, str]]:
+        """POST /v2/models/{name}[/versions/{v}]/infer, JSON or binary tensors: (model, body, headers); the
+        response's `parameters.prediction_ids` name its rows for feedback."""
+        start = start or time.perf_counter()
         d = self.repo.get(name, version)
         call = v2.parse_infer(raw, header_length, max_rows=d.config.max_request_rows)
         specs = {s["name"]: s for s in d.predictor.v2_outputs()}
@@ -89,10 +91,15 @@ class Service:
         unknown = [n for n in wanted if n not in specs]
         if unknown:
             raise BadInput(f"unknown output(s) {unknown}; this model has {list(specs)}")
-        out = await d.infer(d.predictor.rows_from_v2(call.inputs))
+        rows = d.predictor.rows_from_v2(call.inputs)
+        out = await d.infer(rows)
         missing = [n for n in wanted if n not in out.tensors]
         if missing:
             raise BadInput(f"output(s) {missing} are not available for this request")
         tensors = [(n, out.tensors[n], specs[n]["datatype"]) for n in wanted]
-        body, headers = v2.write_infer(d.name, d.version, call.id, tensors, call.binary, call.binary_all, call.as_json)
+        texts = call.inputs.get("text")  # what a text row was before tokenizing (the log keeps the text)
+        items = texts.tolist() if texts is not None and d.task.startswith("text") else rows
+        ids = self.log.record(d, rows, items, out, round((time.perf_counter() - start) * 1000, 3))
+        body, headers = v2.write_infer(d.name, d.version, call.id, tensors, call.binary, call.binary_all, call.as_json,
+                                       parameters={"prediction_ids": ids})
         return d.name, body, headers

@@ -391,9 +391,10 @@ def _outputs(outputs: Any) -> tuple[list[str] | None, set[str], set[str]]:
 # -------------------------------------------------------------------------------------- the infer response
 def write_infer(model: str, version: str, id: str | None, tensors: list[tuple[str, np.ndarray, str]],
                 binary: Collection[str] = (), binary_all: bool = False,
-                as_json: Collection[str] = ()) -> tuple[bytes, dict[str, str]]:
+                as_json: Collection[str] = (), parameters: dict | None = None) -> tuple[bytes, dict[str, str]]:
     """The response body and its extra headers. An output is binary when its name is in `binary`, or
-    `binary_all` and it is not in `as_json`; the others are JSON data."""
+    `binary_all` and it is not in `as_json`; the others are JSON data. `parameters`: the response's own (the
+    protocol's optional $parameters object; here the rows' prediction ids)."""
     outputs, blobs = [], []
     for name, arr, datatype in tensors:
         if name in binary or (binary_all and name not in as_json):
@@ -406,6 +407,8 @@ def write_infer(model: str, version: str, id: str | None, tensors: list[tuple[st
     response = {"model_name": model, "model_version": version}
     if id is not None:
         response["id"] = id
+    if parameters:
+        response["parameters"] = parameters
     response["outputs"] = outputs
     head = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:

@@ -66,7 +66,7 @@ class HotPath:
             elif kind == "default":
                 model, body = await self.service.predict_default(raw, start)
             else:
-                model, body, extra = await self.service.infer(name, version, raw, binary)
+                model, body, extra = await self.service.infer(name, version, raw, binary, start)
                 headers = [(k.encode(), v.encode()) for k, v in extra.items()] or JSON_HEADERS
             status = 200
         except Disconnected:

@@ -107,6 +107,16 @@ def test_linear_lr_schedule():
     assert linear_lr(900, DQNConfig(total_steps=1000, lr=1e-3, lr_end=None)) == 1e-3  # no decay
     with pytest.raises(Exception, match="--lr-end"):
         DQNConfig(lr=1e-4, lr_end=1e-3)
+    # lr_final: on from lr_end at the knee to lr_final at total_steps
+    tail = DQNConfig(total_steps=1000, lr=1e-3, lr_end=1e-4, lr_decay_fraction=0.5, lr_final=0.0)
+    assert linear_lr(250, tail) == pytest.approx(5.5e-4)
+    assert linear_lr(500, tail) == pytest.approx(1e-4)
+    assert linear_lr(750, tail) == pytest.approx(5e-5)
+    assert linear_lr(1000, tail) == pytest.approx(0.0)
+    with pytest.raises(Exception, match="--lr-final"):
+        DQNConfig(lr_final=0.0)
+    with pytest.raises(Exception, match="--eval-ema"):
+        DQNConfig(eval_ema=1.0)
 
 
 def test_nstep_transitions_by_hand():

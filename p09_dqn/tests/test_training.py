@@ -63,7 +63,8 @@ def test_resume_from_checkpoint_equals_uninterrupted(tiny_run, tmp_path):
 def test_resume_with_nstep_and_terminal_reserve_equals_uninterrupted(tmp_path):
     import dataclasses
 
-    cfg = dataclasses.replace(TINY, n_step=3, terminal_share=0.1, terminal_buffer_size=50)
+    cfg = dataclasses.replace(TINY, n_step=3, terminal_share=0.1, terminal_buffer_size=50, eval_ema=0.05,
+                              val_online=True)
     run_dir, copy = tmp_path / "full", tmp_path / "resumed"
     result = train(cfg, run_dir=run_dir, quiet=True)
     shutil.copytree(run_dir, copy)
@@ -80,7 +81,26 @@ def test_resume_with_nstep_and_terminal_reserve_equals_uninterrupted(tmp_path):
     last_a = Checkpointer(run_dir / "checkpoints").latest()["model"]
     last_b = Checkpointer(copy / "checkpoints").latest()["model"]
     assert all(torch.equal(last_a[k], last_b[k]) for k in last_a)
+    ema_a = Checkpointer(run_dir / "checkpoints").latest()["ema"]  # the Polyak average is saved and resumed too
+    ema_b = Checkpointer(copy / "checkpoints").latest()["ema"]
+    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+    assert not all(torch.equal(ema_a[k], last_a[k]) for k in ema_a)  # it is not the online net
     assert resumed["updates"] == result["updates"] and resumed["test_mean"] == result["test_mean"]
+    rows = [json.loads(x) for x in open(copy / "metrics.jsonl")]
+    assert any("val_return_online" in r for r in rows)
+
+
+def test_last_weights_of_an_ema_run_are_the_average(tmp_path):
+    """--weights last tests the net that validation judged: the Polyak average when the run kept one."""
+    import dataclasses
+
+    from p09_dqn.evaluate import load_policy
+
+    cfg = dataclasses.replace(TINY, total_steps=600, eval_every=300, eval_ema=0.01)
+    train(cfg, run_dir=tmp_path / "run", quiet=True)
+    q, _ = load_policy(str(tmp_path / "run"), "last")
+    ema = Checkpointer(tmp_path / "run" / "checkpoints").latest()["ema"]
+    assert all(torch.equal(v, ema[k]) for k, v in q.state_dict().items())
 
 
 def test_terminated_stored_truncated_not(tiny_run):

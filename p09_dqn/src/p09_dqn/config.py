@@ -28,6 +28,9 @@ class DQNConfig:
     lr_end: float | None = _f(None, "learning rate at the end of a linear decay over lr_decay_fraction * total_steps "
                               "(default: none, the rate stays at --lr)")
     lr_decay_fraction: float = _f(1.0, "fraction of total_steps over which lr decays linearly to lr_end")
+    lr_final: float | None = _f(None, "learning rate at total_steps: after the decay to lr_end, the rate goes on "
+                                "linearly from lr_end to lr_final over the rest of the run (default: it stays at "
+                                "lr_end; 0 = the last updates change nothing)")
     batch_size: int = _f(128, "transitions per gradient step")
     loss: Literal["huber", "mse"] = _f("huber", "TD loss: huber (smooth L1) or mse (CleanRL's)")
     grad_clip: float = _f(10.0, "max global grad norm; 0 turns clipping off")
@@ -45,6 +48,11 @@ class DQNConfig:
     terminal_buffer_size: int = _f(5_000, "capacity of that buffer of terminations (used when --terminal-share > 0)")
     clip_target: bool = _f(False, "clip TD targets to +-max|r| / (1 - gamma), the largest |Q| any policy can have "
                            "(max|r| as seen so far)")
+    eval_ema: float = _f(0.0, "Polyak average of the online net for acting greedily: ema <- eval_ema * online + "
+                         "(1 - eval_ema) * ema after every update; validation, policy.pt and the last-weights test "
+                         "use it (training still acts with the online net); 0 = the online net itself")
+    val_online: bool = _f(False, "with --eval-ema: also validate the online net (logged as val_return_online; "
+                          "diagnostics only, it chooses nothing)")
     double: bool = _f(True, "Double DQN target: online net picks the action, target net values it")
     # target network: hard copy every target_every steps (tau=1) or Polyak averaging (tau<1) at that period
     target_every: int = _f(1, "steps between target-network updates")
@@ -77,6 +85,9 @@ class DQNConfig:
         check(self.lr > 0, "--lr must be > 0")
         check(self.lr_end is None or 0 < self.lr_end <= self.lr, "--lr-end must be in (0, --lr]")
         check(0.0 < self.lr_decay_fraction <= 1.0, "--lr-decay-fraction must be in (0, 1]")
+        check(self.lr_final is None or (self.lr_end is not None and 0 <= self.lr_final <= self.lr_end),
+              "--lr-final needs --lr-end and must be in [0, --lr-end]")
+        check(0.0 <= self.eval_ema < 1.0, "--eval-ema must be in [0, 1) (0 = off)")
         check(self.batch_size >= 1, "--batch-size must be >= 1")
         check(self.grad_clip >= 0, "--grad-clip must be >= 0 (0 turns clipping off)")
         check(self.buffer_size >= self.batch_size, "--buffer-size must be >= --batch-size")

@@ -52,7 +52,8 @@ def rollout(env_id: str, seeds: list[int], policy=None, device="cpu", rng_seed: 
 def load_policy(path: str, weights: str = "best"):
     """(QNetwork, config dict) from a run folder's policy.pt, or from a policy/checkpoint .pt file.
 
-    weights="last" reads the latest checkpoint's online net instead of the best-on-validation one."""
+    weights="last" reads the latest checkpoint's greedy net (its Polyak average with --eval-ema, else the online
+    net) instead of the best-on-validation one."""
     p = Path(path)
     if p.is_dir():
         if weights == "last" or not (p / "policy.pt").is_file():
@@ -70,7 +71,8 @@ def load_policy(path: str, weights: str = "best"):
     if weights == "last":
         if "model" not in state or "best_model" not in state:
             raise DlmError(f"{path}: --weights last needs a run folder or a checkpoint, not a policy.pt")
-        net = state["model"]
+        # the net that acted greedily in validation: the Polyak average when the run kept one (--eval-ema)
+        net = state["ema"] if state.get("ema") is not None else state["model"]
     else:
         net = state.get("best_model", state["model"])
     env = make_env(cfg["env"])

@@ -42,11 +42,15 @@ def linear_epsilon(step: int, cfg: DQNConfig) -> float:
 
 
 def linear_lr(step: int, cfg: DQNConfig) -> float:
-    """lr -> lr_end linearly over lr_decay_fraction * total_steps, then flat; constant lr when lr_end is None."""
+    """lr -> lr_end linearly over lr_decay_fraction * total_steps, then flat (or, with lr_final, linearly on to
+    lr_final at total_steps); constant lr when lr_end is None."""
     if cfg.lr_end is None:
         return cfg.lr
-    frac = min(1.0, step / (cfg.lr_decay_fraction * cfg.total_steps))
-    return cfg.lr + (cfg.lr_end - cfg.lr) * frac
+    knee = cfg.lr_decay_fraction * cfg.total_steps
+    if step <= knee or cfg.lr_final is None:
+        return cfg.lr + (cfg.lr_end - cfg.lr) * min(1.0, step / knee)
+    frac = min(1.0, (step - knee) / max(cfg.total_steps - knee, 1e-9))
+    return cfg.lr_end + (cfg.lr_final - cfg.lr_end) * frac
 
 
 def td_target(rewards: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor, gamma: float | torch.Tensor,
@@ -115,7 +119,7 @@ def gradient_step(q: QNetwork, target: QNetwork, opt: torch.optim.Optimizer, bat
             "td_abs": (q_sa.detach() - y).abs().mean().item()}
 
 
-def validate(cfg: DQNConfig, q: QNetwork, device) -> float:
+def validate(cfg: DQNConfig, q: torch.nn.Module, device) -> float:
     """Mean return of greedy episodes on the validation seeds (model selection and early stop)."""
     return float(rollout(cfg.env, val_seeds(cfg.seed, cfg.eval_episodes), q, device,
                          max_episode_steps=cfg.max_episode_steps).mean())
@@ -152,6 +156,9 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
 
     q = QNetwork(obs_dim, n_actions, cfg.hidden).to(device)
     target = copy.deepcopy(q)
+    # the net that acts greedily in validation and test: the online net, or a Polyak average of it (--eval-ema)
+    ema = copy.deepcopy(q) if cfg.eval_ema > 0 else None
+    greedy = ema if ema is not None else q
     opt = torch.optim.Adam(q.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     buf = ReplayBuffer(cfg.buffer_size, obs_dim)
     # the latest real terminations, kept apart so that a share of every batch is a failure (--terminal-share)
@@ -167,6 +174,8 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
     if state is not None:
         q.load_state_dict(state["model"])
         target.load_state_dict(state["target"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         buf.load_state_dict(state["buffer"])
         if reserve is not None:
@@ -185,7 +194,8 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
     def save(finished: bool) -> None:
         s["epoch"] += 1
         s["finished"] = finished
-        ckpt.save(s["epoch"], {"model": q.state_dict(), "target": target.state_dict(), "optimizer": opt.state_dict(),
+        ckpt.save(s["epoch"], {"model": q.state_dict(), "target": target.state_dict(),
+                               "ema": ema.state_dict() if ema is not None else None, "optimizer": opt.state_dict(),
                                "buffer": buf.state_dict(), "best_model": best_model, "loop": json.dumps(s),
                                "reserve": reserve.state_dict() if reserve is not None else None,
                                # empty at episode ends, where checkpoints are taken; saved for exactness anyway
@@ -199,7 +209,7 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
         s["last_eval_step"] = s["step"]
         if val > s["best_val"]:
             s["best_val"], s["best_step"] = val, s["step"]
-            best_model = {k: v.detach().clone() for k, v in q.state_dict().items()}
+            best_model = {k: v.detach().clone() for k, v in greedy.state_dict().items()}
         if val >= cfg.target_return and s["steps_to_solve"] is None:
             s["steps_to_solve"], s["seconds_to_solve"] = s["step"], time.perf_counter() - t_start
 
@@ -243,6 +253,8 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
                     s["n_sum"] += 1
                     s["gn_sum"] += m["grad_norm"]
                     s["td_sum"] += m["td_abs"]
+                if ema is not None:
+                    update_target(ema, q, cfg.eval_ema)
             if step % cfg.target_every == 0:
                 update_target(target, q, cfg.tau)
 
@@ -262,8 +274,10 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
 
         stop = False
         if step % cfg.eval_every == 0:
-            val = validate(cfg, q, device)
+            val = validate(cfg, greedy, device)
             record_validation(val)
+            if ema is not None and cfg.val_online:
+                run.log(step=step, val_return_online=validate(cfg, q, device))
             now = time.perf_counter()
             sps = (step - step_window) / max(now - t_window, 1e-9)
             t_window, step_window = now, step
@@ -294,7 +308,7 @@ def train(cfg: DQNConfig, run_dir=None, resume: bool = False, quiet: bool = Fals
     env.close()
     if not s["finished"]:
         if s["last_eval_step"] != s["step"]:
-            val = validate(cfg, q, device)
+            val = validate(cfg, greedy, device)
             record_validation(val)
             run.log(step=s["step"], val_return=val, episode=s["episode"])
         s["train_seconds"] = time.perf_counter() - t_start

@@ -13,10 +13,10 @@ model is then tested once on 100 other seeds:
 
 Stability (issue #23, the "stability" key): each config trained for 100k steps with no early stop,
 validation (20 greedy episodes) every 5k steps; per seed the last weights (as training left them, no model
-selection) are tested on the 100 test episodes, and "post_solve_frac" is the share of the validation evals
-after the first one >= 475 that are still >= 475. Configs: "ours" (the default), "previous_default" (the
-default before issue #23: one-step returns, uniform replay) and "cleanrl" (the cleanrl preset capped at 100k
-steps: its epsilon then decays over 50k steps instead of 250k).
+selection; with --eval-ema the Polyak average) are tested on the 100 test episodes, and "post_solve_frac" is
+the share of the validation evals after the first one >= 475 that are still >= 475. Configs: "ours" (the default),
+"previous_default" (the default before issue #23: one-step returns, uniform replay) and "cleanrl" (the cleanrl
+preset capped at 100k steps: its epsilon then decays over 50k steps instead of 250k).
 
     .venv/bin/python bench/p09_dqn.py --stability-seeds 1,2,3,4,5          # trains 3 x 5 runs (about 2 h here)
     .venv/bin/python bench/p09_dqn.py --skip-steps --stability-runs DIR \
@@ -77,6 +77,16 @@ def stability_summary(run_dir: Path, solve: float = 475.0) -> dict:
     q, cfg = load_policy(str(run_dir), "last")
     test = rollout(cfg["env"], test_seeds(cfg["seed"], 100), q, max_episode_steps=cfg.get("max_episode_steps"))
     q_rows = [r["q_max"] for r in rows if r.get("q_max") is not None]
+    extra = {}
+    online = [(r["step"], r["val_return_online"]) for r in rows if "val_return_online" in r]
+    if online:  # an --eval-ema --val-online run: the online net beside its Polyak average (diagnostics)
+        from dlm_core.checkpoint import Checkpointer
+
+        q.load_state_dict(Checkpointer(run_dir / "checkpoints").latest()["model"])
+        test_online = rollout(cfg["env"], test_seeds(cfg["seed"], 100), q,
+                              max_episode_steps=cfg.get("max_episode_steps"))
+        extra = {"last_weights_online_test_mean": round(float(np.mean(test_online)), 1),
+                 "validation_curve_online": [(st, round(v, 1)) for st, v in online]}
     return {"seed": cfg["seed"], "steps": val[-1][0] if val else None,
             "last_weights_test_mean": round(float(np.mean(test)), 1),
             "first_solve_step": val[first][0] if first is not None else None,
@@ -84,7 +94,7 @@ def stability_summary(run_dir: Path, solve: float = 475.0) -> dict:
             "post_solve_frac": round(sum(v >= solve for v in after) / len(after), 3) if after else None,
             "last_val": round(val[-1][1], 1) if val else None,
             "peak_q_max": round(max(q_rows), 1) if q_rows else None,
-            "validation_curve": [(st, round(v, 1)) for st, v in val]}
+            "validation_curve": [(st, round(v, 1)) for st, v in val], **extra}
 
 
 def stability_group(runs: list[dict]) -> dict:

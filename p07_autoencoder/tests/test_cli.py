@@ -105,7 +105,9 @@ def test_image_run_export_bundle_parity(tmp_path, capsys):
     from p07_autoencoder.model import Scorer
 
     b = load_bundle(tmp_path / "artifacts/fashion-anomaly/c7")
-    assert b.manifest["metrics"]["values"]["onnx_parity_max_abs"] < 1e-5
+    # float32 ORT vs torch on the score (blurred error + the code's Mahalanobis term, values up to ~10): 1e-5 was
+    # passed by the error alone and missed by 1.05e-5 once with the code term; the self-check below uses 1e-4 too
+    assert b.manifest["metrics"]["values"]["onnx_parity_max_abs"] < 1e-4
     spec = json.loads((run_dir / "preprocess.json").read_text())
     assert b.manifest["postprocess"]["threshold"] == spec["threshold"]
     drift = b.npz("drift_reference.npz")

@@ -153,6 +153,9 @@ def test_run_serve_refuses_an_open_admin_on_a_public_address(two, tmp_path):
     r = subprocess.run([str(exe), str(old), "--admin-token-file", str(tmp_path / "short")], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "shorter than 16" in r.stderr
+    r = subprocess.run([str(exe), str(old)], capture_output=True, text=True, timeout=60,
+                       env={"PATH": "/usr/bin:/bin", "DLM_ADMIN_TOKEN": "short"})
+    assert r.returncode == 2 and "from the environment is shorter than 16" in r.stderr
 
 
 def test_a_sigkilled_server_keeps_every_acknowledged_feedback_row_once(two, tmp_path):

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from dlm_core.errors import DlmError
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
+MIN_LENGTH = 16  # a guessable token is no token
 
 
 class Denied(HTTPException):
@@ -32,6 +33,9 @@ class Secret:
     def __init__(self, what: str, file: str | os.PathLike | None = None, value: str | None = None):
         self.what, self.file, self.checked, self.mtime = what, Path(file) if file else None, 0.0, None
         self.tokens = tuple(t for t in [(value or "").strip()] if t)
+        if self.tokens and len(self.tokens[0]) < MIN_LENGTH:
+            raise DlmError(f"the {what} from the environment is shorter than {MIN_LENGTH} characters; use e.g. "
+                           f"`openssl rand -hex 32`")
         if self.file:
             self.reload(force=True)
 
@@ -46,8 +50,8 @@ class Secret:
                 tokens = tuple(t.strip() for t in self.file.read_text().splitlines() if t.strip())
                 if not tokens:
                     raise DlmError(f"the {self.what} file {self.file} is empty; write a token in it")
-                if min(len(t) for t in tokens) < 16:
-                    raise DlmError(f"a {self.what} in {self.file} is shorter than 16 characters; use e.g. "
+                if min(len(t) for t in tokens) < MIN_LENGTH:
+                    raise DlmError(f"a {self.what} in {self.file} is shorter than {MIN_LENGTH} characters; use e.g. "
                                    f"`openssl rand -hex 32`")
                 self.tokens, self.mtime = tokens, mtime
         except OSError as err:

@@ -216,6 +216,18 @@ def test_two_replicas_behind_haproxy_agree_and_survive_a_kill(postgres, tmp_path
         assert all(r["t"] < kill_at + 1 for r in failed), failed  # only what was in flight, none later
         after = [r for r in rows if r["t"] > back_at]
         assert after and all(r["status"] == 200 and r["version"] == "2" for r in after)
+        # a manual retrain asked of the follower: a request (202) that the leader turns into one retrain
+        r = reps.direct("r2").post("/v1/models/life/retrain", headers={"Authorization": f"Bearer {reps.token}"})
+        assert r.status_code == 202 and r.json()["leader"] == "r1", r.text
+        t0 = time.time()
+        while not [e for e in admin.get("/v1/events").json()["events"] if e["kind"] == "retrain_started"
+                   and e["reason"] == "manual"]:
+            assert time.time() - t0 < 10, "the leader did not act on the request"
+            time.sleep(0.1)
+        time.sleep(1.5)  # a few more looks of the leader: still one retrain for the one request
+        manual = [e for e in admin.get("/v1/events").json()["events"] if e["kind"] == "retrain_started"
+                  and e["reason"] == "manual"]
+        assert len(manual) == 1
         # the leader SIGKILLed: the other replica takes the lifecycle lease once it runs out (--lease-s 3)
         reps.procs["r1"].send_signal(signal.SIGKILL)
         reps.procs["r1"].wait()

@@ -262,6 +262,13 @@ class Store:
             got = cur.all("SELECT id, body FROM events WHERE time > ? ORDER BY id DESC LIMIT ?", (since, limit))
         return [{**json.loads(body), "seq": i} for i, body in reversed(got)]
 
+    def events_after(self, kind: str, model: str, seq: int) -> list[dict]:
+        """The model's events of one kind after sequence number `seq`, oldest first."""
+        with self.tx() as cur:
+            got = cur.all("SELECT id, body FROM events WHERE kind = ? AND model = ? AND id > ? ORDER BY id",
+                          (kind, model, seq))
+        return [{**json.loads(body), "seq": i} for i, body in got]
+
     # ------------------------------------------------------------------------------------------ model state
     def save_state(self, model: str, state: dict) -> None:
         body = json.dumps(state, default=str, sort_keys=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from dlm_core.predictors import BadInput
@@ -58,9 +58,14 @@ async def lifecycle(name: str, ctx: Ctx):
 
 
 @router.post("/v1/models/{name}/retrain", tags=["lifecycle"], dependencies=[Admin],
-             summary="Start a retrain now (reason: manual) on the labelled feedback received so far")
-async def retrain(name: str, ctx: Ctx):
-    return await ctx.life.start_retrain(ctx.repo.get(name), "manual", None)
+             summary="Start a retrain now (reason: manual) on the labelled feedback received so far; on a replica "
+                     "that does not lead, a request (202) that the leader acts on at its next look")
+async def retrain(name: str, ctx: Ctx, response: Response):
+    d = ctx.repo.get(name)
+    if ctx.life.leading or not ctx.config.retrain.dir:
+        return await ctx.life.start_retrain(d, "manual", None)
+    response.status_code = 202
+    return await ctx.life.request_retrain(d)
 
 
 @router.post("/v1/models/{name}/rollback", tags=["lifecycle"], dependencies=[Admin],

@@ -67,6 +67,7 @@ class Tracking:
     previous: str | None = None     # the version a rollback goes back to
     last_window: dict | None = None  # the drift report of the last judged window
     windows_judged: int = 0         # drift windows judged so far
+    request_mark: int = 0           # the last retrain_requested event (from another replica) acted on
     stats: dict = dataclasses.field(default_factory=dict)  # the statistics behind the episode
 
 
@@ -216,6 +217,7 @@ class Lifecycle:
 
     async def check(self, name: str) -> None:
         d, tr = self.repo.get(name), self.track[name]
+        await self.requests(d, tr)
         if d.task not in CLASSIFIERS:
             return
         obs = await self.observe(d, tr)
@@ -228,6 +230,26 @@ class Lifecycle:
             self.save(name)
         if decision.retrain:
             await self.start_retrain(d, decision.reason, tr.stats, decision.state.onset)
+
+    async def requests(self, d: Deployment, tr: Tracking) -> None:
+        """Manual retrains asked of replicas that do not lead: one retrain for the requests since the last look
+        (or a retrain_refused event saying why not)."""
+        asked = await asyncio.to_thread(self.store.events_after, "retrain_requested", d.name, tr.request_mark)
+        if not asked:
+            return
+        tr.request_mark = asked[-1]["seq"]
+        self.save(d.name)
+        try:
+            await self.start_retrain(d, "manual", None)
+        except (Conflict, BadInput) as err:
+            self.event("retrain_refused", d.name, version=d.version, request=tr.request_mark, reason=str(err))
+
+    async def request_retrain(self, d: Deployment) -> dict:
+        """On a replica that does not lead: record the request; the leader starts the retrain at its next look."""
+        holder = await asyncio.to_thread(self.store.lease_holder, LEASE)
+        e = self.event("retrain_requested", d.name, version=d.version, replica=self.replica, leader=holder)
+        return {"model": d.name, "requested": e["seq"], "leader": holder,
+                "note": "the leader starts it at its next look (GET /v1/events: retrain_started or retrain_refused)"}
 
     async def record(self, d: Deployment, tr: Tracking, decision: Decision) -> None:
         """The events of a decision, and the statistics behind the criteria met now."""
@@ -255,9 +277,8 @@ class Lifecycle:
         pol, tr, p = self.policy, self.track[d.name], d.predictor
         if not pol.dir:
             raise Conflict("retraining is off; start the server with --retrain-dir")
-        if not self.leading:
-            raise Conflict(f"this replica ({self.replica}) does not hold the lifecycle lease; the one that does "
-                           f"({await asyncio.to_thread(self.store.lease_holder, LEASE)}) starts retrains: try again")
+        if not self.leading:  # (the route turns a manual retrain on a follower into a request: request_retrain)
+            raise Conflict(f"this replica ({self.replica}) does not hold the lifecycle lease")
         if tr.running:
             raise Conflict(f"a retrain of {d.name} is already running (event {tr.running})")
         if d.task not in CLASSIFIERS:
@@ -399,6 +420,7 @@ class Lifecycle:
             "serving": bundle_ref(self.repo.get(name).predictor), "previous": prev and bundle_ref(prev.predictor),
             "criteria": dataclasses.asdict(tr.criteria), "accuracy_mark": tr.accuracy_mark,
             "cooldown_until": tr.cooldown_until, "windows_judged": tr.windows_judged, "retrain": tr.retrain,
+            "request_mark": tr.request_mark,
             "expected": {v: a for (n, v), a in self.expected.items() if n == name}})
 
     async def resume(self, load) -> list[dict]:
@@ -476,6 +498,7 @@ class Lifecycle:
             tr.criteria = ModelState(**st.get("criteria", {}))
             tr.accuracy_mark, tr.windows_judged = st.get("accuracy_mark", 0), st.get("windows_judged", 0)
             tr.cooldown_until = st.get("cooldown_until", 0.0)
+            tr.request_mark = max(tr.request_mark, st.get("request_mark", 0))
             rt = st.get("retrain")
             if rt and tr.running != rt["id"]:
                 if self.hook and rt.get("version") in self.repo.models[name]:

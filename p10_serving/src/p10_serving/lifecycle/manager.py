@@ -323,6 +323,11 @@ class Lifecycle:
             candidate = await asyncio.to_thread(self.gate.load, old.predictor, result["bundle"],
                                                 set(self.repo.models[old.name]))
             checks = await asyncio.to_thread(self.gate.check, old.predictor, candidate, gate_rows)
+            if not await asyncio.to_thread(self.store.lease, LEASE, self.replica, self.policy.lease_s):
+                # this process lost the lease while it retrained (paused past --lease-s): the new leader has
+                # picked the same event up; only the lease holder may act on the verdict
+                self.event("retrain_abandoned", old.name, id=eid, version=old.version, replica=self.replica)
+                return
             if not checks["passed"]:
                 await asyncio.to_thread(self.store.mark_version, old.name, candidate.version, "rejected")
                 self.event("gate_rejected", old.name, id=eid, version=old.version, candidate=candidate.version,

@@ -91,13 +91,16 @@ def test_resume_with_nstep_and_terminal_reserve_equals_uninterrupted(tmp_path):
 
 
 def test_last_weights_of_an_ema_run_are_the_average(tmp_path):
-    """--weights last tests the net that validation judged: the Polyak average when the run kept one."""
+    """--weights last tests the net that validation judged: the Polyak average when the run kept one; keeping it
+    changes nothing in training."""
     import dataclasses
 
     from p09_dqn.evaluate import load_policy
 
     cfg = dataclasses.replace(TINY, total_steps=600, eval_every=300, eval_ema=0.01)
     train(cfg, run_dir=tmp_path / "run", quiet=True)
+    train(dataclasses.replace(cfg, eval_ema=0.0), run_dir=tmp_path / "plain", quiet=True)
+    assert _episodes(tmp_path / "run") == _episodes(tmp_path / "plain")  # the average never acts in training
     q, _ = load_policy(str(tmp_path / "run"), "last")
     ema = Checkpointer(tmp_path / "run" / "checkpoints").latest()["ema"]
     assert all(torch.equal(v, ema[k]) for k, v in q.state_dict().items())

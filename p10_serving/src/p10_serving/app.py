@@ -55,8 +55,7 @@ def create_app(predictors: list[Predictor], config: ServeConfig | None = None, s
     repo = ModelRepository(predictors, config, metrics)
     predictions = PredictionLog(store, config.prediction_log_sample)
     service = Service(repo, predictions)
-    life = Lifecycle(repo, config.retrain, metrics, store, replica)
-    life.predictions = predictions
+    life = Lifecycle(repo, config.retrain, metrics, store, predictions, replica)
     ctx = Context(config, repo, service, life, metrics, Timeline(repo, metrics, life), store, auth or Auth())
 
     @contextlib.asynccontextmanager

@@ -43,6 +43,14 @@ class PredictionLog:
                                  "output": out.results[i]}
         return ids
 
+    async def find(self, pids: list[str]) -> dict[str, dict]:
+        """pid -> the logged answer, from those not yet written, then from the store (ids in neither: absent)."""
+        found = {p: self.pending[p] for p in pids if p in self.pending}
+        rest = [p for p in pids if p not in found]
+        if rest:
+            found.update(await asyncio.to_thread(self.store.predictions, rest))
+        return found
+
     async def run(self) -> None:
         try:
             while True:

@@ -117,13 +117,15 @@ api_key = HTTPBearer(auto_error=False, scheme_name="API key",
                      description="only when the server has one (--api-key-file or DLM_API_KEY); X-API-Key works too")
 
 
-async def admin_only(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-    request.app.state.ctx.auth.check_admin(creds.credentials if creds else None)
+def dependency(scheme: HTTPBearer, check: str, header: str | None = None):
+    """A FastAPI dependency that runs Auth.<check> on the scheme's bearer token (or on `header` without one)."""
+
+    async def verify(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:
+        token = creds.credentials if creds else (request.headers.get(header) if header else None)
+        getattr(request.app.state.ctx.auth, check)(token)
+
+    return Depends(verify)
 
 
-async def predict_key(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(api_key)) -> None:
-    request.app.state.ctx.auth.check_predict(creds.credentials if creds else request.headers.get("x-api-key"))
-
-
-Admin = Depends(admin_only)
-PredictKey = Depends(predict_key)
+Admin = dependency(bearer, "check_admin")
+PredictKey = dependency(api_key, "check_predict", header="x-api-key")

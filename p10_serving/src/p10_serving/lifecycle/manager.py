@@ -73,8 +73,9 @@ class Tracking:
 
 class Lifecycle:
     def __init__(self, repo: ModelRepository, policy: RetrainPolicy, metrics: Metrics, store: Store,
-                 replica: str | None = None):
+                 predictions, replica: str | None = None):
         self.repo, self.policy, self.metrics, self.store = repo, policy, metrics, store
+        self.predictions = predictions  # the PredictionLog: feedback by prediction id looks answers up there
         self.track = {name: Tracking() for name in repo.models}
         self.tasks: set[asyncio.Task] = set()
         self.dirs = folders(policy.dir) if policy.dir else None
@@ -117,8 +118,7 @@ class Lifecycle:
         for i, pid in enumerate(pids):
             if not isinstance(pid, str) or not pid:
                 raise BadInput(f"prediction_ids[{i}]: a prediction id (a string), got {pid!r}")
-        found = {**await asyncio.to_thread(self.store.predictions, [p for p in pids if p not in self.pending]),
-                 **{p: self.pending[p] for p in pids if p in self.pending}}
+        found = await self.predictions.find(pids)
         missing = [p for p in pids if p not in found]
         if missing:
             raise PredictionNotFound(f"prediction {missing[0]} is not in the prediction log (sampled out, older than "
@@ -134,13 +134,6 @@ class Lifecycle:
         for version, rows in by_version.items():
             answer = await self.commit_feedback(d.name, version, rows)
         return {**answer, "accepted": len(ys), "correct": sum(r[2] for rows in by_version.values() for r in rows)}
-
-    @property
-    def pending(self) -> dict:
-        """Predictions answered but not yet written to the log (the log writes every half second)."""
-        return self.predictions.pending if self.predictions else {}
-
-    predictions = None  # the PredictionLog, set by the app
 
     async def commit_feedback(self, name: str, version: str, rows: list[tuple]) -> dict:
         """Commit (example, label, correct, prediction id) rows; the answer once they are on disk."""

@@ -30,7 +30,7 @@ For each bundle (default: the fashion-cnn-demo bundle and the p03 default fashio
 Beside them, per step, the CPU the load generator and the rest of the machine used (another job may share the
 cores: the result says how much), and the model alone (predictor.run at batch 1 and 32, no HTTP).
 
-    .venv/bin/python -P bench/p10_serving.py [--bundle PATH ...] [--step-seconds S] [--servers ours,mosec,litserve]
+    .venv/bin/python -P bench/p10_serving.py [--bundle PATH ...] [--step-seconds S] [--servers ours,mosec,...]
                                              [--serve-args "--flag value"] [--quick] [--with-eager]
 
 JSON to bench/results/p10_serving.json, plots p10_serving_saturation.png and p10_serving_latency.png beside it
@@ -699,7 +699,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", action="append", default=None, metavar="PATH",
                     help="a bundle folder (repeatable; default: the newest fashion-cnn-demo and fashion-cnn bundles)")
-    ap.add_argument("--servers", default=",".join(SERVERS), help="comma-separated, of ours,mosec,litserve")
+    ap.add_argument("--servers", default=",".join(SERVERS),
+                    help=f"comma-separated, of {','.join(SERVERS)} (default: all; ours-xN: N replicas behind HAProxy)")
     ap.add_argument("--step-seconds", type=float, default=None, help="measured seconds per ramp step (default 3; "
                     "--quick 1.5); the 50%%/80%%/800 points last twice that (--quick: as long)")
     ap.add_argument("--warmup", type=float, default=None, help="warm-up seconds before each step (default 1; "

@@ -248,6 +248,7 @@ def apt_fetch(dest: Path, mirror: str | None = None, suite: str = SUITE, keyring
         raise DlmError(f"{keyring} is missing; install it (apt-get install debian-archive-keyring) and refetch")
     with tempfile.TemporaryDirectory(prefix="dlm-apt-") as tmp:
         tmp = Path(tmp)
+        tmp.chmod(0o755)  # apt downloads as the unprivileged `_apt` user into lists/partial
         lists, cache = tmp / "lists", tmp / "cache"
         (lists / "partial").mkdir(parents=True)
         (cache / "archives" / "partial").mkdir(parents=True)
@@ -261,8 +262,9 @@ def apt_fetch(dest: Path, mirror: str | None = None, suite: str = SUITE, keyring
         cmd = ["apt-get", "update", "-q", "--error-on=any"] + [a for k, v in opts.items() for a in ("-o", f"{k}={v}")]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            errs = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.startswith(("E:", "W:", "Err"))]
-            why = (errs or (proc.stderr + proc.stdout).strip().splitlines()[-1:] or ["(no output)"])[0]
+            lines = (proc.stderr + proc.stdout).splitlines()
+            errs = [ln for tag in ("E:", "Err", "W:") for ln in lines if ln.startswith(tag)]
+            why = (errs or lines[-1:] or ["(no output)"])[0]
             raise DlmError(f"cannot fetch {suite}'s index from {mirror} with apt-get (offline?): {why.strip()}; "
                            f"with the Debian mirror reachable rerun: dlm data fetch {NAME}")
         prefix = "*_dists_" + suite

@@ -5,7 +5,7 @@ binary packages that are **new in Debian 13 "trixie"** `main`: packages whose na
 have, with their real Section (the late feedback label) and long description. New vocabulary (new upstream
 ecosystems, new crates and Go modules), and a different section mix.
 
-Fetch (`dlm data fetch debian-packages-trixie-new`, about 10 s here):
+Fetch (`dlm data fetch debian-packages-trixie-new`, 11-12 s here with `debian-packages` present):
 
 1. `apt-get update` with a private sources list (`deb [signed-by=<keyring>] <mirror> trixie main`) and private
    lists/cache directories (the system's apt state is not touched), `Acquire::Languages=en` and
@@ -144,7 +144,7 @@ def build_shift(packages_text: str, translation_text: str, bookworm_names: set[s
             unseen[d["section"]] += 1
         else:
             keep.append(d)
-    stats.update({"new_documents": len(keep) + sum(unseen.values()) + drop["same_text_as_bookworm"]
+    stats.update({"documents_with_a_new_name": len(keep) + sum(unseen.values()) + drop["same_text_as_bookworm"]
                   + drop["mixed"], "mixed": drop["mixed"], "same_text_as_bookworm": drop["same_text_as_bookworm"],
                   "same_text_t64": drop["same_text_t64"], "unseen_section": sum(unseen.values()),
                   "unseen_sections": dict(sorted(unseen.items())), "documents": len(keep)})

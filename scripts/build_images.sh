@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Build dlm's two images with podman: localhost/dlm-serve (docker/Dockerfile.serve, no torch) and
-# localhost/dlm-train (docker/Dockerfile.train, torch + the data).
+# Build dlm's images with podman: localhost/dlm-serve (docker/Dockerfile.serve, no torch), localhost/dlm-train
+# (docker/Dockerfile.train, torch + the data) and, for docker/compose.yml where no registry answers, the three
+# services from Debian's packages: localhost/dlm-haproxy, localhost/dlm-postgres, localhost/dlm-prometheus.
 #
-#   scripts/build_images.sh [base|serve|train|all]     (default: all)
+#   scripts/build_images.sh [base|serve|train|services|all]     (default: all = serve + train)
 #
 # The base image: $BASE when given; else python:3.11-slim-bookworm when a registry answers; else a local
 # localhost/dlm-base made from Debian packages with debootstrap (python3, python3-venv, ca-certificates) and
@@ -23,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
-case $what in base|serve|train|all) ;; *) echo "usage: $0 [base|serve|train|all]" >&2; exit 2 ;; esac
+case $what in base|serve|train|services|all) ;; *) echo "usage: $0 [base|serve|train|services|all]" >&2; exit 2 ;; esac
 
 for tool in podman buildah; do
   command -v $tool >/dev/null || { echo "build_images: $tool is missing; as root: apt-get install -y podman buildah runc debootstrap" >&2; exit 2; }
@@ -77,11 +78,11 @@ build_base() {
   echo "build_images: localhost/dlm-base in $(elapsed "$t0") s"
 }
 
-build() {  # build NAME DOCKERFILE [extra podman build args]
+build() {  # build NAME DOCKERFILE [extra podman build args] (context: the repo root, or CONTEXT)
   local name=$1 file=$2 t0; shift 2
   t0=$(date +%s)
   podman build --isolation chroot --network host --format docker --build-arg "BASE=$base" \
-    -f "$file" -t "localhost/$name" "$@" .
+    -f "$file" -t "localhost/$name" "$@" "${CONTEXT:-.}"
   echo "build_images: localhost/$name in $(elapsed "$t0") s, $(podman image inspect -f '{{.Size}}' "localhost/$name" \
     | awk '{printf "%.0f MB", $1/1e6}')"
 }
@@ -102,4 +103,8 @@ if [[ $what == train || $what == all ]]; then
     extra=(--volume "$index:/torch-index:ro" --build-arg "PIP_EXTRA_INDEX_URL=file:///torch-index/simple")
   fi
   build dlm-train docker/Dockerfile.train "${extra[@]}"
+fi
+if [[ $what == services ]]; then
+  # apt-get inside the build installs Debian's haproxy, postgresql-15 and prometheus (context: docker/ alone)
+  for svc in haproxy postgres prometheus; do CONTEXT=docker build "dlm-$svc" "docker/Dockerfile.$svc"; done
 fi

@@ -44,13 +44,17 @@ browser:
 		|| echo "chromium could not be installed: the dashboard's browser test will be skipped"; }
 
 # the store's tests and the replica test start a real PostgreSQL and HAProxy from Debian's packages (each test
-# skipped, saying so, without them)
+# skipped, saying so, without them); where podman is (.ci/run installs it), podman-compose for the compose test
 services:
 	@for pkg in postgresql:pg_ctl haproxy:haproxy; do name=$${pkg%%:*}; exe=$${pkg##*:}; \
 		command -v $$exe >/dev/null || test -x /usr/sbin/$$exe || ls /usr/lib/postgresql/*/bin/$$exe >/dev/null 2>&1 \
 		|| apt-get install -y -qq --no-install-recommends $$name >/dev/null 2>&1 \
 		|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$name >/dev/null; } \
 		|| echo "$$name could not be installed: the tests that need it will be skipped"; done
+	@if command -v podman >/dev/null && ! command -v podman-compose >/dev/null; then \
+		apt-get install -y -qq --no-install-recommends podman-compose >/dev/null 2>&1 \
+		|| { apt-get update -qq && apt-get install -y -qq --no-install-recommends podman-compose >/dev/null; } \
+		|| echo "podman-compose could not be installed: the compose test will be skipped"; fi
 
 # -P: a bench named like its package (bench/p03_cnn.py) must not shadow the package on sys.path
 bench: setup

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker" / "compose.yml"
 SERVICES = ["postgres", "serve-1", "serve-2", "balancer", "prometheus"]  # all but the worker (retrain)
 REPLICAS = {"serve-1", "serve-2"}
-RATE, SECONDS = 50.0, 20.0  # the traffic: 1000 predictions, paced
+RATE, WARMUP, SECONDS = 50.0, 4.0, 20.0  # paced predictions: 200 before the measured window, 1000 in it
 
 
 def _until(what: str, check, timeout: float, every: float = 0.5):
@@ -90,6 +91,13 @@ def test_compose_up_balances_two_replicas_and_prometheus_sums_their_rate(tmp_pat
         except DlmError as err:
             pytest.fail(f"{err}; logs:\n{logs()}")
         t_ready = time.monotonic()
+        for svc in SERVICES:  # hardened as compose.yml says: no capabilities left, a read-only root
+            name = f"{project}_{svc}_1"
+            status = subprocess.run(["podman", "exec", name, "cat", "/proc/1/status"], capture_output=True,
+                                    text=True, env=env).stdout
+            assert re.search(r"^CapEff:\s*0+$", status, re.M), (svc, status)
+            assert subprocess.run(["podman", "inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", name],
+                                  capture_output=True, text=True, env=env).stdout.strip() == "true", svc
         client = httpx.Client(base_url=base, timeout=10)
         prom = httpx.Client(base_url=f"http://127.0.0.1:{prom_port}", timeout=10)
         example = client.get("/v1/models/toy-cnn").json()["example"]
@@ -99,20 +107,28 @@ def test_compose_up_balances_two_replicas_and_prometheus_sums_their_rate(tmp_pat
                lambda: seen.update([client.get("/v1/models/toy-cnn").headers.get("x-served-by", "")]) or
                REPLICAS <= seen, timeout=120, every=0.2)
 
-        # paced traffic through the balancer: RATE per second for SECONDS, every answer and who gave it recorded
+        # Prometheus scrapes both (else the rate's window would start with a gap)
+        up = "up{job='dlm-serve'}"
+        _until("Prometheus scraping both replicas", lambda: _query(prom, up) == {f"{n}:8000": 1.0 for n in REPLICAS},
+               timeout=60)
+
+        # paced traffic through the balancer, RATE per second: WARMUP seconds (the counters' series exist and
+        # have been scraped), then the SECONDS measured; every answer and the replica that gave it recorded
         served = {name: 0 for name in REPLICAS}
         failed = []
-        n = int(RATE * SECONDS)
-        start = time.time()
+        n0, n = int(RATE * WARMUP), int(RATE * (WARMUP + SECONDS))
+        t_first = time.time()
         for i in range(n):
-            time.sleep(max(0.0, start + i / RATE - time.time()))
+            if i == n0:
+                start = time.time()
+            time.sleep(max(0.0, t_first + i / RATE - time.time()))
             r = client.post("/v1/models/toy-cnn/predict", json=example)
             if r.status_code != 200:
                 failed.append((r.status_code, r.text[:200]))
             else:
                 served[r.headers["x-served-by"]] += 1
         end = time.time()
-        sent_rate = n / (end - start)
+        sent_rate = (n - n0) / (end - start)
         assert not failed, failed[:5]
         assert min(served.values()) > 0.3 * n, served  # round robin: about half each
 

@@ -106,6 +106,7 @@ def test_compose_up_balances_two_replicas_and_prometheus_sums_their_rate(tmp_pat
         _until("both replicas behind the balancer",
                lambda: seen.update([client.get("/v1/models/toy-cnn").headers.get("x-served-by", "")]) or
                REPLICAS <= seen, timeout=120, every=0.2)
+        t_rotation = time.monotonic()
 
         # Prometheus scrapes both (else the rate's window would start with a gap)
         up = "up{job='dlm-serve'}"
@@ -140,9 +141,12 @@ def test_compose_up_balances_two_replicas_and_prometheus_sums_their_rate(tmp_pat
         window = f"[{round(end - start)}s]"
         summed = _query(prom, f"sum(rate(dlm_requests_total{{job='dlm-serve', model='toy-cnn'}}{window}))", end)
         per_replica = _query(prom, f"sum by (instance) (rate(dlm_requests_total{{model='toy-cnn'}}{window}))", end)
+        restarts = {svc: subprocess.run(["podman", "inspect", "-f", "{{.RestartCount}}", f"{project}_{svc}_1"],
+                                        capture_output=True, text=True, env=env).stdout.strip() for svc in REPLICAS}
         print(json.dumps({"sent_rate": round(sent_rate, 1), "prometheus_summed_rate": round(summed[""], 1),
                           "per_replica_rate": {k: round(v, 1) for k, v in per_replica.items()},
-                          "served": served, "build_s": round(t_built - t0), "up_to_ready_s": round(t_ready - t_built),
+                          "served": served, "restarts": restarts, "build_s": round(t_built - t0),
+                          "up_to_ready_s": round(t_ready - t_built), "to_both_s": round(t_rotation - t_ready),
                           "total_s": round(time.monotonic() - t0)}))
         assert set(per_replica) == set(expected) and all(v > 0 for v in per_replica.values()), per_replica
         assert abs(summed[""] / sent_rate - 1) < 0.2, (summed, sent_rate)

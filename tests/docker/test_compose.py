@@ -81,10 +81,18 @@ def test_compose_up_balances_two_replicas_and_prometheus_sums_their_rate(tmp_pat
             out.append(f"--- {svc}\n{got.stdout}{got.stderr}")
         return "\n".join(out)[-6000:]
 
+    def up(services: list[str]) -> None:
+        proc = subprocess.run(compose + ["up", "-d", "--no-build", *services], capture_output=True, text=True,
+                              env=env, timeout=300)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
     try:
-        up = subprocess.run(compose + ["up", "-d", "--no-build", *SERVICES], capture_output=True, text=True,
-                            env=env, timeout=300)
-        assert up.returncode == 0, (up.stdout + up.stderr)[-4000:]
+        # PostgreSQL first, until its compose health check passes: podman-compose 1.0.3 ignores `depends_on`'s
+        # `condition: service_healthy` (the replicas would start before it answers, exit, and be restarted)
+        up(["postgres"])
+        _until("PostgreSQL healthy", lambda: subprocess.run(["podman", "healthcheck", "run", f"{project}_postgres_1"],
+                                                             capture_output=True, env=env).returncode == 0, 60)
+        up(SERVICES)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_http_ready(f"{base}/v2/health/ready", timeout=180)
@@ -103,15 +111,17 @@ def test_compose_up_balances_two_replicas_and_prometheus_sums_their_rate(tmp_pat
         example = client.get("/v1/models/toy-cnn").json()["example"]
         # both replicas in the balancer's rotation (HAProxy names the one that answered); not counted as requests
         seen: set[str] = set()
-        _until("both replicas behind the balancer",
-               lambda: seen.update([client.get("/v1/models/toy-cnn").headers.get("x-served-by", "")]) or
-               REPLICAS <= seen, timeout=120, every=0.2)
+
+        def both_seen() -> bool:
+            seen.add(client.get("/v1/models/toy-cnn").headers.get("x-served-by", ""))
+            return REPLICAS <= seen
+
+        _until("both replicas behind the balancer", both_seen, timeout=120, every=0.2)
         t_rotation = time.monotonic()
 
         # Prometheus scrapes both (else the rate's window would start with a gap)
-        up = "up{job='dlm-serve'}"
-        _until("Prometheus scraping both replicas", lambda: _query(prom, up) == {f"{n}:8000": 1.0 for n in REPLICAS},
-               timeout=60)
+        targets = {f"{name}:8000": 1.0 for name in REPLICAS}
+        _until("Prometheus scraping both replicas", lambda: _query(prom, "up{job='dlm-serve'}") == targets, timeout=60)
 
         # paced traffic through the balancer, RATE per second: WARMUP seconds (the counters' series exist and
         # have been scraped), then the SECONDS measured; every answer and the replica that gave it recorded
@@ -151,6 +161,8 @@ def test_compose_up_balances_two_replicas_and_prometheus_sums_their_rate(tmp_pat
         assert set(per_replica) == set(expected) and all(v > 0 for v in per_replica.values()), per_replica
         assert abs(summed[""] / sent_rate - 1) < 0.2, (summed, sent_rate)
         assert abs(sum(per_replica.values()) - summed[""]) < 1e-6 * summed[""]
+        client.close()
+        prom.close()
     except AssertionError as err:
         raise AssertionError(f"{err}\nlogs:\n{logs()}") from None
     finally:

@@ -2,7 +2,7 @@
 # p06 quick demo: train two small contrastive encoders (seeds 0 and 1) on 4,000 real Debian package
 # descriptions, join them into one ensemble encoder, index it with FAISS HNSW, search by meaning, and compare
 # with BM25 / TF-IDF on the held-out queries of that subset; export the search and the section classifier as
-# bundles (package-search-demo, package-section-demo) for p10_serving.
+# bundles (package-search-demo, package-section-demo: the n-gram section classifier, quick preset) for p10_serving.
 set -euo pipefail
 ROOT="${DLM_RUNS:-runs}/p06_contrastive"
 RUN="$ROOT/demo-quick"
@@ -18,4 +18,4 @@ run_retrieval_evaluate "$RUN" --no-faiss --tsne-points 0
 run_retrieval_evaluate "$RUN-ensemble" --no-faiss --tsne-points 0
 dlm headline p06_contrastive "$RUN-ensemble" --seconds $((SECONDS - start))
 run_contrastive_export "$RUN-ensemble" --name package-search-demo --version quick --overwrite
-run_section_classifier "$RUN-ensemble" --name package-section-demo --version quick --overwrite
+run_section_classifier --preset quick --name package-section-demo --version quick --overwrite --out "$ROOT/section-quick"

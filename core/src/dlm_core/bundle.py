@@ -34,13 +34,13 @@ REFERENCE = "reference.npz"
 DRIFT_REFERENCE = "drift_reference.npz"
 MIN_DRIFT_ROWS = 500
 
-# task -> (preprocess type, postprocess type)
+# task -> (preprocess types it may use, postprocess type)
 TASKS = {
-    "image-classification": ("image", "softmax_topk"),
-    "text-classification": ("text", "softmax_topk"),
-    "anomaly-detection": ("image", "threshold"),
-    "translation": ("text", "seq2seq_decode"),
-    "text-retrieval": ("text", "knn"),
+    "image-classification": (("image",), "softmax_topk"),
+    "text-classification": (("text", "ngrams"), "softmax_topk"),
+    "anomaly-detection": (("image",), "threshold"),
+    "translation": (("text",), "seq2seq_decode"),
+    "text-retrieval": (("text",), "knn"),
 }
 # type -> {field: python type(s)}; every field is required
 PREPROCESS_FIELDS = {
@@ -48,6 +48,8 @@ PREPROCESS_FIELDS = {
               "std": list, "layout": str, "background": str},
     "text": {"graph_input": str, "tokenizer": str, "max_tokens": int, "pad_id": int, "add_special_tokens": bool,
              "truncate": bool},
+    # TF-IDF n-grams (predictors/ngrams.py): the vocabulary file, and the graph's (ids, weights) inputs
+    "ngrams": {"ids_input": str, "weights_input": str, "vocabulary": str},
 }
 POSTPROCESS_FIELDS = {
     "softmax_topk": {"graph": str, "output": str, "labels": list, "top_k": int, "embedding_output": (str, type(None))},
@@ -145,7 +147,8 @@ def validate_manifest(m: dict) -> list[str]:
         return problems
     if m["task"] not in TASKS:
         return [f"manifest.task: {m['task']!r} is not one of {sorted(TASKS)}"]
-    pre_type, post_type = TASKS[m["task"]]
+    pre_types, post_type = TASKS[m["task"]]
+    pre_type = m["preprocess"].get("type") if m["preprocess"].get("type") in pre_types else pre_types[0]
     problems += _check_fields(m["provenance"], {"project": str, "run_dir": str, "git_commit": str, "dataset": str,
                                                 "split_seed": int, "seed": int, "config": dict},
                               "manifest.provenance")
@@ -172,9 +175,9 @@ def validate_manifest(m: dict) -> list[str]:
     for key in ("index", "documents"):
         if key in post and post[key] not in m["files"]:
             problems.append(f"manifest.postprocess.{key}: {post[key]!r} is not in manifest.files")
-    if pre_type == "text" and m["preprocess"].get("tokenizer") not in m["files"]:
-        problems.append(f"manifest.preprocess.tokenizer: {m['preprocess'].get('tokenizer')!r} is not in "
-                        "manifest.files")
+    for pre_type_, key in (("text", "tokenizer"), ("ngrams", "vocabulary")):
+        if pre_type == pre_type_ and m["preprocess"].get(key) not in m["files"]:
+            problems.append(f"manifest.preprocess.{key}: {m['preprocess'].get(key)!r} is not in manifest.files")
     problems += _check_fields(m["reference"], {"file": str, "tolerance": float}, "manifest.reference")
     problems += _check_fields(m["drift"], {"file": str, "split": str, "rows": int, "features": list,
                                            "prediction": str, "embedding": (str, type(None))}, "manifest.drift")

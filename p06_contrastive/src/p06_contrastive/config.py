@@ -98,3 +98,36 @@ PRESETS = {
                    max_query_len=12, val_distractors=200, warmup_steps=5, lr=3e-3, hard_negatives=2,
                    hard_pool=3, ict=0.5),
 }
+
+
+@dataclasses.dataclass
+class SectionConfig:
+    """The section classifier (section.py): TF-IDF n-grams -> embedding bag -> MLP."""
+
+    word_features: int = _f(100_000, "most frequent word 1-2-grams kept (min_df 2)")
+    char_features: int = _f(100_000, "most frequent character 3-5-grams kept (inside word boundaries)")
+    dim: int = _f(96, "size of the n-gram vectors summed by the embedding bag")
+    hidden: int = _f(256, "hidden layer of the MLP (the bundle's embedding output)")
+    dropout: float = _f(0.5, "dropout on the bag and the hidden layer")
+    label_smoothing: float = _f(0.1, "label smoothing of the cross-entropy")
+    lr: float = _f(2e-3, "Adam learning rate (SparseAdam for the bag)")
+    epochs: int = _f(5, "epochs at most; the epoch best on val accuracy is kept")
+    batch_size: int = _f(64, "texts per step")
+    seed: int = _f(0, "seed of the initialisation and the batch order")
+    max_train: int = _f(0, "a seeded subset of this many training packages (0 = all 48,346)")
+    tfidf_cs: tuple[float, ...] = _f((3.0, 10.0, 30.0), "the baseline's C grid (chosen on val)")
+
+    def __post_init__(self):
+        check(min(self.word_features, self.char_features, self.dim, self.hidden, self.epochs, self.batch_size) > 0,
+              "--word-features, --char-features, --dim, --hidden, --epochs and --batch-size must be positive")
+        check(0 <= self.dropout < 1 and 0 <= self.label_smoothing < 1, "--dropout and --label-smoothing in [0, 1)")
+        check(self.lr > 0 and self.max_train >= 0 and all(c > 0 for c in self.tfidf_cs),
+              "--lr and every --tfidf-cs must be positive, --max-train >= 0")
+
+
+SECTION_PRESETS = {
+    "default": SectionConfig(),
+    # make demo and the full stack's text task: a quarter of the packages, smaller tables; ~1 min of CPU
+    "quick": SectionConfig(word_features=30_000, char_features=30_000, dim=64, hidden=128, epochs=4,
+                           max_train=12_000, tfidf_cs=(10.0,)),
+}

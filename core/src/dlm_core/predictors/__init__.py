@@ -17,15 +17,17 @@ from ..io import read_json
 from ..onnx_runtime import ort_session
 from .base import BadInput, BatchOutput, InputTooLarge, Predictor
 from .image import AnomalyDetector, ImageClassifier, decode_image
-from .text import TextClassifier, TextRetriever
+from .text import NgramTextClassifier, TextClassifier, TextRetriever
 from .translation import Translator
 
 PREDICTORS: dict[str, type[Predictor]] = {cls.task: cls for cls in (ImageClassifier, AnomalyDetector,
                                                                      TextClassifier, TextRetriever, Translator)}
+# (task, preprocess type) -> a predictor other than the task's default
+VARIANTS: dict[tuple[str, str], type[Predictor]] = {("text-classification", "ngrams"): NgramTextClassifier}
 
-__all__ = ["PREDICTORS", "AnomalyDetector", "BadInput", "BatchOutput", "ImageClassifier", "InputTooLarge",
-           "Predictor", "TextClassifier", "TextRetriever", "Translator", "decode_image", "drift_reference",
-           "load_predictor", "ort_session"]
+__all__ = ["PREDICTORS", "VARIANTS", "AnomalyDetector", "BadInput", "BatchOutput", "ImageClassifier",
+           "InputTooLarge", "NgramTextClassifier", "Predictor", "TextClassifier", "TextRetriever", "Translator",
+           "decode_image", "drift_reference", "load_predictor", "ort_session"]
 
 
 def load_predictor(path: str | os.PathLike, threads: int = 1, verify: bool = True) -> Predictor:
@@ -38,7 +40,8 @@ def load_predictor(path: str | os.PathLike, threads: int = 1, verify: bool = Tru
     task = bundle.manifest.get("task")
     if task not in PREDICTORS:
         raise DlmError(f"bundle {path}: no predictor for task {task!r}; known: {sorted(PREDICTORS)}")
-    return PREDICTORS[task](bundle, threads)
+    variant = VARIANTS.get((task, bundle.manifest.get("preprocess", {}).get("type")))
+    return (variant or PREDICTORS[task])(bundle, threads)
 
 
 def drift_reference(predictor: Predictor, inputs, batch_size: int = 64) -> tuple[dict[str, np.ndarray], dict]:

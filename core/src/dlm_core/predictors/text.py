@@ -1,5 +1,6 @@
 """Text predictors: the tokenizer file of the bundle (Hugging Face `tokenizers`), then a classifier head
-(p06's section classifier) or a query encoder + FAISS index + document store (p06's semantic search)."""
+or a query encoder + FAISS index + document store (p06's semantic search); or TF-IDF n-grams (ngrams.py)
+into an embedding-bag network (p06's section classifier, `preprocess.type == "ngrams"`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from ..errors import DlmError
 from .base import BadInput, BatchOutput, Predictor, expect_single_input, softmax_topk, v2_spec
+from .ngrams import NgramFeaturizer
 
 MAX_CHARS = 20_000
 
@@ -94,6 +96,50 @@ class TextClassifier(TextPredictor):
     def v2_outputs(self):
         return [v2_spec("label", "object", [-1]), v2_spec("confidence", "float32", [-1]),
                 v2_spec("probabilities", "float32", [-1, len(self.post["labels"])])]
+
+
+class NgramTextClassifier(Predictor):
+    """A text -> its TF-IDF n-gram row (ids, weights) -> the graph's embedding bag and MLP -> softmax top-k.
+    Drift features: length in characters and words, the share of words outside the vocabulary, and how
+    many n-gram columns the text hit."""
+
+    task = "text-classification"
+    prediction_kind = "class"
+    feature_names = ["n_chars", "n_words", "oov_fraction", "n_ngrams"]
+
+    def __init__(self, bundle, threads: int = 1):
+        super().__init__(bundle, threads)
+        self.featurizer = NgramFeaturizer.from_file(bundle.file(self.pre["vocabulary"]))
+
+    def prepare(self, item):
+        text = as_text(item)
+        ids, weights, oov = self.featurizer.row(text)
+        if not len(ids):
+            raise BadInput("text has no word or character n-gram this model knows; send a description in words")
+        feats = np.array([len(text), len(text.split()), oov, len(ids)], np.float32)
+        return ids, weights, feats
+
+    def run(self, rows) -> BatchOutput:
+        ids, weights = NgramFeaturizer.pad([(r[0], r[1]) for r in rows])
+        out = self.run_graph(self.post["graph"], {self.pre["ids_input"]: ids, self.pre["weights_input"]: weights})
+        probs, top, results = softmax_topk(out[self.post["output"]], self.post["labels"], self.post["top_k"])
+        tensors = {"label": np.array([r["prediction"] for r in results], object),
+                   "confidence": np.array([r["confidence"] for r in results], np.float32),
+                   "probabilities": probs.astype(np.float32)}
+        emb = out.get(self.post["embedding_output"]) if self.post["embedding_output"] else None
+        return BatchOutput(results, tensors, np.stack([r[2] for r in rows]), top[:, 0].astype(np.float32), emb)
+
+    def rows_from_v2(self, inputs):
+        x = expect_single_input(inputs, "text")
+        if x.ndim != 1:
+            raise BadInput(f"input 'text' has shape {list(x.shape)}; expected [-1] (one string per row)")
+        return [self.prepare(t) for t in x.tolist()]
+
+    def example_input(self):
+        return "library for parsing JSON documents"
+
+    v2_inputs = TextClassifier.v2_inputs
+    v2_outputs = TextClassifier.v2_outputs
 
 
 class TextRetriever(TextPredictor):

@@ -1,0 +1,291 @@
+"""The Debian section classifier served behind `/predict`: a package description -> its section (58 classes).
+
+Model: wide and deep (Cheng et al., 2016) over the text's TF-IDF row of word 1-2-grams and character
+3-5-grams (inside word boundaries): a linear layer on the row (the wide part: logistic regression's form)
+plus an embedding bag (the row's weighted sum of one learned vector per n-gram, fastText's idea) into a
+small MLP (the deep part), their logits added and trained together with Adam (sparse updates for the two
+bags), label smoothing and dropout; the epoch is chosen on the validation packages.
+Beside it, the baseline it must beat: TF-IDF + multinomial logistic regression, its features and C chosen
+on the same validation packages. Test accuracy and macro-F1 of both, with a paired bootstrap interval of
+the difference. Exported as a torch-free `dlm-bundle/1` (preprocess `ngrams`: the vocabulary and idf in
+`ngrams.json`; one graph, (feature_ids, feature_weights) -> (logits, embedding)).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from torch import nn
+
+from dlm_core.bundle import provenance
+from dlm_core.bundle_write import save_bundle
+from dlm_core.export import onnx_export, torch_reference
+from dlm_core.io import write_json
+from dlm_core.predictors.ngrams import NgramFeaturizer
+
+from .config import SectionConfig
+
+BUNDLE_NAME = "package-section"
+
+
+# --- features ---------------------------------------------------------------------------------------------
+def fit_vectorizers(texts: list[str], cfg: SectionConfig) -> list[TfidfVectorizer]:
+    vecs = [TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), max_features=cfg.word_features,
+                            dtype=np.float32),
+            TfidfVectorizer(sublinear_tf=True, min_df=2, analyzer="char_wb", ngram_range=(3, 5),
+                            max_features=cfg.char_features, dtype=np.float32)]
+    for v in vecs:
+        v.fit(texts)
+    return vecs
+
+
+def transform(vecs: list[TfidfVectorizer], texts: list[str]) -> sp.csr_matrix:
+    return sp.hstack([v.transform(texts) for v in vecs]).tocsr().astype(np.float32)
+
+
+def ngram_spec(vecs: list[TfidfVectorizer]) -> dict:
+    """What predictors/ngrams.py needs to rebuild `transform` without scikit-learn."""
+    blocks, offset = [], 0
+    for v in vecs:
+        blocks.append({"analyzer": v.analyzer, "ngram_range": list(v.ngram_range), "token_pattern": v.token_pattern,
+                       "sublinear_tf": bool(v.sublinear_tf), "offset": offset,
+                       "vocab": {t: int(i) for t, i in v.vocabulary_.items()}, "idf": v.idf_.tolist()})
+        offset += len(v.vocabulary_)
+    return {"blocks": blocks, "n_features": offset}
+
+
+def bags(x: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A CSR batch as EmbeddingBag's (flat ids, offsets, per-sample weights)."""
+    return (torch.from_numpy(x.indices.astype(np.int64)), torch.from_numpy(x.indptr[:-1].astype(np.int64)),
+            torch.from_numpy(x.data.astype(np.float32)))
+
+
+def padded(x: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """A CSR batch as the graph's [B, L] (ids, weights), padded with column 0 at weight 0."""
+    return NgramFeaturizer.pad([(x.indices[a:b].astype(np.int64), x.data[a:b]) for a, b in
+                                zip(x.indptr[:-1], x.indptr[1:])])
+
+
+# --- the model --------------------------------------------------------------------------------------------
+class NgramMLP(nn.Module):
+    """Wide and deep over one TF-IDF row x: logits = wide(x) + deep(x).
+    wide: a linear layer on x (logistic regression's form, its weights one bag row per n-gram);
+    deep: the weighted bag of n-gram vectors -> ReLU -> Linear -> ReLU (the embedding) -> Linear."""
+
+    def __init__(self, n_features: int, classes: int, cfg: SectionConfig):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(n_features, cfg.dim, mode="sum", sparse=True)
+        self.wide = nn.EmbeddingBag(n_features, classes, mode="sum", sparse=True)
+        nn.init.normal_(self.bag.weight, 0.0, 0.05)
+        nn.init.zeros_(self.wide.weight)
+        self.hidden = nn.Linear(cfg.dim, cfg.hidden)
+        self.out = nn.Linear(cfg.hidden, classes)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def head(self, bagged: torch.Tensor, wide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = torch.relu(self.hidden(self.drop(torch.relu(bagged))))
+        return self.out(self.drop(emb)) + wide, emb
+
+    def forward(self, ids, offsets, weights):
+        return self.head(self.bag(ids, offsets, per_sample_weights=weights),
+                         self.wide(ids, offsets, per_sample_weights=weights))[0]
+
+
+class PaddedNgramMLP(nn.Module):
+    """The exported form: [B, L] ids and weights; each bag as gather * weight, summed (no EmbeddingBag op)."""
+
+    def __init__(self, model: NgramMLP):
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, feature_ids, feature_weights):
+        w = feature_weights.unsqueeze(-1)
+        return self.model.head((self.model.bag.weight[feature_ids] * w).sum(1),
+                               (self.model.wide.weight[feature_ids] * w).sum(1))
+
+
+@torch.no_grad()
+def predict_proba(model: NgramMLP, x: sp.csr_matrix, batch_size: int = 1024) -> np.ndarray:
+    model.eval()
+    out = [torch.softmax(model(*bags(x[s:s + batch_size])), 1).numpy() for s in range(0, x.shape[0], batch_size)]
+    return np.concatenate(out)
+
+
+def train_mlp(x: sp.csr_matrix, y: np.ndarray, xv: sp.csr_matrix, yv: np.ndarray, classes: int,
+              cfg: SectionConfig, log=print) -> tuple[NgramMLP, dict]:
+    """Adam (SparseAdam for the two bags) for cfg.epochs; the weights of the epoch best on val accuracy."""
+    torch.manual_seed(cfg.seed)
+    model = NgramMLP(x.shape[1], classes, cfg)
+    sparse = list(model.bag.parameters()) + list(model.wide.parameters())
+    dense = [p for n, p in model.named_parameters() if not n.startswith(("bag.", "wide."))]
+    opt_bag = torch.optim.SparseAdam(sparse, lr=cfg.lr)
+    opt = torch.optim.AdamW(dense, lr=cfg.lr, weight_decay=1e-4)
+    yt, rng, best, history = torch.from_numpy(y), np.random.default_rng(cfg.seed), None, []
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t0 = time.time()
+        for idx in np.array_split(rng.permutation(len(y)), max(len(y) // cfg.batch_size, 1)):
+            loss = nn.functional.cross_entropy(model(*bags(x[idx])), yt[idx], label_smoothing=cfg.label_smoothing)
+            opt_bag.zero_grad()
+            opt.zero_grad()
+            loss.backward()
+            opt_bag.step()
+            opt.step()
+        pred = predict_proba(model, xv).argmax(1)
+        row = {"epoch": epoch, **scores(yv, pred), "seconds": round(time.time() - t0, 1)}
+        history.append(row)
+        log(f"  epoch {epoch}: val accuracy {row['accuracy']:.4f}, macro-F1 {row['macro_f1']:.4f} "
+            f"({row['seconds']} s)")
+        if best is None or row["accuracy"] > best[0]["accuracy"]:
+            best = (row, {k: v.clone() for k, v in model.state_dict().items()})
+    model.load_state_dict(best[1])
+    return model.eval(), {"epoch": best[0]["epoch"], "val": {k: best[0][k] for k in ("accuracy", "macro_f1")},
+                          "history": history}
+
+
+# --- the baseline and the comparison ----------------------------------------------------------------------
+def tfidf_logreg(texts: dict, y: dict, cfg: SectionConfig, log=print) -> dict:
+    """TF-IDF + logistic regression, tuned on val: features (word 1-2-grams 50k / all, or + char 3-5-grams)
+    x C. Returns the chosen setting, the whole grid and the test predictions."""
+    grid, best = [], None
+    feature_sets = {
+        "word 1-2, 50k": [dict(ngram_range=(1, 2), max_features=50_000)],
+        "word 1-2, all (min_df 2)": [dict(ngram_range=(1, 2))],
+        "word 1-2 + char_wb 3-5, 100k each": [dict(ngram_range=(1, 2), max_features=cfg.word_features),
+                                              dict(analyzer="char_wb", ngram_range=(3, 5),
+                                                   max_features=cfg.char_features)]}
+    for name, kws in feature_sets.items():
+        vecs = [TfidfVectorizer(sublinear_tf=True, min_df=2, dtype=np.float32, **kw) for kw in kws]
+        xtr = sp.hstack([v.fit_transform(texts["train"]) for v in vecs]).tocsr()
+        xv = sp.hstack([v.transform(texts["val"]) for v in vecs]).tocsr()
+        clf = LogisticRegression(max_iter=300, warm_start=True)  # each C starts from the previous C's solution
+        for c in sorted(cfg.tfidf_cs):
+            clf.set_params(C=c).fit(xtr, y["train"])
+            row = {"features": name, "C": c, **scores(y["val"], clf.predict(xv))}
+            grid.append(row)
+            log(f"  tf-idf + LR [{name}] C={c:g}: val accuracy {row['accuracy']:.4f}, macro-F1 {row['macro_f1']:.4f}")
+            if best is None or row["accuracy"] > best[0]["accuracy"]:
+                xte = sp.hstack([v.transform(texts["test"]) for v in vecs]).tocsr()
+                best = (row, clf.predict(xte))
+    return {"choice": best[0], "grid": grid, "test_pred": best[1]}
+
+
+def scores(y: np.ndarray, pred: np.ndarray) -> dict:
+    return {"accuracy": float(accuracy_score(y, pred)),
+            "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0))}
+
+
+def paired_bootstrap(y: np.ndarray, a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> dict:
+    """95% percentile intervals of (a - b) in accuracy and macro-F1, resampling the test items with
+    replacement (the same resample for both models)."""
+    rng = np.random.default_rng(seed)
+    diffs = {"accuracy": [], "macro_f1": []}
+    for _ in range(n):
+        i = rng.integers(0, len(y), len(y))
+        sa, sb = scores(y[i], a[i]), scores(y[i], b[i])
+        for k in diffs:
+            diffs[k].append(sa[k] - sb[k])
+    point_a, point_b = scores(y, a), scores(y, b)
+    return {k: {"difference": point_a[k] - point_b[k], "ci95": [float(np.percentile(v, 2.5)),
+                                                                float(np.percentile(v, 97.5))]}
+            for k, v in diffs.items()} | {"resamples": n}
+
+
+# --- data, training, export -------------------------------------------------------------------------------
+def section_data(split_seed: int = 0, max_train: int = 0, seed: int = 0) -> tuple[dict, dict, list[str]]:
+    """Texts and label ids per split of `debian-packages` (the labels: every section, sorted)."""
+    from dlm_core.data import load_dataset
+
+    ds = load_dataset("debian-packages", seed=split_seed)
+    labels = sorted({d["section"] for d in ds.docs})
+    code = {s: i for i, s in enumerate(labels)}
+    texts, y = {}, {}
+    for split in ("train", "val", "test"):
+        idx = getattr(ds, split)
+        if split == "train" and max_train and len(idx) > max_train:
+            idx = np.sort(np.random.default_rng(seed).choice(idx, max_train, replace=False))
+        texts[split] = [ds.docs[i]["text"] for i in idx]
+        y[split] = np.array([code[ds.docs[i]["section"]] for i in idx])
+    return texts, y, labels
+
+
+def fit_section_model(texts: dict, y: dict, labels: list[str], cfg: SectionConfig, log=print):
+    """Vectorizers fitted on the training texts, the MLP trained and its epoch chosen on val."""
+    t0 = time.time()
+    vecs = fit_vectorizers(texts["train"], cfg)
+    x = {s: transform(vecs, texts[s]) for s in texts}
+    log(f"features: {x['train'].shape[1]:,} n-grams, {x['train'].nnz / x['train'].shape[0]:.0f} per text "
+        f"({time.time() - t0:.0f} s)")
+    model, choice = train_mlp(x["train"], y["train"], x["val"], y["val"], len(labels), cfg, log)
+    return vecs, model, choice, x
+
+
+def export_bundle(vecs, model: NgramMLP, labels: list[str], val_texts: list[str], metrics: dict, prov: dict,
+                  name: str, version: str, overwrite: bool, root=None, files: dict | None = None):
+    exported = PaddedNgramMLP(model)
+    ref_ids, ref_w = padded(transform(vecs, val_texts[:16]))
+    with tempfile.TemporaryDirectory(prefix="p06-section-") as tmp:
+        tmp = Path(tmp)
+        batch, length = torch.export.Dim("batch", min=1), torch.export.Dim("length", min=2)
+        onnx_export(exported, (torch.from_numpy(ref_ids[:2]), torch.from_numpy(ref_w[:2])), tmp / "model.onnx",
+                    ["feature_ids", "feature_weights"], ["logits", "embedding"],
+                    ({0: batch, 1: length}, {0: batch, 1: length}))
+        write_json(tmp / "ngrams.json", ngram_spec(vecs))
+        drift = val_texts[:1000] if len(val_texts) >= 500 else (val_texts * 500)[:500]
+        return save_bundle(
+            name, version, task="text-classification", graphs={"model": tmp / "model.onnx"},
+            preprocess={"type": "ngrams", "ids_input": "feature_ids", "weights_input": "feature_weights",
+                        "vocabulary": "ngrams.json"},
+            postprocess={"type": "softmax_topk", "graph": "model", "output": "logits", "labels": labels, "top_k": 3,
+                         "embedding_output": "embedding"},
+            reference=torch_reference(exported, "model", {"feature_ids": ref_ids, "feature_weights": ref_w},
+                                      ["logits", "embedding"]),
+            metrics=metrics, provenance=prov, drift_inputs=drift,
+            files={"ngrams.json": tmp / "ngrams.json", **(files or {})}, overwrite=overwrite, root=root)
+
+
+def train_and_export(cfg: SectionConfig, version: str, name: str = BUNDLE_NAME, overwrite: bool = False,
+                     baseline: bool = True, out_dir: Path | None = None, root=None, log=print) -> dict:
+    texts, y, labels = section_data(max_train=cfg.max_train, seed=cfg.seed)
+    log(f"section classifier: {len(labels)} sections, {len(y['train'])} train / {len(y['val'])} val / "
+        f"{len(y['test'])} test packages")
+    t0 = time.time()
+    vecs, model, choice, x = fit_section_model(texts, y, labels, cfg, log)
+    train_seconds = time.time() - t0
+    test_pred = predict_proba(model, x["test"]).argmax(1)
+    result = {"model": scores(y["test"], test_pred), "choice": choice, "train_seconds": round(train_seconds, 1),
+              "config": dataclasses.asdict(cfg), "sections": len(labels), "test_packages": int(len(y["test"]))}
+    prior = np.full_like(y["test"], np.bincount(y["train"]).argmax())
+    result["majority_class"] = scores(y["test"], prior)
+    if baseline:
+        base = tfidf_logreg(texts, y, cfg, log)
+        result["tfidf_logreg"] = scores(y["test"], base["test_pred"])
+        result["tfidf_choice"], result["tfidf_grid"] = base["choice"], base["grid"]
+        result["bootstrap_model_minus_tfidf"] = paired_bootstrap(y["test"], test_pred, base["test_pred"])
+    log(json.dumps({k: result[k] for k in ("model", "tfidf_logreg", "bootstrap_model_minus_tfidf")
+                    if k in result}))
+    values = {"accuracy": result["model"]["accuracy"], "macro_f1": result["model"]["macro_f1"],
+              "majority_accuracy": result["majority_class"]["accuracy"], "test_packages": result["test_packages"]}
+    if baseline:
+        values |= {"tfidf_logreg_accuracy": result["tfidf_logreg"]["accuracy"],
+                   "tfidf_logreg_macro_f1": result["tfidf_logreg"]["macro_f1"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        write_json(Path(tmp) / "choice.json", {k: v for k, v in result.items()})
+        bundle = export_bundle(
+            vecs, model, labels, texts["val"], {"split": "test", "headline": "accuracy", "values": values},
+            provenance("p06_contrastive", out_dir or "", "debian-packages", 0, cfg.seed, dataclasses.asdict(cfg)),
+            name, version, overwrite, root, files={"choice.json": Path(tmp) / "choice.json"})
+    if out_dir:
+        write_json(Path(out_dir) / "section_result.json", result)
+    log(f"bundle: {bundle.path}")
+    return {"bundle": str(bundle.path), **result}

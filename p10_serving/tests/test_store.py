@@ -81,6 +81,34 @@ def test_events_state_and_verdicts_survive_a_reopen(where):
     assert s.version_marks() == {("m", "2"): "rolled_back", ("m", "3"): "served"}
 
 
+def test_replicas_writing_a_new_models_first_state_at_once_all_succeed(where):
+    """Two replicas starting on an empty store both save the first state row of each model (seen under compose:
+    a delete-then-insert failed one of them on the primary key); every write succeeds and one row remains."""
+    import threading
+
+    stores = [Store(where) for _ in range(4)]
+    errors = []
+
+    def write(s, i):
+        try:
+            for m in range(20):
+                s.save_state(f"m{m}", {"writer": i})
+                s.mark_version(f"m{m}", "1", f"by-{i}")
+        except Exception as err:  # noqa: BLE001 - any failure is the finding
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=write, args=(s, i)) for i, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert all(stores[0].load_state(f"m{m}")["writer"] in range(4) for m in range(20))
+    assert len(stores[0].version_marks("m3")) == 1
+    for s in stores:
+        s.close()
+
+
 def test_a_bad_location_is_one_clear_line(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(DlmError, match="cannot create the state dir"):

@@ -272,9 +272,9 @@ class Store:
     # ------------------------------------------------------------------------------------------ model state
     def save_state(self, model: str, state: dict) -> None:
         body = json.dumps(state, default=str, sort_keys=True)
-        with self.tx() as cur:
-            cur.execute("DELETE FROM model_state WHERE model = ?", (model,))
-            cur.execute("INSERT INTO model_state (model, body, updated) VALUES (?, ?, ?)", (model, body, time.time()))
+        with self.tx() as cur:  # an upsert: two replicas starting on an empty store may both write the first row
+            cur.execute("INSERT INTO model_state (model, body, updated) VALUES (?, ?, ?) ON CONFLICT (model) "
+                        "DO UPDATE SET body = excluded.body, updated = excluded.updated", (model, body, time.time()))
 
     def load_state(self, model: str) -> dict | None:
         with self.tx() as cur:
@@ -283,8 +283,8 @@ class Store:
 
     def mark_version(self, model: str, version: str, status: str) -> None:
         with self.tx() as cur:
-            cur.execute("DELETE FROM versions WHERE model = ? AND version = ?", (model, version))
-            cur.execute("INSERT INTO versions (model, version, status, time) VALUES (?, ?, ?, ?)",
+            cur.execute("INSERT INTO versions (model, version, status, time) VALUES (?, ?, ?, ?) ON CONFLICT "
+                        "(model, version) DO UPDATE SET status = excluded.status, time = excluded.time",
                         (model, version, status, time.time()))
 
     def version_marks(self, model: str | None = None) -> dict[tuple[str, str], str]:

@@ -177,3 +177,34 @@ def classifier_main(argv=None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     train_and_export(cfg, args.version or args.preset, args.name, args.overwrite, not args.no_baseline, args.out)
     return 0
+
+
+@cli_entry
+def retrain_main(argv=None) -> int:
+    p = ArgumentParser(prog="run_section_retrain", description="Retrain the serving section classifier from a "
+                       "retraining event (dlm-retrain-event/1, written by run_serve): its config, the training split "
+                       "+ the labelled feedback (vocabulary refitted, epoch chosen on val), a bundle exported next "
+                       "to the serving one, the event's result file written for the server to gate and swap")
+    p.add_argument("event", help="the event file (RETRAIN_DIR/events/<id>.json)")
+    p.add_argument("--feedback-share", type=float, default=0.25,
+                   help="the feedback's share of each epoch, by repetition (default: 0.25)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs at most (default: the serving bundle's)")
+    p.add_argument("--runs-root", default=None, help="where the new run goes (default: runs/p06_contrastive)")
+    args = p.parse_args(argv)
+    if not 0 < args.feedback_share < 1 or (args.epochs is not None and args.epochs < 1):
+        raise DlmError("need 0 < --feedback-share < 1 and --epochs >= 1")
+    from dlm_core.device import set_cpu_threads
+    from dlm_core.retrain import read_event, write_result
+
+    from .retrain import retrain
+
+    event = read_event(args.event)
+    set_cpu_threads()
+    try:
+        out = retrain(args.event, args.feedback_share, args.runs_root, args.epochs)
+    except Exception as err:  # the server waits for a result file: it must hear about every failure
+        write_result(event, error=str(err) if isinstance(err, DlmError) else f"{type(err).__name__}: {err}")
+        raise
+    write_result(event, **out)
+    print(f"bundle: {out['bundle']} (test accuracy {out['test_acc']:.4f}, {out['seconds']} s)", flush=True)
+    return 0

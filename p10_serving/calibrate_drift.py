@@ -6,6 +6,10 @@ against shift size). The tests (tests/test_drift.py) run a small fixed-seed vers
     .venv/bin/python p10_serving/calibrate_drift.py artifacts/fashion-anomaly-demo/quick --normal-class 0
     .venv/bin/python p10_serving/calibrate_drift.py BUNDLE --texts queries.txt --other-texts other.txt
     .venv/bin/python p10_serving/calibrate_drift.py --toy --windows 20       # untrained toy bundles (needs torch)
+    .venv/bin/python p10_serving/calibrate_drift.py BUNDLE --choose --texts val.txt --other-texts shakespeare.txt
+
+--choose compares candidate per-row out-of-domain scores of a text classifier (choose.json) on a choosing set
+(validation descriptions vs Shakespeare speeches), kept apart from the set the calibration reports (Bible verses).
 
 --append keeps the results already in OUT/calibration.json (other bundles), so bundles that need different
 --texts can run one at a time into one table and plot (p10_serving/calibration_texts.py writes the p06 texts).
@@ -25,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from dlm_core.predictors import load_predictor
-from p10_serving.tools.calibration import image_calibration, other_domain_texts, text_calibration
+from p10_serving.tools.calibration import image_calibration, ood_candidates, other_domain_texts, text_calibration
 
 
 def merge(runs: list[dict]) -> dict:
@@ -82,7 +86,24 @@ def main() -> None:
     ap.add_argument("--other-texts", help="queries from another domain, one a line")
     ap.add_argument("--out", default="runs/drift-calibration", help="folder for calibration.json/.png")
     ap.add_argument("--append", action="store_true", help="keep the other bundles' results in OUT/calibration.json")
+    ap.add_argument("--choose", action="store_true",
+                    help="text classifiers: compare candidate out-of-domain scores on --texts / --other-texts "
+                         "(a choosing set) into OUT/choose.json instead of calibrating")
     args = ap.parse_args()
+    if args.choose:
+        texts, other = (Path(f).read_text().splitlines() for f in (args.texts, args.other_texts))
+        found = [ood_candidates(load_predictor(b), texts, other, ref_rows=args.ref_rows, seeds=range(args.seeds))
+                 for b in args.bundles]
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "choose.json").write_text(json.dumps({"args": vars(args), "results": found}, indent=1))
+        for r in found:
+            print(f"{r['model']} {r['version']}: {r['in_domain_rows']} in-domain vs {r['other_rows']} other rows")
+            for name, v in r["scores"].items():
+                print(f"  {name:40s} AUROC {v['auroc']:.3f}  other past the threshold {v['other_past_threshold']:.1%}"
+                      f"  in-domain {v['in_domain_past_threshold']:.1%}")
+        print(f"wrote {out / 'choose.json'}")
+        return
 
     paths = list(args.bundles)
     if args.toy:

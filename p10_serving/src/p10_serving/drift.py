@@ -1,8 +1,8 @@
 """Drift monitoring: a sliding window of live rows per model, compared with the bundle's drift reference
 (drift_reference.npz, computed on the validation split by the same predictor code as live traffic).
 
-Three signals, each a handful of tests, each test a row {signal, statistic, feature, value, warn, alert,
-worse, verdict}:
+Three signals (four with `ood`), each a handful of tests, each test a row {signal, statistic, feature, value,
+warn, alert, worse, verdict}:
 
     features     per numeric input feature: KS (scipy) with Holm's correction over the features, gated by the
                  Wasserstein distance in reference standard deviations (an alert needs significance AND an
@@ -13,6 +13,9 @@ worse, verdict}:
                  threshold: the alarm rate, Fisher's exact test against the reference's rate
     embedding    MMD^2 with an RBF kernel (median heuristic from the reference) and a permutation test by
                  hand, plus the centroid cosine distance, tested on the same permutations
+    ood          (models whose predictor gives each row an `ood_score` feature: p06's section classifier) the rate
+                 of rows past the reference's 99th percentile of that score, Fisher's exact test against the
+                 reference's rate (issue #33: a 10% share of other-domain text moves no distribution enough)
 
 The p-values of a signal are Holm-adjusted together (so each signal alone raises a false alert in at most
 ALPHA_ALERT of the windows); a test is "warn" below ALPHA_WARN and "alert" below ALPHA_ALERT, and only when
@@ -28,6 +31,8 @@ scores one window:
                       and reference bin proportions (numeric_tests() builds one and scores)
     ClassDetector     chi-square + JS: the reference's class counts (class_tests())
     AlarmDetector     Fisher: the reference's alarm count (alarm_tests())
+    OODDetector       Fisher on the out-of-domain rows: the threshold (the reference's 99th percentile of ood_score)
+                      and the reference's count past it
     MMDDetector       MMD^2 + centroid cosine: the reference subsample, its bandwidth, its kernel block and, per
                       window size, the fixed permutations' reference-only share of every kernel sum
                       (rbf_mmd_test(), embedding_tests())
@@ -64,6 +69,8 @@ PSI_WARN, PSI_ALERT = 0.1, 0.25
 PSI_BINS = 10
 MIN_JS = 0.05           # Jensen-Shannon distance (base 2) below which a chi-square "significant" is ignored
 MIN_ALARM_RATIO = 2.0   # the alarm rate must at least double before its test can warn or alert
+OOD_FEATURE = "ood_score"  # a predictor's per-row out-of-domain score, when it has one (OODDetector)
+OOD_QUANTILE = 0.99     # its alarm threshold: the reference's 99th percentile, as p07 sets its anomaly threshold
 LEVELS = {"ok": 0, "warn": 1, "alert": 2}
 
 
@@ -269,11 +276,13 @@ class ClassDetector:
 
 class AlarmDetector:
     """The alarm rate (scores past `threshold`) against the reference's alarm count: one-sided Fisher exact test,
-    gated by the rate at least doubling."""
+    gated by the rate at least doubling. `signal` / `statistic` name its row (an anomaly detector's prediction;
+    OODDetector's out-of-domain rows)."""
 
-    def __init__(self, ref: np.ndarray, threshold: float, higher: bool):
+    def __init__(self, ref: np.ndarray, threshold: float, higher: bool, signal: str = "prediction",
+                 statistic: str = "alarm_rate"):
         ref = np.asarray(ref)
-        self.threshold, self.higher = threshold, higher
+        self.threshold, self.higher, self.signal, self.statistic = threshold, higher, signal, statistic
         self.alarms, self.rows = int(np.sum(ref > threshold if higher else ref < threshold)), len(ref)
 
     def tests(self, cur: np.ndarray) -> list[dict]:
@@ -282,8 +291,30 @@ class AlarmDetector:
         r_ref, r_cur = self.alarms / self.rows, a_cur / len(cur)
         p = fisher_exact([[a_cur, len(cur) - a_cur], [self.alarms, self.rows - self.alarms]],
                          alternative="greater").pvalue
-        return [p_test("prediction", "alarm_rate", p, r_cur >= MIN_ALARM_RATIO * r_ref, rate=r_cur,
+        return [p_test(self.signal, self.statistic, p, r_cur >= MIN_ALARM_RATIO * r_ref, rate=r_cur,
                        reference_rate=r_ref, threshold=self.threshold)]
+
+
+class OODDetector:
+    """Out-of-domain rows (issue #33): a rare share of rows from another domain barely moves a window's feature
+    distributions, class mix or MMD, but each such row is unusual on its own. A predictor that can score that
+    gives each row an `ood_score` feature (p06's section classifier: normalised predictive entropy + the share
+    of out-of-vocabulary words); here its threshold is the reference's `quantile` (the 99th percentile, as p07
+    sets its anomaly threshold: from the reference, never from live rows), and the window's rate of rows past
+    it is tested like an anomaly detector's alarms (AlarmDetector: one-sided Fisher exact test against the
+    reference's rate, gated by the rate at least doubling), as the signal "ood". Built once from the
+    reference's column; a window costs one comparison per row."""
+
+    def __init__(self, ref_scores: np.ndarray, column: int, quantile: float = OOD_QUANTILE):
+        ref_scores = np.asarray(ref_scores, np.float64)
+        self.column, self.quantile = column, quantile
+        self.threshold = float(np.quantile(ref_scores, quantile))
+        self.alarms = AlarmDetector(ref_scores, self.threshold, True, signal="ood", statistic="alarm_rate")
+
+    def tests(self, cur_features: np.ndarray) -> list[dict]:
+        t = self.alarms.tests(np.asarray(cur_features)[:, self.column].astype(np.float64))
+        t[0].update(feature=OOD_FEATURE, quantile=self.quantile)
+        return t
 
 
 @dataclass
@@ -603,6 +634,10 @@ class Detector:
         self.embedding = None if emb is None else MMDDetector(emb, n_perm=n_perm, seed=seed, max_rows=mmd_rows)
         if self.embedding is not None and window_rows and self.embedding.n >= 2:
             self.embedding.plan(min(window_rows, mmd_rows))
+        self.ood = None  # the rate of out-of-domain rows, for predictors with a per-row score
+        if OOD_FEATURE in self.feature_names:
+            j = self.feature_names.index(OOD_FEATURE)
+            self.ood = OODDetector(np.asarray(reference["features"])[:, j], j)
 
     def score(self, cur: dict) -> dict:
         tests = self.features.tests(cur["features"])
@@ -614,6 +649,8 @@ class Detector:
                 tests += self.alarms.tests(cur["predictions"])
         if self.embedding is not None and cur.get("embeddings") is not None:
             tests += self.embedding.tests(cur["embeddings"])
+        if self.ood is not None:
+            tests += self.ood.tests(cur["features"])
         return verdicts(tests)
 
 

@@ -20,12 +20,12 @@ from scipy import ndimage
 
 from dlm_core.predictors import BatchOutput
 
-from ..drift import compare
+from ..drift import Detector, compare
 
 IMAGE_SIZES = {"brightness": [5, 10, 20, 40], "contrast": [0.9, 0.8, 0.7, 0.5], "rotation": [5, 10, 15, 30],
                "class_mix": [2, 3, 5]}
 ANOMALY_SIZES = {"anomaly_rate": [0.02, 0.05, 0.10]}
-DOMAIN_SIZES = {"domain": [0.1, 0.25, 0.5]}
+DOMAIN_SIZES = {"domain": [0.05, 0.1, 0.25, 0.5]}
 OTHER_WORDS = ("the weather today is mild with light rain and a cool breeze over the hills while markets "
                "opened higher after a quiet week of trading").split()
 
@@ -58,6 +58,7 @@ def take(arrays: dict, idx) -> dict:
 
 
 def options(p, ref: dict) -> dict:
+    """The Detector's options for predictor `p`, as DriftMonitor.for_predictor sets them from the bundle."""
     if p.prediction_kind == "class":
         return {"n_classes": len(p.post["labels"])}
     if p.prediction_kind == "score":  # the threshold at the reference's 99th percentile, as p07 sets it
@@ -155,10 +156,61 @@ def text_calibration(p, texts: list[str], other: list[str], *, windows: int = 10
         b = take(alien, rng.choice(n_alien, k, replace=False))
         return {key: None if a[key] is None else np.concatenate([a[key], b[key]]) for key in a}
 
-    check = lambda cur: compare(ref, cur, p.prediction_kind, p.feature_names, **kw)  # noqa: E731
+    check = Detector(ref, p.prediction_kind, p.feature_names, window_rows=window, **kw).score  # compare(), built once
     out = {"model": p.name, "version": p.version, "task": p.task, "window": window, "reference_rows": ref_rows,
-           "seed": seed, "none": tally([check(mixed(0.0)) for _ in range(null_windows or windows)]),
+           "seed": seed, "options": {k: v for k, v in kw.items() if k != "n_classes"},
+           "none": tally([check(mixed(0.0)) for _ in range(null_windows or windows)]),
            "scenarios": {}}
     for name, values in sizes.items():
         out["scenarios"][name] = [{"size": v, **tally([check(mixed(v)) for _ in range(windows)])} for v in values]
     return out
+
+
+def ood_candidates(p, texts: list[str], other: list[str], *, ref_rows: int = 1000, seeds=(0, 1, 2),
+                   quantile: float = 0.99, k: int = 10) -> dict:
+    """How well candidate per-row out-of-domain scores of a text classifier separate `other` rows from in-domain
+    `texts`, on a CHOOSING set (calibrate_drift.py --choose: validation descriptions vs Shakespeare), never the
+    reported one. Per reference draw: `ref_rows` in-domain rows set each score's threshold at their `quantile`;
+    the other in-domain rows and the `other` rows are scored. Per score, averaged over draws: AUROC (other vs
+    held-out in-domain), the share of other rows past the threshold (what a window's alarm rate gains per
+    other-domain row) and of held-out in-domain rows (~1 - quantile)."""
+    from scipy.stats import mannwhitneyu
+
+    def outputs(items, batch: int = 256) -> BatchOutput:
+        return BatchOutput.concat([p.run([p.prepare(x) for x in items[i:i + batch]])
+                                   for i in range(0, len(items), batch)])
+
+    def scores(o: BatchOutput) -> dict:
+        probs = np.clip(o.tensors["probabilities"].astype(np.float64), 1e-12, 1.0)
+        entropy = -(probs * np.log(probs)).sum(1) / np.log(probs.shape[1])
+        oov = o.features[:, p.feature_names.index("oov_fraction")].astype(np.float64)
+        return {"oov_fraction": oov, "1 - max probability": 1 - probs.max(1), "entropy / ln K": entropy,
+                "entropy / ln K + oov_fraction": entropy + oov}
+
+    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # noqa: E731
+
+    def knn(q: np.ndarray, bank: np.ndarray, loo: bool = False) -> np.ndarray:
+        d = 1 - unit(q.astype(np.float64)) @ unit(bank.astype(np.float64)).T
+        if loo:
+            np.fill_diagonal(d, np.inf)
+        return np.sort(d, 1)[:, :k].mean(1)
+
+    mine, alien = outputs(texts), outputs(other)
+    s_in, s_out = scores(mine), scores(alien)
+    rows: dict[str, list] = {}
+    for seed in seeds:
+        order = np.random.default_rng(seed).permutation(len(texts))
+        ref, held = order[:ref_rows], order[ref_rows:]
+        cands = {name: (v[ref], v[held], s_out[name]) for name, v in s_in.items()}
+        if mine.embeddings is not None:
+            e = mine.embeddings[ref]
+            cands[f"embedding kNN cosine distance (k={k})"] = (knn(e, e, True), knn(mine.embeddings[held], e),
+                                                               knn(alien.embeddings, e))
+        for name, (r, h, o) in cands.items():
+            thr = np.quantile(r, quantile)
+            auroc = float(mannwhitneyu(o, h).statistic / (len(o) * len(h)))
+            rows.setdefault(name, []).append((auroc, float(np.mean(o > thr)), float(np.mean(h > thr))))
+    return {"model": p.name, "version": p.version, "in_domain_rows": len(texts), "other_rows": len(other),
+            "reference_rows": ref_rows, "seeds": list(seeds), "quantile": quantile,
+            "scores": {name: dict(zip(("auroc", "other_past_threshold", "in_domain_past_threshold"),
+                                      np.mean(v, 0).round(4).tolist())) for name, v in rows.items()}}

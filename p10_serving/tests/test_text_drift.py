@@ -128,3 +128,24 @@ def test_other_domain_text_at_10_percent_is_caught(section_texts):
     row = r["scenarios"]["domain"][0]
     assert row["windows"] == 20 and row["alert_rate"] >= 0.9, row
     assert row["signal_alert_rate"]["ood"] >= 0.9  # caught by the out-of-domain rows, not by chance elsewhere
+
+
+def test_monitor_of_a_section_bundle_takes_the_ood_column_or_says_why_not(caplog):
+    """for_predictor: a bundle whose drift reference holds ood_score gets the test; one exported before the
+    predictor had the column (4 features) is served without it, and the log says to re-export."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    ref = {"features": rng.gamma(2, 1, (500, 5)).astype(np.float32),
+           "predictions": rng.integers(0, 3, 500).astype(np.float32)}
+
+    def predictor(names):
+        arrays = {**ref, "features": ref["features"][:, :len(names)]}
+        return SimpleNamespace(feature_names=NAMES, name="section", version="1", bundle=SimpleNamespace(
+            npz=lambda f: arrays), manifest={"drift": {"file": "drift_reference.npz", "features": names,
+                                                       "prediction": "class"}, "postprocess": {"labels": list("abc")}})
+
+    assert DriftMonitor.for_predictor(predictor(NAMES)).detector.ood is not None
+    with caplog.at_level("WARNING"):
+        assert DriftMonitor.for_predictor(predictor(NAMES[:4])).detector.ood is None
+    assert "re-export" in caplog.text and "ood_score" in caplog.text

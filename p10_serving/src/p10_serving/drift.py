@@ -52,6 +52,7 @@ window of fresh rows), last_report is what every reader (/metrics, the dashboard
 from __future__ import annotations
 
 import collections
+import logging
 import math
 import threading
 import time
@@ -709,6 +710,10 @@ class DriftMonitor:
             extra = dict(threshold=float(post["threshold"]), higher_is_anomalous=post.get("higher_is_anomalous", True))
         reference = {"features": ref["features"], "predictions": ref["predictions"],
                      "embeddings": ref["embeddings"] if "embeddings" in ref else None}
+        if OOD_FEATURE in getattr(p, "feature_names", ()) and OOD_FEATURE not in section["features"]:
+            logging.getLogger(__name__).warning(
+                "%s/%s: its drift reference has no %s column (exported before the predictor had one): no "
+                "out-of-domain test; re-export the bundle to get it", p.name, p.version, OOD_FEATURE)
         return cls(reference, section["prediction"], section["features"], name=p.name, version=p.version,
                    **extra, **kw)
 

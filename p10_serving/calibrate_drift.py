@@ -57,8 +57,12 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = sorted({(r["model"], s) for r in results for s in r["scenarios"]})
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
-    for ax, (model, scenario) in zip(axes[0], panels):
+    cols = min(len(panels), 4)
+    rows_ = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(3.6 * cols, 3.2 * rows_), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (model, scenario) in zip(axes.flat, panels):
         r = [r for r in results if r["model"] == model][0]
         rows = r["scenarios"][scenario]
         ax.plot([str(x["size"]) for x in rows], [x["alert_rate"] for x in rows], "o-", label="alert")

@@ -38,6 +38,10 @@ from .config import SectionConfig
 BUNDLE_NAME = "package-section"
 
 
+def say(*args) -> None:
+    print(*args, flush=True)
+
+
 # --- features ---------------------------------------------------------------------------------------------
 def fit_vectorizers(texts: list[str], cfg: SectionConfig) -> list[TfidfVectorizer]:
     vecs = [TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), max_features=cfg.word_features,
@@ -101,17 +105,48 @@ class NgramMLP(nn.Module):
                          self.wide(ids, offsets, per_sample_weights=weights))[0]
 
 
-class PaddedNgramMLP(nn.Module):
-    """The exported form: [B, L] ids and weights; each bag as gather * weight, summed (no EmbeddingBag op)."""
+@dataclasses.dataclass
+class LinearPart:
+    """A logistic regression on the first `n_features` columns of the row (the word block), its probabilities
+    averaged with the network's at `share` (chosen on val)."""
 
-    def __init__(self, model: NgramMLP):
+    coef: np.ndarray  # (classes, n_features)
+    intercept: np.ndarray  # (classes,)
+    share: float
+
+    @property
+    def n_features(self) -> int:
+        return self.coef.shape[1]
+
+
+def mix(p_net: np.ndarray, p_linear: np.ndarray | None, share: float) -> np.ndarray:
+    return p_net if p_linear is None else (1 - share) * p_net + share * p_linear
+
+
+class PaddedNgramMLP(nn.Module):
+    """The exported form: [B, L] ids and weights; each bag as gather * weight, summed (no EmbeddingBag op).
+    With a linear part, `logits` are the log of the averaged probabilities (softmax gives them back)."""
+
+    def __init__(self, model: NgramMLP, linear: LinearPart | None = None):
         super().__init__()
         self.model = model.eval()
+        self.linear = linear
+        if linear is not None:
+            self.register_buffer("lin_w", torch.from_numpy(np.ascontiguousarray(linear.coef.T, np.float32)))
+            self.register_buffer("lin_b", torch.from_numpy(linear.intercept.astype(np.float32)))
 
     def forward(self, feature_ids, feature_weights):
         w = feature_weights.unsqueeze(-1)
-        return self.model.head((self.model.bag.weight[feature_ids] * w).sum(1),
-                               (self.model.wide.weight[feature_ids] * w).sum(1))
+        logits, emb = self.model.head((self.model.bag.weight[feature_ids] * w).sum(1),
+                                      (self.model.wide.weight[feature_ids] * w).sum(1))
+        if self.linear is None:
+            return logits, emb
+        inside = feature_ids < self.linear.n_features
+        ids = torch.where(inside, feature_ids, torch.zeros_like(feature_ids))
+        lin = (self.lin_w[ids] * torch.where(inside, feature_weights, torch.zeros_like(feature_weights))
+               .unsqueeze(-1)).sum(1) + self.lin_b
+        share = self.linear.share
+        return torch.log((1 - share) * torch.softmax(logits, 1) + share * torch.softmax(lin, 1)), emb
 
 
 @torch.no_grad()
@@ -122,8 +157,9 @@ def predict_proba(model: NgramMLP, x: sp.csr_matrix, batch_size: int = 1024) -> 
 
 
 def train_mlp(x: sp.csr_matrix, y: np.ndarray, xv: sp.csr_matrix, yv: np.ndarray, classes: int,
-              cfg: SectionConfig, log=print) -> tuple[NgramMLP, dict]:
+              cfg: SectionConfig, log=None) -> tuple[NgramMLP, dict]:
     """Adam (SparseAdam for the two bags) for cfg.epochs; the weights of the epoch best on val accuracy."""
+    log = log or say
     torch.manual_seed(cfg.seed)
     model = NgramMLP(x.shape[1], classes, cfg)
     sparse = list(model.bag.parameters()) + list(model.wide.parameters())
@@ -154,27 +190,43 @@ def train_mlp(x: sp.csr_matrix, y: np.ndarray, xv: sp.csr_matrix, yv: np.ndarray
 
 
 # --- the baseline and the comparison ----------------------------------------------------------------------
-def tfidf_logreg(texts: dict, y: dict, cfg: SectionConfig, log=print) -> dict:
-    """TF-IDF + logistic regression (lbfgs), tuned on val: word 1-2-grams (50k most frequent, or all with
-    min_df 2) x C. (Adding the model's character 3-5-grams made one lbfgs fit run past 30 CPU-minutes without
-    finishing, so they are not in the grid.) Returns the chosen setting, the whole grid and the test predictions."""
-    grid, best = [], None
-    feature_sets = {"word 1-2, 50k": [dict(ngram_range=(1, 2), max_features=50_000)],
-                    "word 1-2, all (min_df 2)": [dict(ngram_range=(1, 2))]}
-    for name, kws in feature_sets.items():
-        vecs = [TfidfVectorizer(sublinear_tf=True, min_df=2, dtype=np.float32, **kw) for kw in kws]
-        xtr = sp.hstack([v.fit_transform(texts["train"]) for v in vecs]).tocsr()
-        xv = sp.hstack([v.transform(texts["val"]) for v in vecs]).tocsr()
-        clf = LogisticRegression(max_iter=300, warm_start=True)  # each C starts from the previous C's solution
+def tfidf_logreg(texts: dict, y: dict, cfg: SectionConfig, block: dict, log=None) -> dict:
+    """TF-IDF + logistic regression (lbfgs), tuned on val: word 1-2-grams (the 50k most frequent, the model's
+    word block of `cfg.word_features`, or all with min_df 2) x C. `block`: that word block's rows per split (the
+    model's own features, reused). (The model's character 3-5-grams made one lbfgs fit run past 30 CPU-minutes
+    without finishing, so they are not in the grid.) Returns the chosen setting, the grid, the test predictions,
+    and the best classifier on the model's word block (the model's linear part)."""
+    log = log or say
+    grid, best, on_block = [], None, None
+    feature_sets = {"word 1-2, 50k": dict(ngram_range=(1, 2), max_features=50_000),
+                    f"word 1-2, {cfg.word_features // 1000}k (the model's word block)": None,
+                    "word 1-2, all (min_df 2)": dict(ngram_range=(1, 2))}
+    for name, kw in feature_sets.items():
+        if kw is None:
+            xs = block
+        else:
+            vec = TfidfVectorizer(sublinear_tf=True, min_df=2, dtype=np.float32, **kw)
+            xs = {"train": vec.fit_transform(texts["train"]), "val": vec.transform(texts["val"]),
+                  "test": vec.transform(texts["test"])}
         for c in sorted(cfg.tfidf_cs):
-            clf.set_params(C=c).fit(xtr, y["train"])
-            row = {"features": name, "C": c, **scores(y["val"], clf.predict(xv))}
+            # a cold start for every C: warm-started from the previous C's solution, lbfgs stops at once (the
+            # penalty's gradient changes by ~|w| / (C n), under its tolerance) and every C scores the same
+            clf = LogisticRegression(C=c, max_iter=500).fit(xs["train"], y["train"])
+            row = {"features": name, "C": c, **scores(y["val"], clf.predict(xs["val"]))}
             grid.append(row)
             log(f"  tf-idf + LR [{name}] C={c:g}: val accuracy {row['accuracy']:.4f}, macro-F1 {row['macro_f1']:.4f}")
             if best is None or row["accuracy"] > best[0]["accuracy"]:
-                xte = sp.hstack([v.transform(texts["test"]) for v in vecs]).tocsr()
-                best = (row, clf.predict(xte))
-    return {"choice": best[0], "grid": grid, "test_pred": best[1]}
+                best = (row, clf.predict(xs["test"]))
+            if kw is None and (on_block is None or row["accuracy"] > on_block[0]["accuracy"]):
+                on_block = (row, clf)
+    return {"choice": best[0], "grid": grid, "test_pred": best[1], "block_clf": on_block[1],
+            "block_choice": on_block[0]}
+
+
+def choose_share(p_net: np.ndarray, p_linear: np.ndarray, y: np.ndarray, shares=(0.0, 0.25, 0.5, 0.75)) -> dict:
+    """The linear part's share of the averaged probabilities, by val accuracy (0 = the network alone)."""
+    rows = [{"share": a, **scores(y, mix(p_net, p_linear, a).argmax(1))} for a in shares]
+    return {"share": max(rows, key=lambda r: r["accuracy"])["share"], "grid": rows}
 
 
 def scores(y: np.ndarray, pred: np.ndarray) -> dict:
@@ -216,8 +268,9 @@ def section_data(split_seed: int = 0, max_train: int = 0, seed: int = 0) -> tupl
     return texts, y, labels
 
 
-def fit_section_model(texts: dict, y: dict, labels: list[str], cfg: SectionConfig, log=print):
+def fit_section_model(texts: dict, y: dict, labels: list[str], cfg: SectionConfig, log=None):
     """Vectorizers fitted on the training texts, the MLP trained and its epoch chosen on val."""
+    log = log or say
     t0 = time.time()
     vecs = fit_vectorizers(texts["train"], cfg)
     x = {s: transform(vecs, texts[s]) for s in texts}
@@ -228,8 +281,9 @@ def fit_section_model(texts: dict, y: dict, labels: list[str], cfg: SectionConfi
 
 
 def export_bundle(vecs, model: NgramMLP, labels: list[str], val_texts: list[str], metrics: dict, prov: dict,
-                  name: str, version: str, overwrite: bool, root=None, files: dict | None = None):
-    exported = PaddedNgramMLP(model)
+                  name: str, version: str, overwrite: bool, root=None, files: dict | None = None,
+                  linear: LinearPart | None = None):
+    exported = PaddedNgramMLP(model, linear)
     ref_ids, ref_w = padded(transform(vecs, val_texts[:16]))
     with tempfile.TemporaryDirectory(prefix="p06-section-") as tmp:
         tmp = Path(tmp)
@@ -251,25 +305,45 @@ def export_bundle(vecs, model: NgramMLP, labels: list[str], val_texts: list[str]
             files={"ngrams.json": tmp / "ngrams.json", **(files or {})}, overwrite=overwrite, root=root)
 
 
+def with_baseline(texts: dict, y: dict, x: dict, cfg: SectionConfig, p_net: dict, result: dict, log) -> LinearPart:
+    """The baseline grid; its best LR on the model's word block joins the network (share chosen on val), and
+    the model's test predictions become the mix's. Fills `result`; returns the linear part."""
+    n_word = len(x["word_vocab"])
+    block = {s: x[s][:, :n_word] for s in ("train", "val", "test")}
+    base = tfidf_logreg(texts, y, cfg, block, log)
+    p_lin = {s: base["block_clf"].predict_proba(block[s]) for s in ("val", "test")}
+    share = choose_share(p_net["val"], p_lin["val"], y["val"])
+    linear = LinearPart(base["block_clf"].coef_, base["block_clf"].intercept_, share["share"])
+    test_pred = mix(p_net["test"], p_lin["test"], linear.share).argmax(1)
+    result |= {"network_alone": result["model"], "model": scores(y["test"], test_pred),
+               "tfidf_logreg": scores(y["test"], base["test_pred"]), "tfidf_choice": base["choice"],
+               "tfidf_grid": base["grid"], "linear_part": {**base["block_choice"], **share},
+               "bootstrap_model_minus_tfidf": paired_bootstrap(y["test"], test_pred, base["test_pred"])}
+    log(f"linear part: {base['block_choice']['features']} C={base['block_choice']['C']:g}, share {linear.share} "
+        f"(val {max(r['accuracy'] for r in share['grid']):.4f})")
+    return linear
+
+
 def train_and_export(cfg: SectionConfig, version: str, name: str = BUNDLE_NAME, overwrite: bool = False,
-                     baseline: bool = True, out_dir: Path | None = None, root=None, log=print) -> dict:
+                     baseline: bool = True, out_dir: Path | None = None, root=None, log=None) -> dict:
+    """Train (and with `baseline`, tune the baseline and mix its LR on the model's word block into the model),
+    score on test, export. Without the baseline the model is the network alone."""
+    log = log or say
     texts, y, labels = section_data(max_train=cfg.max_train, seed=cfg.seed)
     log(f"section classifier: {len(labels)} sections, {len(y['train'])} train / {len(y['val'])} val / "
         f"{len(y['test'])} test packages")
     t0 = time.time()
     vecs, model, choice, x = fit_section_model(texts, y, labels, cfg, log)
-    train_seconds = time.time() - t0
-    test_pred = predict_proba(model, x["test"]).argmax(1)
-    result = {"model": scores(y["test"], test_pred), "choice": choice, "train_seconds": round(train_seconds, 1),
-              "config": dataclasses.asdict(cfg), "sections": len(labels), "test_packages": int(len(y["test"]))}
-    prior = np.full_like(y["test"], np.bincount(y["train"]).argmax())
-    result["majority_class"] = scores(y["test"], prior)
+    p_net = {s: predict_proba(model, x[s]) for s in ("val", "test")}
+    result = {"model": scores(y["test"], p_net["test"].argmax(1)), "choice": choice,
+              "config": dataclasses.asdict(cfg), "sections": len(labels), "test_packages": int(len(y["test"])),
+              "majority_class": scores(y["test"], np.full_like(y["test"], np.bincount(y["train"]).argmax()))}
+    linear = None
     if baseline:
-        base = tfidf_logreg(texts, y, cfg, log)
-        result["tfidf_logreg"] = scores(y["test"], base["test_pred"])
-        result["tfidf_choice"], result["tfidf_grid"] = base["choice"], base["grid"]
-        result["bootstrap_model_minus_tfidf"] = paired_bootstrap(y["test"], test_pred, base["test_pred"])
-    log(json.dumps({k: result[k] for k in ("model", "tfidf_logreg", "bootstrap_model_minus_tfidf")
+        x["word_vocab"] = vecs[0].vocabulary_
+        linear = with_baseline(texts, y, x, cfg, p_net, result, log)
+    result["train_seconds"] = round(time.time() - t0, 1)
+    log(json.dumps({k: result[k] for k in ("model", "network_alone", "tfidf_logreg", "bootstrap_model_minus_tfidf")
                     if k in result}))
     values = {"accuracy": result["model"]["accuracy"], "macro_f1": result["model"]["macro_f1"],
               "majority_accuracy": result["majority_class"]["accuracy"], "test_packages": result["test_packages"]}
@@ -277,11 +351,11 @@ def train_and_export(cfg: SectionConfig, version: str, name: str = BUNDLE_NAME, 
         values |= {"tfidf_logreg_accuracy": result["tfidf_logreg"]["accuracy"],
                    "tfidf_logreg_macro_f1": result["tfidf_logreg"]["macro_f1"]}
     with tempfile.TemporaryDirectory() as tmp:
-        write_json(Path(tmp) / "choice.json", {k: v for k, v in result.items()})
+        write_json(Path(tmp) / "choice.json", result)
         bundle = export_bundle(
             vecs, model, labels, texts["val"], {"split": "test", "headline": "accuracy", "values": values},
             provenance("p06_contrastive", out_dir or "", "debian-packages", 0, cfg.seed, dataclasses.asdict(cfg)),
-            name, version, overwrite, root, files={"choice.json": Path(tmp) / "choice.json"})
+            name, version, overwrite, root, files={"choice.json": Path(tmp) / "choice.json"}, linear=linear)
     if out_dir:
         write_json(Path(out_dir) / "section_result.json", result)
     log(f"bundle: {bundle.path}")

@@ -4,6 +4,10 @@
     2. it is no worse on the fixed held-out test set: accuracy >= the serving model's - `gate_margin`;
     3. it is better on the held-out feedback (the drifted traffic it never trained on): McNemar's exact test on
        the rows the two models disagree on, one-sided, p < `gate_alpha`.
+
+The fixed test set is the test split of the dataset named in the bundle's provenance: arrays (x, y) for images;
+for a text classifier trained on a document corpus (debian-packages: test = indices into its documents), each
+test document's text and its label field (LABEL_FIELDS), as a class index into the bundle's labels.
 """
 
 from __future__ import annotations
@@ -17,10 +21,23 @@ from dlm_core.predictors import Predictor, load_predictor
 
 from ..config import RetrainPolicy
 
+LABEL_FIELDS = {"debian-packages": "section"}  # document corpora: the field a text classifier predicts
+
 
 def predict_classes(p: Predictor, items: list, batch: int = 256) -> np.ndarray:
     out = [p.run([p.prepare(x) for x in items[i:i + batch]]).signal for i in range(0, len(items), batch)]
     return np.concatenate(out).astype(int) if out else np.zeros(0, int)
+
+
+def documents_test(ds, name: str, p: Predictor) -> tuple[list[str], np.ndarray]:
+    """A document corpus's test split for a text classifier: (texts, index of each one's label in p's labels)."""
+    labels = p.manifest.get("postprocess", {}).get("labels")
+    if p.task != "text-classification" or name not in LABEL_FIELDS or not labels:
+        raise DlmError(f"no held-out test set for the gate: {name} is a document corpus, and {p.name} ({p.task}) "
+                       f"is not a text classifier of one of {sorted(LABEL_FIELDS)}")
+    pos, field_ = {s: i for i, s in enumerate(labels)}, LABEL_FIELDS[name]
+    docs = [ds.docs[i] for i in ds.test if ds.docs[i][field_] in pos]
+    return [d["text"] for d in docs], np.array([pos[d[field_]] for d in docs], dtype=np.int64)
 
 
 class Gate:
@@ -34,11 +51,12 @@ class Gate:
         key = (prov.get("dataset"), prov.get("split_seed"))
         if key not in self.test_sets:
             try:
-                test = load_dataset(prov["dataset"], seed=int(prov.get("split_seed", 0))).test
+                ds = load_dataset(prov["dataset"], seed=int(prov.get("split_seed", 0)))
             except (DlmError, KeyError, OSError) as err:
                 raise DlmError(f"no held-out test set for the gate ({err}); fetch it with `dlm data fetch`") from None
-            n = self.policy.gate_test_rows or len(test.y)
-            self.test_sets[key] = (list(test.x[:n]), np.asarray(test.y[:n]))
+            x, y = documents_test(ds, prov["dataset"], p) if hasattr(ds, "docs") else (ds.test.x, ds.test.y)
+            n = self.policy.gate_test_rows or len(y)
+            self.test_sets[key] = (list(x[:n]), np.asarray(y[:n]))
         return self.test_sets[key]
 
     def load(self, old: Predictor, bundle: str, loaded: set[str]) -> Predictor:

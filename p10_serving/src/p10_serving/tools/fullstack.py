@@ -7,6 +7,12 @@
         back `--label-delay` rows late as feedback
     ->  drift alert / accuracy drop  ->  retrain  ->  gate  ->  swap  ->  the live accuracy recovers.
 
+`--task text` is the same loop for the Debian section classifier (fullstack_text.py): run_section_classifier
+trains the first bundle, the stream is bookworm package descriptions, then after `--shift-after` rows the
+packages new in trixie (`debian-packages-trixie-new`), and the server's retraining hook is run_section_retrain.
+The task-specific pieces (the model's name, the first bundle, the stream's request bodies, the retrain command,
+a held-out evaluation for the report) are one `Task`; everything else is shared.
+
 It writes OUT/report.md with drift.png, accuracy.png and latency.png (the alert, the retrain and the swap
 marked), OUT/fullstack.json with every number, and exits 1 if a stage fails: training or export fails, the
 server does not get ready, no swap within the budget, or the accuracy does not recover. With `--no-shift` it is
@@ -76,6 +82,70 @@ def stage(name: str, cmd: list[str], log: Path, env: dict | None = None) -> floa
     return time.perf_counter() - t0
 
 
+# ------------------------------------------------------------------------------------------- the tasks
+@dataclass
+class Stream:
+    """The rows a replay sends: their labels (class indices into the bundle's labels) and row(i) -> (the request
+    body of row i, whether it is shifted), built when the row is due (an image's shift is applied then)."""
+    y: np.ndarray
+    row: Callable[[int], tuple[dict, bool]]
+
+
+@dataclass(frozen=True)
+class Task:
+    """What differs between the tasks: the served model's name, the shift (None: the control), the first bundle
+    (train(args, out, env, stages) -> its folder), the stream (stream(args, classes)), the retraining hook's
+    command (retrain_command(args, out)), a held-out evaluation of the old and the swapped-in bundle for the report
+    (evaluate(bundle, events) -> dict, optional), and the defaults of --min-recovery and --min-feedback."""
+    name: str
+    model: str
+    shift: str | None
+    train: Callable
+    stream: Callable
+    retrain_command: Callable
+    evaluate: Callable | None = None
+    min_recovery: float = 0.1
+    min_feedback: int = 640
+
+
+def image_task(args) -> Task:
+    """Fashion-MNIST, the CNN of p03 (run_cnn_train, run_cnn_export, run_cnn_retrain), a rotation, brightness or
+    contrast shift."""
+    spec = args.shift or "rotation:25"
+    shift = None if args.no_shift else parse_shift(spec)
+
+    def retrain_command(a, out: Path) -> str:
+        return f"{tool('run_cnn_retrain')} --runs-root {out / 'runs'} --epochs {a.retrain_epochs or 2}"
+
+    return Task("image", MODEL, None if shift is None else spec, train_and_export,
+                lambda a, classes: image_stream(a, shift), retrain_command)
+
+
+def image_stream(args, shift: tuple[str, float] | None) -> Stream:
+    x, y = stream_rows(args.seed, args.max_rows)
+    kind, size = shift or (None, 0.0)
+
+    def row(i: int) -> tuple[dict, bool]:
+        shifted = kind is not None and i >= args.shift_after
+        img = TRANSFORMS[kind](x[i:i + 1], size)[0] if shifted else x[i]
+        return {"input": np.rint(img).astype(np.uint8).tolist()}, shifted
+
+    return Stream(y, row)
+
+
+def make_task(args) -> Task:
+    """The task of --task, its defaults filled into args (--min-recovery, --min-feedback)."""
+    if args.task == "text":
+        from .fullstack_text import text_task
+
+        task = text_task(args)
+    else:
+        task = image_task(args)
+    args.min_recovery = task.min_recovery if args.min_recovery is None else args.min_recovery
+    args.min_feedback = task.min_feedback if args.min_feedback is None else args.min_feedback
+    return task
+
+
 # ------------------------------------------------------------------------------------------- the stream
 def stream_rows(seed: int, n: int, skip: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """`n` held-out images in a seeded order: validation rows after the first `skip` (those are the bundle's
@@ -93,10 +163,8 @@ class Replay:
     """One replay's state, shared by the tasks of the stream on one event loop: the answers so far, the labels
     waiting for their delay, the tasks beside the stream (feedback posts, the poll) and the row a swap was seen at."""
     client: httpx.AsyncClient
-    x: np.ndarray
-    y: np.ndarray
-    shift: tuple[str, float] | None
-    shift_after: int
+    stream: Stream
+    model: str
     label_delay: int
     post_swap_rows: int
     classes: list[str]
@@ -113,20 +181,19 @@ class Replay:
     t0_wall: float = field(default_factory=time.time)
 
     def __post_init__(self):
-        self.kind, self.size = self.shift if self.shift else (None, 0.0)
+        self.y = self.stream.y
 
     def send(self, i: int, scheduled: float):
-        """Row i is due: its (shifted) image, its label queued, a poll when one is due; the request."""
+        """Row i is due: its (shifted) input, its label queued, a poll when one is due; the request."""
         self.last_sent = i
-        shifted = self.kind is not None and i >= self.shift_after
-        img = TRANSFORMS[self.kind](self.x[i:i + 1], self.size)[0] if shifted else self.x[i]
+        body, shifted = self.stream.row(i)
         if len(self.pending_labels) >= self.label_delay + 25:  # labels of rows sent `label_delay` rows ago
             batch, self.pending_labels = self.pending_labels[:25], self.pending_labels[25:]
             self.spawn(self.send_labels(batch))
         if self.poller is None and time.perf_counter() - self.t0 >= self.next_poll:
             self.next_poll += 1.0
             self.poller = self.spawn(self.poll_once())
-        return self.predict(i, img, shifted, scheduled)
+        return self.predict(i, body, shifted, scheduled)
 
     def stop(self, i: int) -> bool:
         return time.perf_counter() > self.deadline or (self.swap_row is not None
@@ -138,24 +205,23 @@ class Replay:
         task.add_done_callback(self.background.discard)
         return task
 
-    async def predict(self, i: int, img: np.ndarray, shifted: bool, scheduled: float):
+    async def predict(self, i: int, body: dict, shifted: bool, scheduled: float):
         # latency from the actual send, not from the schedule (this is a replay, not a load test: on a loaded
         # machine the replay itself can fall behind its schedule, and that lag is the client's, not the
         # server's; it is kept as lag_s)
         import httpx
 
         sent = time.perf_counter()
-        body = {"input": np.rint(img).astype(np.uint8).tolist()}
         rec = {"i": i, "t": sent - self.t0, "lag_s": sent - scheduled, "shifted": shifted, "label": int(self.y[i])}
         try:
-            r = await self.client.post(f"/v1/models/{MODEL}/predict", json=body)
+            r = await self.client.post(f"/v1/models/{self.model}/predict", json=body)
             rec["latency_ms"] = (time.perf_counter() - sent) * 1000
             rec["status"] = r.status_code
             if r.status_code == 200:
                 out = r.json()
                 rec.update(prediction=out["prediction"], version=out["version"],
                            correct=out["prediction"] == self.classes[int(self.y[i])])
-                # the label comes back later by the answer's id (the image is not sent twice)
+                # the label comes back later by the answer's id (the input is not sent twice)
                 self.pending_labels.append((out["prediction_id"], self.classes[int(self.y[i])]))
         except httpx.HTTPError as err:
             rec.update(latency_ms=(time.perf_counter() - sent) * 1000, status=type(err).__name__)
@@ -165,7 +231,7 @@ class Replay:
         import httpx
 
         try:
-            r = await self.client.post(f"/v1/models/{MODEL}/feedback", json={
+            r = await self.client.post(f"/v1/models/{self.model}/feedback", json={
                 "prediction_ids": [b[0] for b in batch], "labels": [b[1] for b in batch]})
         except httpx.HTTPError as err:
             print(f"feedback failed: {type(err).__name__} {err}", flush=True)
@@ -183,9 +249,8 @@ class Replay:
             self.poller = None
 
 
-async def replay(base: str, x: np.ndarray, y: np.ndarray, *, shift: tuple[str, float] | None, shift_after: int,
-                 rate: float, label_delay: int, post_swap_rows: int, classes: list[str], timeout: float,
-                 deadline: float, poll: callable, token: str | None = None) -> dict:
+async def replay(base: str, stream: Stream, *, model: str, rate: float, label_delay: int, post_swap_rows: int,
+                 classes: list[str], timeout: float, deadline: float, poll: callable, token: str | None = None) -> dict:
     """Send row i at t0 + i / rate (open loop: loadtest.open_loop), each as one v1 predict request; row i's label
     goes back as feedback once row i + label_delay has been sent; the drift report and the events are polled
     about once a second, beside the stream. Stops `post_swap_rows` rows after a swap is seen (or at the end of
@@ -197,8 +262,8 @@ async def replay(base: str, x: np.ndarray, y: np.ndarray, *, shift: tuple[str, f
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=2.0)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout, headers=headers) as client:
-        r = Replay(client, x, y, shift, shift_after, label_delay, post_swap_rows, classes, deadline, poll)
-        await open_loop(rate, len(y), r.send, start=r.t0, stop=r.stop)
+        r = Replay(client, stream, model, label_delay, post_swap_rows, classes, deadline, poll)
+        await open_loop(rate, len(stream.y), r.send, start=r.t0, stop=r.stop)
         await asyncio.gather(*r.background, return_exceptions=True)
         await poll(client, time.perf_counter() - r.t0)
     return {"rows": sorted(r.rows, key=lambda row: row["i"]), "swap_row": r.swap_row,
@@ -208,6 +273,7 @@ async def replay(base: str, x: np.ndarray, y: np.ndarray, *, shift: tuple[str, f
 @dataclass
 class Watch:
     """What the replay's poll sees: per drift report, the smallest Holm-adjusted p-value of each signal; the events."""
+    model: str = MODEL
     drift: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
 
@@ -215,7 +281,7 @@ class Watch:
         import httpx
 
         try:
-            d = (await client.get(f"/v1/models/{MODEL}/drift")).json()
+            d = (await client.get(f"/v1/models/{self.model}/drift")).json()
             p = {}
             for tst in d.get("tests", []):
                 if "p_raw" in tst:
@@ -341,7 +407,8 @@ def latency_panel(ax, ok: list[dict], marks) -> None:
 
 def report_md(res: dict) -> str:
     seg = res["accuracy"]
-    lines = [f"# run_fullstack ({res['preset']} preset, seed {res['seed']})", "",
+    lines = [f"# run_fullstack --task {res.get('task', 'image')} ({res['model']}, {res['preset']} preset, "
+             f"seed {res['seed']})", "",
              f"Verdict: **{res['verdict']}**" + (f": {res['failure']}" if res.get("failure") else ""), "",
              f"Stream: {res['rows_sent']} rows at {res['rate']:g} req/s, "
              + (f"shift `{res['shift']}` from row {res['shift_after']}" if res["shift"] else "no shift")
@@ -356,7 +423,12 @@ def report_md(res: dict) -> str:
               f"Latency p50 / p99 (from each request's actual send; the replay's largest lag behind its "
               f"schedule: {res['replay_lag_s']:.2f} s): {res['latency_ms']['p50']:.1f} / "
               f"{res['latency_ms']['p99']:.1f} ms; "
-              f"non-2xx responses: {res['errors']}.", "", "## Events", ""]
+              f"non-2xx responses: {res['errors']}."]
+    if res.get("shifted_test"):
+        st = res["shifted_test"]
+        lines += ["", f"Accuracy on {st['split']} ({st['rows']} rows, held out: never streamed, never trained on): "
+                  + ", ".join(f"{v} {a:.4f}" for v, a in st["accuracy"].items()) + "."]
+    lines += ["", "## Events", ""]
     for e in res["events"]:
         extra = {k: v for k, v in e.items() if k not in ("time", "kind", "model", "statistics", "gate")}
         lines.append(f"- t={e['time'] - res['t_start']:.1f} s **{e['kind']}** {extra}")
@@ -379,29 +451,31 @@ def run(args) -> int:
 
     from dlm_core.benchmark import machine
 
+    task = make_task(args)  # bad flags fail here, before any training
     out = Path(args.out or f"runs/fullstack/{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     out.mkdir(parents=True, exist_ok=True)
-    shift = None if args.no_shift else parse_shift(args.shift)
     t_begin = time.perf_counter()
     env = {**os.environ, "DLM_ARTIFACTS": str(out / "artifacts")}
     stages: dict[str, float] = {}
-    res = {"preset": args.preset, "seed": args.seed, "shift": None if shift is None else args.shift,
+    res = {"task": task.name, "model": task.model, "preset": args.preset, "seed": args.seed, "shift": task.shift,
            "shift_after": args.shift_after, "rate": args.rate, "label_delay": args.label_delay, "out": str(out),
            "machine": machine()}
 
     # 1-2. train and export (a rerun skips what is done)
-    bundle = train_and_export(args, out, env, stages)
+    bundle = task.train(args, out, env, stages)
     manifest = read_json(bundle / "manifest.json")
     held_out = float(manifest["metrics"]["values"]["accuracy"])
     classes = manifest["postprocess"]["labels"]
 
     # 3-4. serve, with the retraining hook, and the stream
-    watch = Watch()
-    stream, res["dashboard_png"] = serve_and_stream(args, out, env, bundle, shift, classes, watch, stages)
+    watch = Watch(task.model)
+    stream, res["dashboard_png"] = serve_and_stream(args, out, env, bundle, task, classes, watch, stages)
 
     # 5. verdict and report
     summarise(res, stream, watch.events, held_out, stages, t_begin)
-    failure = judge(args, shift, res, stream, watch.events)
+    if task.evaluate:
+        res["shifted_test"] = task.evaluate(bundle, watch.events)
+    failure = judge(args, task, res, stream, watch.events)
     res["verdict"], res["failure"] = ("failed", failure) if failure else ("ok", None)
     shift_t = next((r["t"] for r in stream["rows"] if r["shifted"]), None)
     plot(out, stream["rows"], watch.drift, watch.events, stream["t0_wall"], shift_t, held_out)
@@ -438,9 +512,8 @@ def train_and_export(args, out: Path, env: dict, stages: dict[str, float]) -> Pa
     return bundle
 
 
-def serve_command(args, bundle: Path, port: int, out: Path) -> list[str]:
-    """run_serve on the bundle with the drift monitor and the retraining hook (run_cnn_retrain)."""
-    retrain_cmd = f"{tool('run_cnn_retrain')} --runs-root {out / 'runs'} --epochs {args.retrain_epochs}"
+def serve_command(args, bundle: Path, port: int, out: Path, retrain_cmd: str) -> list[str]:
+    """run_serve on the bundle with the drift monitor and the retraining hook (`retrain_cmd EVENT`)."""
     return [tool("run_serve"), str(bundle), "--port", str(port), "--drift-window", str(args.drift_window),
             "--drift-min-rows", str(min(200, args.drift_window)), "--retrain-dir", str(out / "retrain"),
             "--retrain-command", retrain_cmd, "--retrain-min-feedback", str(args.min_feedback),
@@ -449,13 +522,13 @@ def serve_command(args, bundle: Path, port: int, out: Path) -> list[str]:
             "--drift-interval-s", "0"]  # every window judged: the stream is slow enough, and the report shows each
 
 
-def serve_and_stream(args, out: Path, env: dict, bundle: Path, shift: tuple[str, float] | None,
-                     classes: list[str], watch: Watch, stages: dict[str, float]) -> tuple[dict, str | None]:
+def serve_and_stream(args, out: Path, env: dict, bundle: Path, task: Task, classes: list[str], watch: Watch,
+                     stages: dict[str, float]) -> tuple[dict, str | None]:
     """Start the server, replay the stream against it, screenshot its dashboard, stop it: replay()'s result and
     the screenshot's path."""
     port = args.port or free_port()
     base = f"http://127.0.0.1:{port}"
-    serve_cmd = serve_command(args, bundle, port, out)
+    serve_cmd = serve_command(args, bundle, port, out, task.retrain_command(args, out))
     token = secrets.token_hex(32)  # feedback is an admin route: this run's own token, readable by its user only
     (out / "admin-token").touch(mode=0o600)
     (out / "admin-token").write_text(token + "\n")
@@ -471,7 +544,7 @@ def serve_and_stream(args, out: Path, env: dict, bundle: Path, shift: tuple[str,
         except DlmError as err:
             raise StageFailed(f"{err}; see {out / 'serve.log'}") from None
         stages["serve_ready"] = time.perf_counter() - t0
-        stream = stream_to(base, args, shift, classes, watch, token)
+        stream = stream_to(base, args, task, classes, watch, token)
         stages["stream"] = stream["seconds"]
         return stream, screenshot(f"{base}/dashboard", out / "dashboard.png")
     finally:
@@ -482,13 +555,12 @@ def serve_and_stream(args, out: Path, env: dict, bundle: Path, shift: tuple[str,
             server.kill()
 
 
-def stream_to(base: str, args, shift: tuple[str, float] | None, classes: list[str], watch: Watch,
-              token: str | None = None) -> dict:
-    """The seeded stream of held-out rows, replayed against the server at `base` (replay()'s result)."""
-    x, y = stream_rows(args.seed, args.max_rows)
-    print(f"[stream] {base}: up to {args.max_rows} rows at {args.rate:g} req/s, "
-          + (f"shift {args.shift} from row {args.shift_after}" if shift else "no shift"), flush=True)
-    return asyncio.run(replay(base, x, y, shift=shift, shift_after=args.shift_after, rate=args.rate,
+def stream_to(base: str, args, task: Task, classes: list[str], watch: Watch, token: str | None = None) -> dict:
+    """The task's seeded stream of held-out rows, replayed against the server at `base` (replay()'s result)."""
+    stream = task.stream(args, classes)
+    print(f"[stream] {base}: up to {len(stream.y)} rows at {args.rate:g} req/s, "
+          + (f"shift {task.shift} from row {args.shift_after}" if task.shift else "no shift"), flush=True)
+    return asyncio.run(replay(base, stream, model=task.model, rate=args.rate,
                               label_delay=args.label_delay, post_swap_rows=args.post_swap_rows,
                               classes=classes, timeout=10.0, poll=watch,
                               deadline=time.perf_counter() + args.max_minutes * 60, token=token))
@@ -508,13 +580,14 @@ def summarise(res: dict, stream: dict, events: list[dict], held_out: float, stag
                            (("p50", 50), ("p99", 99))}, total_seconds=time.perf_counter() - t_begin)
 
 
-def judge(args, shift: tuple[str, float] | None, res: dict, stream: dict, events: list[dict]) -> str | None:
+def judge(args, task: Task, res: dict, stream: dict, events: list[dict]) -> str | None:
     """Why the run failed, or None: the control retrained, a shift got no swap, the accuracy did not recover, or
     requests failed."""
     failure = None
     started = [e for e in events if e["kind"] == "retrain_started"]
     swaps = [e for e in events if e["kind"] == "swap"]
-    if shift is None:
+    min_recovery = args.min_recovery
+    if task.shift is None:
         if started:
             failure = f"a retrain started with no shift ({started[0]['reason']})"
     elif not swaps:
@@ -524,8 +597,8 @@ def judge(args, shift: tuple[str, float] | None, res: dict, stream: dict, events
     else:
         seg = res["accuracy"]
         before, after = seg["shifted_before_swap"]["accuracy"], seg["after_swap"]["accuracy"]
-        if before is None or after is None or after < before + args.min_recovery:
-            failure = f"accuracy did not recover: {before} before the swap, {after} after (need +{args.min_recovery})"
+        if before is None or after is None or after < before + min_recovery:
+            failure = f"accuracy did not recover: {before} before the swap, {after} after (need +{min_recovery})"
     if res["errors"]:
         failure = failure or f"{res['errors']} requests failed"
     return failure
@@ -537,14 +610,19 @@ def parser():
     p = ArgumentParser(prog="run_fullstack", description="Train -> export -> serve -> a shifting stream -> drift "
                        "alert -> retrain -> gated swap -> recovery, every stage a real process; a report with plots. "
                        "Exit 1 if a stage fails.")
+    p.add_argument("--task", default="image", choices=["image", "text"],
+                   help="image: Fashion-MNIST and the CNN (p03); text: Debian package sections (p06) shifted to the "
+                        "packages new in trixie (default: image)")
     p.add_argument("--preset", default="quick", choices=["tiny", "quick", "default"],
-                   help="run_cnn_train preset (default: quick, about 5 minutes in all)")
+                   help="run_cnn_train preset, or run_section_classifier's (quick | default) for --task text "
+                        "(default: quick, about 5 minutes in all)")
     p.add_argument("--train-args", default="", metavar="FLAGS",
-                   help='more run_cnn_train flags, e.g. "--train-subset 2000 --epochs 2" (the tests\' small run)')
+                   help='more run_cnn_train (run_section_classifier) flags, e.g. "--train-subset 2000 --epochs 2" '
+                        "(the tests' small run)")
     p.add_argument("--seed", type=int, default=0, help="training seed and stream order (default: 0)")
     p.add_argument("--out", default=None, help="output folder (default: runs/fullstack/<time>); a rerun resumes")
-    p.add_argument("--shift", default="rotation:25", help="KIND:SIZE, KIND rotation|brightness|contrast "
-                   "(default: rotation:25, degrees)")
+    p.add_argument("--shift", default=None, help="images: KIND:SIZE, KIND rotation|brightness|contrast "
+                   "(default: rotation:25, degrees); text: trixie, the only one (the default)")
     p.add_argument("--no-shift", action="store_true", help="the control: no shift, and no retrain may start")
     p.add_argument("--shift-after", type=int, default=600, help="rows before the shift (default: 600)")
     p.add_argument("--rate", type=float, default=20.0, help="requests per second (default: 20)")
@@ -552,11 +630,15 @@ def parser():
     p.add_argument("--post-swap-rows", type=int, default=600, help="rows streamed after the swap (default: 600)")
     p.add_argument("--max-rows", type=int, default=30_000, help="most rows streamed (default: 30000)")
     p.add_argument("--drift-window", type=int, default=300, help="run_serve --drift-window (default: 300)")
-    p.add_argument("--min-feedback", type=int, default=640, help="run_serve --retrain-min-feedback (default: 640)")
+    p.add_argument("--min-feedback", type=int, default=None,
+                   help="run_serve --retrain-min-feedback (default: 640 for images, 1000 for text)")
     p.add_argument("--cooldown", type=float, default=60.0, help="run_serve --retrain-cooldown (default: 60)")
-    p.add_argument("--retrain-epochs", type=int, default=2, help="run_cnn_retrain --epochs (default: 2)")
-    p.add_argument("--min-recovery", type=float, default=0.1,
-                   help="accuracy gain after the swap that counts as recovery (default: 0.1)")
+    p.add_argument("--retrain-epochs", type=int, default=None,
+                   help="run_cnn_retrain --epochs (default: 2) or run_section_retrain --epochs (default: the "
+                        "serving bundle's)")
+    p.add_argument("--min-recovery", type=float, default=None,
+                   help="accuracy gain after the swap that counts as recovery (default: 0.1 for images, "
+                        "0.05 for text)")
     p.add_argument("--max-minutes", type=float, default=10.0,
                    help="safety net: the stream stops after this long, and a run that had not swapped by then is "
                         "reported incomplete (default: 10)")

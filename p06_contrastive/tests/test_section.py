@@ -40,7 +40,7 @@ def test_ngram_features_equal_scikit_learn(small):
 
 def test_the_model_learns_and_its_bundle_answers_as_torch(small, tmp_path):
     from dlm_core.predictors import BadInput, NgramTextClassifier, load_predictor
-    from p06_contrastive.section import export_bundle, fit_section_model, predict_proba, scores
+    from p06_contrastive.section import LinearPart, export_bundle, fit_section_model, mix, predict_proba, scores
 
     cfg, texts, y, labels = small
     vecs, model, choice, x = fit_section_model(texts, y, labels, cfg, log=lambda *a: None)
@@ -63,6 +63,20 @@ def test_the_model_learns_and_its_bundle_answers_as_torch(small, tmp_path):
     for bad in ("", "   ", "\u2603\u2603", 42):
         with pytest.raises(BadInput):
             pred.prepare(bad)
+    # with a linear part (an LR on the word block), the bundle serves the averaged probabilities
+    from sklearn.linear_model import LogisticRegression
+
+    n_word = len(vecs[0].vocabulary_)
+    clf = LogisticRegression(C=10, max_iter=200).fit(x["train"][:, :n_word], y["train"])
+    linear = LinearPart(clf.coef_, clf.intercept_, 0.5)
+    mixed = mix(proba, clf.predict_proba(x["test"][:, :n_word]), 0.5)
+    bundle = export_bundle(vecs, model, labels, texts["val"], metrics, prov, "section", "mix", False, root=tmp_path,
+                           linear=linear)
+    pred = load_predictor(bundle.path)
+    assert pred.self_check() <= 1e-4
+    got = pred.predict(texts["test"][:200])
+    assert [r["prediction"] for r in got] == [labels[i] for i in mixed[:200].argmax(1)]
+    assert np.allclose([r["confidence"] for r in got], mixed[:200].max(1), atol=1e-4)
 
 
 def test_paired_bootstrap_interval_excludes_zero_only_for_a_real_gain():

@@ -1,0 +1,58 @@
+"""p06 section classifier vs tuned TF-IDF + logistic regression, from one `run_section_classifier --out DIR` run:
+test accuracy and macro-F1 of both, the paired bootstrap 95% intervals of the difference, the choices on val,
+and the run's wall and CPU time (from `/usr/bin/time -v` output saved beside it, when there is one).
+
+    /usr/bin/time -v run_section_classifier --version default --out runs/p06_contrastive/section-default \\
+        > runs/p06_contrastive/section-default/log.txt 2>&1
+    .venv/bin/python -P bench/p06_section.py runs/p06_contrastive/section-default
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from dlm_core.benchmark import machine, write_result
+from dlm_core.io import read_json
+
+
+def times(log: Path) -> dict:
+    """Wall and CPU seconds from GNU time's -v report."""
+    if not log.exists():
+        return {}
+    text = log.read_text(errors="replace")
+    out = {}
+    m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", text)
+    if m:
+        out["wall_s"] = int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    cpu = [float(v) for v in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text)]
+    if cpu:
+        out["cpu_s"] = sum(cpu)
+    return out
+
+
+def main(run: str = "runs/p06_contrastive/section-default") -> None:
+    run = Path(run)
+    r = read_json(run / "section_result.json")
+    ci = r["bootstrap_model_minus_tfidf"]
+    result = {
+        "bench": "p06 section classifier (58 Debian sections from a package's long description), test split",
+        "machine": machine(),
+        "ours": {**r["model"], "what": "wide & deep over TF-IDF word + char n-grams, averaged with an LR on its "
+                                       "word block (share on val)"},
+        "peer": {**r["tfidf_logreg"], "what": "TF-IDF + logistic regression, features and C chosen on val",
+                 "choice": r["tfidf_choice"]},
+        "ratio": r["model"]["accuracy"] / r["tfidf_logreg"]["accuracy"],
+        "goal": "beat the tuned TF-IDF + LR on test accuracy and macro-F1, paired bootstrap 95% interval above 0",
+        "goal_met": all(ci[k]["ci95"][0] > 0 for k in ("accuracy", "macro_f1")),
+        "bootstrap_model_minus_tfidf": ci,
+        "network_alone": r.get("network_alone"), "majority_class": r["majority_class"],
+        "linear_part": r.get("linear_part"), "network_choice": {k: v for k, v in r["choice"].items()},
+        "tfidf_grid": r["tfidf_grid"], "config": r["config"], "test_packages": r["test_packages"],
+        "train_seconds": r["train_seconds"], **times(run / "log.txt"), "run": str(run)}
+    write_result("p06_section", result)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -142,15 +142,9 @@ class NgramTextClassifier(Predictor):
         feats = np.concatenate([feats, ood_scores(probs, feats[:, 2])[:, None]], 1)
         return BatchOutput(results, tensors, feats, top[:, 0].astype(np.float32), emb)
 
-    def rows_from_v2(self, inputs):
-        x = expect_single_input(inputs, "text")
-        if x.ndim != 1:
-            raise BadInput(f"input 'text' has shape {list(x.shape)}; expected [-1] (one string per row)")
-        return [self.prepare(t) for t in x.tolist()]
-
-    def example_input(self):
-        return "library for parsing JSON documents"
-
+    # the same v2 view as the tokenizer-based classifier: one string per row in, label/confidence/probabilities out
+    rows_from_v2 = TextPredictor.text_rows_from_v2
+    example_input = TextPredictor.example_input
     v2_inputs = TextClassifier.v2_inputs
     v2_outputs = TextClassifier.v2_outputs
 

@@ -29,7 +29,6 @@ import secrets
 import shlex
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from dlm_core.net import free_port, wait_http_ready
 
 from .calibration import TRANSFORMS
 from .loadtest import open_loop
+from .stages import StageFailed, Stream, Task, stage, tool
 
 if TYPE_CHECKING:
     import httpx
@@ -54,10 +54,6 @@ MARKERS = {"drift_alert": ("tab:orange", "drift alert"), "episode": ("tab:red", 
            "retrain_started": ("tab:purple", "retrain started"), "swap": ("tab:green", "swap"),
            "gate_rejected": ("black", "gate rejected"), "retrain_failed": ("black", "retrain failed"),
            "rollback": ("tab:brown", "rollback")}
-
-
-class StageFailed(DlmError):
-    pass
 
 
 def parse_shift(spec: str) -> tuple[str, float]:
@@ -70,44 +66,7 @@ def parse_shift(spec: str) -> tuple[str, float]:
         raise DlmError(f"--shift {spec!r}: the size must be a number") from None
 
 
-def stage(name: str, cmd: list[str], log: Path, env: dict | None = None) -> float:
-    """Run one stage as a process (output to its log); its seconds, or StageFailed naming the log."""
-    t0 = time.perf_counter()
-    print(f"[{name}] {shlex.join(cmd)}  (log: {log})", flush=True)
-    with open(log, "ab") as f:
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
-    if rc != 0:
-        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-        raise StageFailed(f"stage {name} failed (exit {rc}): {' | '.join(tail)}; see {log}")
-    return time.perf_counter() - t0
-
-
 # ------------------------------------------------------------------------------------------- the tasks
-@dataclass
-class Stream:
-    """The rows a replay sends: their labels (class indices into the bundle's labels) and row(i) -> (the request
-    body of row i, whether it is shifted), built when the row is due (an image's shift is applied then)."""
-    y: np.ndarray
-    row: Callable[[int], tuple[dict, bool]]
-
-
-@dataclass(frozen=True)
-class Task:
-    """What differs between the tasks: the served model's name, the shift (None: the control), the first bundle
-    (train(args, out, env, stages) -> its folder), the stream (stream(args, classes)), the retraining hook's
-    command (retrain_command(args, out)), a held-out evaluation of the old and the swapped-in bundle for the report
-    (evaluate(bundle, events) -> dict, optional), and the defaults of --min-recovery and --min-feedback."""
-    name: str
-    model: str
-    shift: str | None
-    train: Callable
-    stream: Callable
-    retrain_command: Callable
-    evaluate: Callable | None = None
-    min_recovery: float = 0.1
-    min_feedback: int = 640
-
-
 def image_task(args) -> Task:
     """Fashion-MNIST, the CNN of p03 (run_cnn_train, run_cnn_export, run_cnn_retrain), a rotation, brightness or
     contrast shift."""
@@ -486,12 +445,6 @@ def run(args) -> int:
     print(f"{res['verdict']}{': ' + failure if failure else ''}  ({res['total_seconds']:.0f} s; "
           f"report {out / 'report.md'})")
     return 1 if failure else 0
-
-
-def tool(name: str) -> str:
-    """A console script of this environment (beside its python), else the bare name (found on PATH)."""
-    bin_dir = Path(sys.executable).parent
-    return str(bin_dir / name) if (bin_dir / name).exists() else name
 
 
 def train_and_export(args, out: Path, env: dict, stages: dict[str, float]) -> Path:

@@ -21,7 +21,7 @@ import numpy as np
 
 from dlm_core.errors import DlmError
 
-from .fullstack import Stream, Task, stage, tool
+from .stages import Stream, Task, stage, tool
 
 MODEL = "package-section"
 SHIFT = "debian-packages-trixie-new"

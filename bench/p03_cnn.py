@@ -1,5 +1,6 @@
 """p03_cnn bench: training throughput (images/s) of the default config, and inference latency at batch 1 and 64,
-torch eager vs ONNX Runtime (same model, interleaved runs, medians, ORT thread spinning off).
+torch eager vs ONNX Runtime (same model, interleaved runs, medians, ORT thread spinning off). Both sides run the
+bundle's serving graph: with the default's flip averaging, that is two passes of the network per image.
 
     python bench/p03_cnn.py [--bundle artifacts/fashion-cnn/<version>]
 
@@ -36,7 +37,7 @@ def main() -> int:
     from p03_cnn.data import augment_batch, build_augment
     from p03_cnn.export import ServingGraph
     from p03_cnn.model import build_model
-    from p03_cnn.train import make_optimizer
+    from p03_cnn.train import WeightEMA, make_optimizer
 
     threads = set_cpu_threads()
     cfg = CNNConfig()
@@ -46,21 +47,24 @@ def main() -> int:
         bcfg = bundle.manifest["provenance"]["config"]
         model = build_model(bcfg.get("arch", cfg.arch), 10, bcfg.get("width", cfg.width), bcfg.get("blocks", 1))
         model.load_state_dict(torch.load(bundle.file("weights.pt"), weights_only=True))
+        tta = bool(bcfg.get("tta_flip", False))
         onnx_path = bundle.graph_file("model")
         test_acc = bundle.manifest["metrics"]["values"]["accuracy"]
         source = str(bundle.path)
     except DlmError:
         model = build_model(cfg.arch, 10, cfg.width, cfg.blocks)
+        tta = cfg.tta_flip
         onnx_path = Path(tempfile.mkdtemp()) / "model.onnx"
-        onnx_export(ServingGraph(model.eval()), (torch.zeros(2, 1, 28, 28),), onnx_path, ["image"],
+        onnx_export(ServingGraph(model.eval(), tta), (torch.zeros(2, 1, 28, 28),), onnx_path, ["image"],
                     ["logits", "embedding"], ({0: torch.export.Dim("batch")},))
-    model.eval()
+    graph = ServingGraph(model, tta).eval()  # what the ONNX graph computes (flip averaging when tta)
     sess = ort_session(onnx_path, threads=threads)
 
-    # training throughput: the default config's step (augmentation + forward + backward + SGD), batch 128
+    # training throughput: the default config's step (augmentation + forward + backward + SGD + EMA), batch 128
     train_model = build_model(cfg.arch, 10, cfg.width, cfg.blocks).to(memory_format=torch.channels_last)
     opt = make_optimizer(cfg, train_model)
     aug = build_augment(cfg.crop_padding, cfg.erasing_p)
+    ema = WeightEMA(train_model, cfg.ema) if cfg.ema > 0 else None
     xb = torch.randn(cfg.batch_size, 1, 28, 28)
     yb = torch.randint(0, 10, (cfg.batch_size,))
 
@@ -70,6 +74,8 @@ def main() -> int:
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if ema is not None:
+            ema.update(1000)
 
     inputs = {n: np.random.default_rng(n).standard_normal((n, 1, 28, 28)).astype(np.float32) for n in (1, 64)}
 
@@ -78,7 +84,7 @@ def main() -> int:
 
         def f():
             with torch.inference_mode():
-                model(x)
+                graph(x)
         return f
 
     def ort_fn(n):
@@ -102,6 +108,7 @@ def main() -> int:
         "train_images_per_s": cfg.batch_size / train_s,
         "test_acc": test_acc,
         "model_source": source,
+        "flip_tta_in_graph": tta,
     }
     write_result("p03_cnn", result)
     return 0

@@ -43,9 +43,11 @@ def test_predictor_equals_torch_on_100_test_images(bundle):
     from dlm_core.predictors import load_predictor
     from p03_cnn.data import load_data, normalize
     from p03_cnn.evaluate import load_run
+    from p03_cnn.model import with_tta
 
     run, path = bundle
     model, cfg, _ = load_run(run)
+    model = with_tta(model, cfg.tta_flip)  # the graph averages each image with its mirror image, as the test did
     x = load_data(cfg.dataset, cfg.seed).test.x[:100]
     with torch.no_grad():
         want = torch.softmax(model(torch.from_numpy(normalize(x))), 1).numpy()
@@ -121,3 +123,24 @@ def test_predict_cli_from_the_bundle_matches_the_run(bundle, tmp_path):
     assert all(o.returncode == 0 for o in outs), [o.stderr for o in outs]
     from_run, from_bundle = (o.stdout.split(": ", 1)[1].split(", ") for o in outs)
     assert [c.rsplit(" ", 1)[0] for c in from_run] == [c.rsplit(" ", 1)[0] for c in from_bundle]
+
+
+def test_the_graph_flip_averages_and_ships_the_ema_weights(bundle):
+    import torch
+
+    from dlm_core.bundle import load_bundle
+    from dlm_core.checkpoint import Checkpointer
+    from dlm_core.predictors import ort_session
+    from p03_cnn.data import load_data, normalize
+
+    run, path = bundle
+    b = load_bundle(path)
+    assert b.manifest["provenance"]["config"]["tta_flip"] is True
+    sess = ort_session(b.graph_file("model"), threads=1)
+    x = normalize(load_data("fashion-mnist", 0, eval_subset=256).val.x[:8])
+    logits, emb = sess.run(None, {"image": x})
+    logits_m, emb_m = sess.run(None, {"image": np.ascontiguousarray(x[..., ::-1])})
+    assert np.abs(logits - logits_m).max() <= 1e-5 and np.abs(emb - emb_m).max() <= 1e-5
+    weights = torch.load(b.file("weights.pt"), weights_only=True)
+    best = Checkpointer(run / "checkpoints").best()
+    assert all(torch.equal(v, best["ema"][k]) for k, v in weights.items())

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from p03_cnn.model import build_model, receptive_field
+from p03_cnn.model import FlipTTA, build_model, receptive_field, with_tta
 
 
 @pytest.mark.parametrize("arch", ["resnet", "plain"])
@@ -46,3 +46,17 @@ def test_receptive_field_matches_gradient_support():
     rows, cols = support.any(1).nonzero().ravel(), support.any(0).nonzero().ravel()
     rf = receptive_field(model.layout)[-1]["rf"]
     assert int(rows.max() - rows.min() + 1) == rf and int(cols.max() - cols.min() + 1) == rf
+
+
+def test_flip_tta_is_the_mean_of_the_two_views():
+    torch.manual_seed(0)
+    model = build_model("resnet", width=4).eval()
+    x = torch.randn(5, 1, 28, 28)
+    tta = with_tta(model, True)
+    assert isinstance(tta, FlipTTA) and with_tta(model, False) is model
+    with torch.no_grad():
+        one, mirrored = model(x), model(torch.flip(x, dims=[3]))
+        assert torch.allclose(tta(x), (one + mirrored) / 2, atol=1e-5)
+        assert torch.allclose(tta.embed(x), (model.embed(x) + model.embed(torch.flip(x, dims=[3]))) / 2, atol=1e-6)
+        assert torch.allclose(tta(x), tta(torch.flip(x, dims=[3])), atol=1e-5)  # mirror-invariant by construction
+        assert not torch.allclose(one, mirrored, atol=1e-3)  # ... which the bare model is not

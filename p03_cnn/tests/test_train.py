@@ -1,7 +1,7 @@
 import dataclasses
 
 from p03_cnn.config import PRESETS
-from p03_cnn.train import lr_at, train
+from p03_cnn.train import WeightEMA, lr_at, train
 
 TINY = dataclasses.replace(PRESETS["tiny"], device="cpu", baseline=False)
 
@@ -40,3 +40,53 @@ def test_onecycle_schedule_shape():
     lrs = [lr_at(cfg, s, 100) for s in range(101)]
     assert abs(lrs[0] - 1 / 25) < 1e-9 and abs(max(lrs) - 1.0) < 1e-9 and lrs.index(max(lrs)) == 25
     assert lrs[-1] < 1e-3 and all(a >= b for a, b in zip(lrs[25:], lrs[26:]))
+
+
+def test_weight_ema_follows_its_formula():
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = WeightEMA(model, decay=0.9)
+    before = {k: v.clone() for k, v in ema.model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+        model[1].running_mean.add_(2.0)
+        model[1].num_batches_tracked.add_(5)
+    ema.update(step=100)  # d = min(0.9, 101/110) = 0.9
+    now = {k: v.clone() for k, v in ema.model.state_dict().items()}
+    raw = model.state_dict()
+    for k, v in before.items():
+        if v.is_floating_point():
+            assert torch.allclose(now[k], 0.9 * v + 0.1 * raw[k]), k
+        else:
+            assert torch.equal(now[k], raw[k]), k
+    ema.update(step=0)  # early steps average over a short window: d = 1/10
+    assert torch.allclose(ema.model[0].weight, 0.1 * now["0.weight"] + 0.9 * model[0].weight)
+    assert not any(p.requires_grad for p in ema.model.parameters())
+
+
+def test_the_ema_weights_are_checkpointed_and_tested(tiny_run):
+    import torch
+
+    from dlm_core.checkpoint import Checkpointer
+    from p03_cnn.evaluate import load_run
+
+    path, _ = tiny_run
+    best = Checkpointer(path / "checkpoints").best()
+    assert best["config"]["ema"] > 0 and "ema" in best
+    raw, avg = best["model"], best["ema"]
+    assert raw.keys() == avg.keys()
+    assert any(not torch.allclose(raw[k], avg[k]) for k in raw if raw[k].is_floating_point())
+    model, _, _ = load_run(path)
+    assert all(torch.equal(v, avg[k]) for k, v in model.state_dict().items())
+
+
+def test_val_variants_are_logged(tmp_path):
+    from dlm_core.runs import RunDir
+
+    cfg = dataclasses.replace(TINY, val_variants=True)
+    train(cfg, run_dir=tmp_path / "run", final_eval=False)
+    row = RunDir(tmp_path / "run").metrics()[-1]
+    assert {"val_acc_raw", "val_acc_raw_tta", "val_acc_ema", "val_acc_ema_tta"} <= row.keys()
+    assert row["val_acc"] == row["val_acc_ema_tta"]  # the default scores the EMA weights with flip averaging

@@ -69,8 +69,10 @@ def predict_main(argv=None) -> int:
                       for r in pred.predict([a[0] for a, _ in loaded])]
     else:
         from .evaluate import load_run, predict_logits, softmax
+        from .model import with_tta
 
         model, cfg, state = load_run(args.run_dir)
+        model = with_tta(model, cfg.tta_flip)
         classes = state.get("classes") or FASHION_CLASSES
         loaded = [load_image(path, args.invert) for path in args.images]
         probs = softmax(predict_logits(model, normalize(np.concatenate([a for a, _ in loaded]))))

@@ -33,6 +33,14 @@ class CNNConfig:
     baseline: bool = dataclasses.field(default=True, metadata={"help": "fit the logistic-regression baseline"})
     baseline_iters: int = dataclasses.field(default=100, metadata={"help": "lbfgs iterations of the baseline"})
     channels_last: bool = dataclasses.field(default=True, metadata={"help": "NHWC memory format (faster on CPU)"})
+    ema: float = dataclasses.field(default=0.998, metadata={
+        "help": "decay of an exponential moving average of the weights (and BN statistics), updated every step; "
+                "the average is what is validated, checkpointed as best, tested and exported (0 = off)"})
+    tta_flip: bool = dataclasses.field(default=True, metadata={
+        "help": "test-time flip averaging: logits of each image and its mirror image averaged, in validation, "
+                "test and the exported graph"})
+    val_variants: bool = dataclasses.field(default=False, metadata={
+        "help": "also log val accuracy of raw/EMA weights with and without flip averaging (ablation; slower)"})
     init_from: str = dataclasses.field(default="", metadata={
         "help": "start from this run's best weights (fine-tuning, as retraining does); same architecture"})
     extra_data: str = dataclasses.field(default="", metadata={
@@ -59,6 +67,7 @@ class CNNConfig:
         check(self.train_subset >= 0 and self.eval_subset >= 0, "--train-subset/--eval-subset must be >= 0")
         check(self.baseline_iters >= 1, "--baseline-iters must be >= 1")
         check(self.extra_repeat >= 1, "--extra-repeat must be >= 1")
+        check(0.0 <= self.ema < 1.0, "--ema must be in [0, 1) (0 = no weight averaging)")
 
 
 # The default is the full run (the <=15 min on 2 idle cores goal); quick is the demo; tiny is for tests.
@@ -66,7 +75,8 @@ PRESETS = {
     "default": CNNConfig(),
     # quick: few steps, so AdamW and no augmentation (augmentation hurts at tiny budgets: see the README)
     "quick": CNNConfig(width=16, epochs=3, batch_size=64, optimizer="adamw", lr=3e-3, weight_decay=0.01,
-                       augment=False, train_subset=8000, eval_subset=2000, baseline_iters=50),
+                       augment=False, train_subset=8000, eval_subset=2000, baseline_iters=50, ema=0.0,
+                       tta_flip=False),
     "tiny": CNNConfig(width=8, epochs=1, train_subset=512, eval_subset=256, baseline_iters=20, batch_size=64),
 }
 

@@ -16,11 +16,13 @@ from dlm_core.runs import RunDir, print_metrics
 
 from .config import CNNConfig
 from .data import load_data, normalize
-from .model import build_model, count_params, receptive_field
+from .model import build_model, count_params, receptive_field, with_tta
 
 
 def load_run(run_path, device: str = "cpu"):
-    """(model in eval mode, config, checkpoint) from a run folder's best checkpoint (or a .pt file)."""
+    """(model in eval mode, config, checkpoint) from a run folder's best checkpoint (or a .pt file); the model
+    has the checkpoint's EMA weights when the run kept an average ("ema"), else its raw weights. The model is
+    the bare network: evaluation and export wrap it with with_tta(model, cfg.tta_flip)."""
     path = Path(run_path)
     if path.is_file() and path.suffix == ".pt":
         state = load_checkpoint(path)
@@ -32,7 +34,7 @@ def load_run(run_path, device: str = "cpu"):
     cfg = CNNConfig(**{k: v for k, v in state["config"].items() if k in CNNConfig.__dataclass_fields__})
     classes = state["model"][[k for k in state["model"] if k.startswith("head.") and k.endswith(".weight")][-1]]
     model = build_model(cfg.arch, classes.shape[0], cfg.width, cfg.blocks, cfg.dropout)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state.get("ema", state["model"]))
     return model.to(torch.device(device)).eval(), cfg, state
 
 
@@ -133,6 +135,7 @@ def evaluate_run(run_path, device: str = "cpu", ds=None, verbose: bool = True) -
     """Test the run's best checkpoint once, write plots, evaluation.json and report.md; return the metrics."""
     run = RunDir.open(run_path)
     model, cfg, state = load_run(run.path, device)
+    model = with_tta(model, cfg.tta_flip)
     if ds is None:
         ds = load_data(cfg.dataset, cfg.seed, cfg.train_subset, cfg.eval_subset)
     logits = predict_logits(model, normalize(ds.test.x))
@@ -172,6 +175,8 @@ def evaluate_run(run_path, device: str = "cpu", ds=None, verbose: bool = True) -
               f"{len(ds.train)} train / {len(ds.val)} val / {len(ds.test)} test images; augmentation "
               f"{aug_text}; "
               f"{cfg.optimizer} lr {cfg.lr} {cfg.schedule}, label smoothing {cfg.label_smoothing}, "
+              f"weights {'EMA ' + str(cfg.ema) if cfg.ema else 'raw'}, flip averaging "
+              f"{'on' if cfg.tta_flip else 'off'}, "
               f"{len(rows)} epochs run, best val at epoch {out['best_epoch']}.", "",
               "| model | val accuracy | test accuracy |", "|---|---|---|",
               f"| CNN (best-on-val checkpoint) | {prev.get('best_val_acc', float('nan')):.4f} | {test_acc:.4f} |"]

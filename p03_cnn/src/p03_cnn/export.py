@@ -19,16 +19,19 @@ from dlm_core.io import read_json
 
 from .data import MEAN, STD, load_data, normalize
 from .evaluate import load_run
+from .model import with_tta
 
 PARITY_TOL = 1e-4
 
 
 class ServingGraph(nn.Module):
-    """image (N, 1, 28, 28) normalised -> logits (N, classes), embedding (N, features)."""
+    """image (N, 1, 28, 28) normalised -> logits (N, classes), embedding (N, features). With tta (the default
+    run's setting, so the default here) the graph itself averages each image with its mirror image: embedding
+    = mean of the two views' embeddings, logits = mean of their logits, as validation and test scored it."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, tta: bool = True):
         super().__init__()
-        self.model = model
+        self.model = with_tta(model, tta)
 
     def forward(self, image: torch.Tensor):
         emb = self.model.embed(image)
@@ -51,7 +54,7 @@ def export_run(run_path, name: str = "fashion-cnn", version: str | None = None, 
                        f"--resume it or run run_cnn_evaluate {run_path}")
     res = read_json(results)
     ds = load_data(cfg.dataset, cfg.seed)
-    graph = ServingGraph(model).eval()
+    graph = ServingGraph(model, cfg.tta_flip).eval()
     ref_in = normalize(ds.val.x[:n_reference])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

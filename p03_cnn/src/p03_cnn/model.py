@@ -85,6 +85,35 @@ class PlainCNN(nn.Module):
         return self.features[0][0]
 
 
+class FlipTTA(nn.Module):
+    """Test-time flip averaging: the embedding is the mean of the image's and its mirror image's embeddings, so
+    (the head being one linear layer) the logits are the mean of the two views' logits. Fashion-MNIST's classes
+    are left-right symmetric and training flips them, so the mirror image is a second honest look."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.layout = model.layout
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.model.embed(x) + self.model.embed(torch.flip(x, dims=[3]))) / 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.head[-1](self.embed(x))
+
+    @property
+    def head(self) -> nn.Module:
+        return self.model.head
+
+    def first_conv(self) -> nn.Conv2d:
+        return self.model.first_conv()
+
+
+def with_tta(model: nn.Module, flip: bool) -> nn.Module:
+    """The model as evaluated and served: wrapped in FlipTTA when flip is on."""
+    return FlipTTA(model) if flip else model
+
+
 def build_model(arch: str, classes: int = 10, width: int = 32, blocks: int = 1, dropout: float = 0.0) -> nn.Module:
     if arch == "resnet":
         return ResNetSmall(classes, width, blocks, dropout)

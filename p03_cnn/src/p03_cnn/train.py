@@ -1,5 +1,6 @@
 """The training loop: seeded data order, v2 augmentation, SGD-Nesterov/AdamW with OneCycle/cosine, label
-smoothing, per-epoch checkpoint (resume), best-on-val checkpoint, early stopping, DDP under torchrun.
+smoothing, an EMA of the weights, flip averaging at evaluation, per-epoch checkpoint (resume), best-on-val
+checkpoint, early stopping, DDP under torchrun.
 
     run_cnn_train [--preset quick] [flags]
     torchrun --standalone --nproc_per_node=2 -m p03_cnn.train [flags]
@@ -11,6 +12,7 @@ Laid out like torchvision's reference scripts: `train_one_epoch` (one pass over 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 import time
@@ -34,7 +36,7 @@ from dlm_core.seed import data_rng, seed_everything
 from .config import PRESETS, CNNConfig, train_parser
 from .data import augment_batch, build_augment, load_data, load_extra, normalize
 from .evaluate import evaluate_run, load_run
-from .model import build_model, count_params
+from .model import build_model, count_params, with_tta
 
 PROJECT = "p03_cnn"
 
@@ -97,6 +99,32 @@ def build_run_model(cfg: CNNConfig, num_classes: int, device, resume: bool):
     return model
 
 
+class WeightEMA:
+    """An exponential moving average of the model's weights and BatchNorm statistics, updated after every step:
+    avg <- d * avg + (1 - d) * w with d = min(decay, (1 + t) / (10 + t)) at step t (a short average early on,
+    when the first weights are far from the later ones). Its copy of the model is what is evaluated, kept as
+    the best checkpoint's "ema" and exported; the raw weights keep training (and resume from "model")."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.track(model)
+
+    def track(self, model: torch.nn.Module) -> None:
+        pairs = list(zip(self.model.state_dict().values(), model.state_dict().values()))
+        self._float = [(a, w) for a, w in pairs if a.is_floating_point()]
+        self._other = [(a, w) for a, w in pairs if not a.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_([a for a, _ in self._float], [w for _, w in self._float], 1 - d)
+        for a, w in self._other:
+            a.copy_(w)
+
+
 @dataclasses.dataclass(frozen=True)
 class Standing:
     """What carries from epoch to epoch (and through a resume): the best val accuracy so far, the epoch that
@@ -119,11 +147,14 @@ class Standing:
         return self.best_epoch == self.epoch
 
 
-def resume_standing(ckpt: Checkpointer, model, opt, run: RunDir, dist) -> Standing:
-    """The weights, optimizer and RNG states of the latest checkpoint, and where the run stood then."""
+def resume_standing(ckpt: Checkpointer, model, opt, run: RunDir, dist, ema: WeightEMA | None = None) -> Standing:
+    """The weights (and their average), optimizer and RNG states of the latest checkpoint, and where the run
+    stood then."""
     state = resume_training(ckpt, model, opt, run, quiet=True)  # every rank reads the same file
     if state is None:
         return Standing()
+    if ema is not None:
+        ema.model.load_state_dict(state.get("ema", state["model"]))
     standing = Standing(state["epoch"], state["best_val"], state["best_epoch"], state["bad_epochs"],
                         state.get("train_seconds", 0.0))
     if dist.is_main:
@@ -133,7 +164,7 @@ def resume_standing(ckpt: Checkpointer, model, opt, run: RunDir, dist) -> Standi
 
 
 def train_one_epoch(model, opt, augment, tensors: Tensors, cfg: CNNConfig, epoch: int, step: int,
-                    total_steps: int, per_rank: int, dist) -> dict:
+                    total_steps: int, per_rank: int, dist, ema: WeightEMA | None = None) -> dict:
     """One pass over this rank's share of the epoch's shuffled batches. Returns the step count after it, the
     last learning rate, the mean loss and accuracy on the (augmented) batches over all ranks, the images seen
     on this rank and the seconds it took."""
@@ -165,6 +196,8 @@ def train_one_epoch(model, opt, augment, tensors: Tensors, cfg: CNNConfig, epoch
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if ema is not None:
+            ema.update(step)
         total_loss += loss.item() * len(idx)
         correct += (logits.argmax(1) == yb).sum().item()
         seen += len(idx)
@@ -190,19 +223,39 @@ def evaluate(model, x, y, device, batch_size: int = 500, channels_last: bool = F
     return loss / len(x), correct / len(x)
 
 
-def epoch_row(epoch: int, stats: dict, tensors: Tensors, model, cfg: CNNConfig, dist) -> dict:
-    """The metrics row of an epoch: its training stats, then the probe (train, clean) and val scores."""
-    probe_loss, probe_acc = evaluate(model, tensors.x_probe, tensors.y_probe, dist.device,
+def eval_model(model, ema: WeightEMA | None, cfg: CNNConfig):
+    """What is validated, tested and served: the EMA weights when --ema > 0, flip-averaged when --tta-flip."""
+    return with_tta(ema.model if ema is not None else model, cfg.tta_flip)
+
+
+def val_variants(model, ema: WeightEMA | None, tensors: Tensors, cfg: CNNConfig, device) -> dict:
+    """val accuracy of raw and EMA weights, each without and with flip averaging (--val-variants, the ablation)."""
+    sources = {"raw": model, **({"ema": ema.model} if ema is not None else {})}
+    return {f"val_acc_{name}{'_tta' if flip else ''}": evaluate(with_tta(m, flip), tensors.x_val, tensors.y_val,
+                                                                 device, channels_last=cfg.channels_last)[1]
+            for name, m in sources.items() for flip in (False, True)}
+
+
+def epoch_row(epoch: int, stats: dict, tensors: Tensors, model, cfg: CNNConfig, dist,
+              ema: WeightEMA | None = None) -> dict:
+    """The metrics row of an epoch: its training stats, then the probe (train, clean) and val scores of the
+    evaluated model (eval_model), and with --val-variants the four val accuracies of the ablation."""
+    scored = eval_model(model, ema, cfg)
+    probe_loss, probe_acc = evaluate(scored, tensors.x_probe, tensors.y_probe, dist.device,
                                      channels_last=cfg.channels_last)
-    val_loss, val_acc = evaluate(model, tensors.x_val, tensors.y_val, dist.device, channels_last=cfg.channels_last)
-    return {"epoch": epoch, "train_loss": stats["train_loss"], "train_acc": probe_acc, "val_loss": val_loss,
+    val_loss, val_acc = evaluate(scored, tensors.x_val, tensors.y_val, dist.device, channels_last=cfg.channels_last)
+    model.train()
+    variants = val_variants(model, ema, tensors, cfg, dist.device) if cfg.val_variants else {}
+    return {**variants, "epoch": epoch, "train_loss": stats["train_loss"], "train_acc": probe_acc, "val_loss": val_loss,
             "val_acc": val_acc, "lr": stats["lr"], "train_loss_clean": probe_loss,
             "train_acc_batches": stats["train_acc_batches"],
             "images_per_s": stats["seen"] * dist.world_size / stats["seconds"], "seconds": stats["seconds"]}
 
 
-def checkpoint_state(model, opt, cfg: CNNConfig, classes, standing: Standing) -> dict:
-    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(),
+def checkpoint_state(model, opt, cfg: CNNConfig, classes, standing: Standing, ema: WeightEMA | None = None) -> dict:
+    """"model" holds the raw weights (what training resumes from), "ema" their average (what is tested)."""
+    return {"model": model.state_dict(), **({"ema": ema.model.state_dict()} if ema is not None else {}),
+            "optimizer": opt.state_dict(), "rng": rng_state(),
             "config": dataclasses.asdict(cfg), "classes": list(classes), "best_val": standing.best_val,
             "best_epoch": standing.best_epoch, "bad_epochs": standing.bad_epochs,
             "train_seconds": standing.train_seconds}
@@ -252,7 +305,8 @@ def train(cfg: CNNConfig, run_dir=None, resume: bool = False, final_eval: bool =
     n_train = len(tensors.x_train)
     per_rank = (n_train - n_train % dist.world_size) // dist.world_size  # equal work on every rank
     steps_per_epoch = -(-per_rank // cfg.batch_size)
-    standing = resume_standing(ckpt, model, opt, run, dist) if resume else Standing()
+    ema = WeightEMA(model, cfg.ema) if cfg.ema > 0 else None
+    standing = resume_standing(ckpt, model, opt, run, dist, ema) if resume else Standing()
     ddp_model = dist.wrap(model)
     if dist.is_main and standing.epoch == 0:
         print(f"{cfg.arch} width={cfg.width}: {count_params(model):,} parameters; {n_train} train / "
@@ -262,15 +316,15 @@ def train(cfg: CNNConfig, run_dir=None, resume: bool = False, final_eval: bool =
     step, stopped_early = standing.epoch * steps_per_epoch, False
     for epoch in range(standing.epoch + 1, cfg.epochs + 1):
         stats = train_one_epoch(ddp_model, opt, augment, tensors, cfg, epoch, step, steps_per_epoch * cfg.epochs,
-                                per_rank, dist)
+                                per_rank, dist, ema)
         step = stats["step"]
-        row = epoch_row(epoch, stats, tensors, model, cfg, dist)
+        row = epoch_row(epoch, stats, tensors, model, cfg, dist, ema)
         standing = standing.after(epoch, row["val_acc"], stats["seconds"])
         if dist.is_main:
             run.log(**row)
             print_metrics(epoch=epoch, train_loss=row["train_loss"], train_acc=row["train_acc"],
                           val_loss=row["val_loss"], val_acc=row["val_acc"], lr=row["lr"], s=row["seconds"])
-            ckpt.save(epoch, checkpoint_state(model, opt, cfg, ds.classes, standing), is_best=standing.is_best)
+            ckpt.save(epoch, checkpoint_state(model, opt, cfg, ds.classes, standing, ema), is_best=standing.is_best)
         if cfg.patience and standing.bad_epochs >= cfg.patience:
             stopped_early = True
             if dist.is_main:

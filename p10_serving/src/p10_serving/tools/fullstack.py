@@ -320,7 +320,7 @@ def mark_events(ax, events: list[dict], t_start: float, shift_t: float | None) -
 
 
 def drift_panel(ax, drift: list[dict], marks) -> None:
-    for sig, style in (("features", "-"), ("prediction", "-."), ("embedding", ":")):
+    for sig, style in (("features", "-"), ("prediction", "-."), ("embedding", ":"), ("ood", "--")):
         pts = [(d["t"], d["p"][sig]) for d in drift if d["p"].get(sig) is not None]
         if pts:
             t, p = zip(*pts)

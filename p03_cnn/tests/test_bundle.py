@@ -125,7 +125,7 @@ def test_predict_cli_from_the_bundle_matches_the_run(bundle, tmp_path):
     assert [c.rsplit(" ", 1)[0] for c in from_run] == [c.rsplit(" ", 1)[0] for c in from_bundle]
 
 
-def test_the_graph_flip_averages_and_ships_the_ema_weights(bundle):
+def test_the_graph_flip_averages_and_ships_the_tested_weights(bundle):
     import torch
 
     from dlm_core.bundle import load_bundle
@@ -143,4 +143,5 @@ def test_the_graph_flip_averages_and_ships_the_ema_weights(bundle):
     assert np.abs(logits - logits_m).max() <= 1e-5 and np.abs(emb - emb_m).max() <= 1e-5
     weights = torch.load(b.file("weights.pt"), weights_only=True)
     best = Checkpointer(run / "checkpoints").best()
-    assert all(torch.equal(v, best["ema"][k]) for k, v in weights.items())
+    assert "ema" not in best  # the default keeps no average: the raw weights are tested and shipped
+    assert all(torch.equal(v, best["model"][k]) for k, v in weights.items())

@@ -66,27 +66,38 @@ def test_weight_ema_follows_its_formula():
     assert not any(p.requires_grad for p in ema.model.parameters())
 
 
-def test_the_ema_weights_are_checkpointed_and_tested(tiny_run):
+def test_the_ema_weights_are_checkpointed_tested_and_exported(tmp_path, monkeypatch):
     import torch
 
+    from dlm_core.bundle import load_bundle
     from dlm_core.checkpoint import Checkpointer
+    from dlm_core.runs import RunDir
     from p03_cnn.evaluate import load_run
+    from p03_cnn.export import export_run
 
-    path, _ = tiny_run
+    monkeypatch.setenv("DLM_ARTIFACTS", str(tmp_path / "artifacts"))
+    path = tmp_path / "run"
+    train(dataclasses.replace(TINY, epochs=2, ema=0.99, val_variants=True), run_dir=path)
+    row = RunDir(path).metrics()[-1]
+    assert {"val_acc_raw", "val_acc_raw_tta", "val_acc_ema", "val_acc_ema_tta"} <= row.keys()
+    assert row["val_acc"] == row["val_acc_ema_tta"]  # what is validated: the average, flip-averaged
     best = Checkpointer(path / "checkpoints").best()
-    assert best["config"]["ema"] > 0 and "ema" in best
     raw, avg = best["model"], best["ema"]
     assert raw.keys() == avg.keys()
     assert any(not torch.allclose(raw[k], avg[k]) for k in raw if raw[k].is_floating_point())
     model, _, _ = load_run(path)
     assert all(torch.equal(v, avg[k]) for k, v in model.state_dict().items())
+    bundle = load_bundle(export_run(path, name="fashion-cnn", version="ema", n_reference=8, n_drift=500)["bundle"])
+    weights = torch.load(bundle.file("weights.pt"), weights_only=True)
+    assert all(torch.equal(v, avg[k]) for k, v in weights.items())
 
 
-def test_val_variants_are_logged(tmp_path):
+def test_the_default_validates_raw_weights_with_flip_averaging(tmp_path):
     from dlm_core.runs import RunDir
 
-    cfg = dataclasses.replace(TINY, val_variants=True)
-    train(cfg, run_dir=tmp_path / "run", final_eval=False)
+    assert PRESETS["default"].ema == 0 and PRESETS["default"].tta_flip  # chosen on val (README)
+    assert PRESETS["quick"].ema == 0 and not PRESETS["quick"].tta_flip
+    train(dataclasses.replace(TINY, val_variants=True), run_dir=tmp_path / "run", final_eval=False)
     row = RunDir(tmp_path / "run").metrics()[-1]
-    assert {"val_acc_raw", "val_acc_raw_tta", "val_acc_ema", "val_acc_ema_tta"} <= row.keys()
-    assert row["val_acc"] == row["val_acc_ema_tta"]  # the default scores the EMA weights with flip averaging
+    assert {"val_acc_raw", "val_acc_raw_tta"} <= row.keys() and "val_acc_ema" not in row
+    assert row["val_acc"] == row["val_acc_raw_tta"]

@@ -33,7 +33,7 @@ class CNNConfig:
     baseline: bool = dataclasses.field(default=True, metadata={"help": "fit the logistic-regression baseline"})
     baseline_iters: int = dataclasses.field(default=100, metadata={"help": "lbfgs iterations of the baseline"})
     channels_last: bool = dataclasses.field(default=True, metadata={"help": "NHWC memory format (faster on CPU)"})
-    ema: float = dataclasses.field(default=0.998, metadata={
+    ema: float = dataclasses.field(default=0.0, metadata={
         "help": "decay of an exponential moving average of the weights (and BN statistics), updated every step; "
                 "the average is what is validated, checkpointed as best, tested and exported (0 = off)"})
     tta_flip: bool = dataclasses.field(default=True, metadata={

@@ -40,8 +40,9 @@ def main(run: str = "runs/p06_contrastive/section-default") -> None:
         "bench": "p06 section classifier (58 Debian sections from a package's long description), test split",
         "machine": machine(),
         "ours": {**r["model"], "what": "wide & deep over TF-IDF word + char n-grams, averaged with an LR on its "
-                                       "word block (share on val)"},
-        "peer": {**r["tfidf_logreg"], "what": "TF-IDF + logistic regression, features and C chosen on val",
+                                       "word block (share on val), shifted by tau * log train prior (tau on val)"},
+        "peer": {**r["tfidf_logreg"], "what": "TF-IDF + logistic regression, features, C and the prior "
+                                                 "shift's tau chosen on val",
                  "choice": r["tfidf_choice"]},
         "ratio": r["model"]["accuracy"] / r["tfidf_logreg"]["accuracy"],
         "goal": "beat the tuned TF-IDF + LR on test accuracy and macro-F1, paired bootstrap 95% interval above 0",

@@ -40,7 +40,15 @@ def test_ngram_features_equal_scikit_learn(small):
 
 def test_the_model_learns_and_its_bundle_answers_as_torch(small, tmp_path):
     from dlm_core.predictors import BadInput, NgramTextClassifier, load_predictor
-    from p06_contrastive.section import LinearPart, export_bundle, fit_section_model, mix, predict_proba, scores
+    from p06_contrastive.section import (
+        LinearPart,
+        export_bundle,
+        fit_section_model,
+        log_prior,
+        mix,
+        predict_proba,
+        scores,
+    )
 
     cfg, texts, y, labels = small
     vecs, model, choice, x = fit_section_model(texts, y, labels, cfg, log=lambda *a: None)
@@ -70,13 +78,33 @@ def test_the_model_learns_and_its_bundle_answers_as_torch(small, tmp_path):
     clf = LogisticRegression(C=10, max_iter=200).fit(x["train"][:, :n_word], y["train"])
     linear = LinearPart(clf.coef_, clf.intercept_, 0.5)
     mixed = mix(proba, clf.predict_proba(x["test"][:, :n_word]), 0.5)
+    # ... and with a prior shift, the softmax of (log of those probabilities - shift)
+    shift = 0.5 * log_prior(y["train"], len(labels))
+    shifted = np.exp(np.log(mixed) - shift)
+    shifted /= shifted.sum(1, keepdims=True)
+    assert (shifted.argmax(1) != mixed.argmax(1)).any()  # the shift changes some answers
     bundle = export_bundle(vecs, model, labels, texts["val"], metrics, prov, "section", "mix", False, root=tmp_path,
-                           linear=linear)
+                           linear=linear, shift=shift)
     pred = load_predictor(bundle.path)
     assert pred.self_check() <= 1e-4
     got = pred.predict(texts["test"][:200])
-    assert [r["prediction"] for r in got] == [labels[i] for i in mixed[:200].argmax(1)]
-    assert np.allclose([r["confidence"] for r in got], mixed[:200].max(1), atol=1e-4)
+    assert [r["prediction"] for r in got] == [labels[i] for i in shifted[:200].argmax(1)]
+    assert np.allclose([r["confidence"] for r in got], shifted[:200].max(1), atol=1e-4)
+
+
+def test_prior_shift_is_chosen_when_the_model_leans_to_frequent_classes():
+    from p06_contrastive.section import choose_prior_shift, log_prior, scores
+
+    rng = np.random.default_rng(0)
+    y = rng.choice(4, 4000, p=[0.7, 0.2, 0.07, 0.03])
+    prior = log_prior(y, 4)
+    signal = np.eye(4)[y] * 1.5 + rng.normal(0, 1, (4000, 4))
+    leaning = signal + 1.0 * prior  # a model trained on these labels adds the prior to its evidence
+    choice = choose_prior_shift(leaning, y, prior)
+    assert choice["tau"] >= 0.5
+    shifted = scores(y, (leaning - choice["tau"] * prior).argmax(1))
+    assert shifted["macro_f1"] > scores(y, leaning.argmax(1))["macro_f1"] + 0.05
+    assert choose_prior_shift(signal, y, np.log(np.full(4, 0.25)))["tau"] == 0.0  # a flat prior: nothing to shift
 
 
 def test_paired_bootstrap_interval_excludes_zero_only_for_a_real_gain():

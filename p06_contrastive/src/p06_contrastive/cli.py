@@ -171,7 +171,11 @@ def classifier_main(argv=None) -> int:
     add_config_args(p, SectionConfig, title="section classifier")
     args = p.parse_args(argv)
     cfg = config_from_args(SectionConfig, args, base=SECTION_PRESETS[args.preset])
+    from dlm_core.device import set_cpu_threads
+
     from .section import train_and_export
+
+    set_cpu_threads()  # DLM_THREADS, else every core
 
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

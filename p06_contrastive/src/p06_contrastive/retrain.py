@@ -35,7 +35,17 @@ from dlm_core.io import write_json
 from dlm_core.retrain import feedback, read_event
 
 from .config import SECTION_PRESETS, SectionConfig
-from .section import export_bundle, fit_vectorizers, predict_proba, scores, section_data, train_mlp, transform
+from .section import (
+    choose_prior_shift,
+    export_bundle,
+    fit_vectorizers,
+    log_prior,
+    predict_proba,
+    scores,
+    section_data,
+    train_mlp,
+    transform,
+)
 
 
 def say(*args) -> None:
@@ -89,9 +99,12 @@ def retrain(event_path, feedback_share: float = 0.25, runs_root: str | None = No
     train_y = np.concatenate([ys["train"], np.tile(np.asarray(y, dtype=ys["train"].dtype), repeat)])
     xv, xt = transform(vecs, texts["val"]), transform(vecs, texts["test"])
     model, choice = train_mlp(train_x, train_y, xv, ys["val"], len(labels), cfg, log)
-    test = scores(ys["test"], predict_proba(model, xt).argmax(1))
+    prior = log_prior(train_y, len(labels))
+    shift = choose_prior_shift(np.log(predict_proba(model, xv) + 1e-12), ys["val"], prior)
+    test = scores(ys["test"], (np.log(predict_proba(model, xt) + 1e-12) - shift["tau"] * prior).argmax(1))
     summary = {"test": test, "choice": choice, "feedback_rows": len(fb), "feedback_repeat": repeat,
-               "feedback_share": feedback_share, "n_features": int(train_x.shape[1]), "event": event["id"],
+               "feedback_share": feedback_share, "prior_shift": shift, "n_features": int(train_x.shape[1]),
+               "event": event["id"],
                "old_version": event["version"], "config": dataclasses.asdict(cfg)}
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "section_result.json", summary)
@@ -100,7 +113,8 @@ def retrain(event_path, feedback_share: float = 0.25, runs_root: str | None = No
                                   "values": {**test, "test_packages": int(len(ys["test"]))}},
         provenance("p06_contrastive", run_dir, "debian-packages", int(prov.get("split_seed", 0)), cfg.seed,
                    dataclasses.asdict(cfg)),
-        old.manifest["name"], f"retrain-{event['id']}", False, root=old.path.parent.parent)
+        old.manifest["name"], f"retrain-{event['id']}", False, root=old.path.parent.parent,
+        shift=shift["tau"] * prior)
     return {"bundle": str(bundle.path), "run_dir": str(run_dir), "test_acc": test["accuracy"],
             "feedback_rows": len(fb), "feedback_repeat": repeat, "epochs": cfg.epochs, "val_epoch": choice["epoch"],
             "seconds": round(time.perf_counter() - t0, 1)}

@@ -125,28 +125,31 @@ def mix(p_net: np.ndarray, p_linear: np.ndarray | None, share: float) -> np.ndar
 
 class PaddedNgramMLP(nn.Module):
     """The exported form: [B, L] ids and weights; each bag as gather * weight, summed (no EmbeddingBag op).
-    With a linear part, `logits` are the log of the averaged probabilities (softmax gives them back)."""
+    With a linear part, `logits` are the log of the averaged probabilities (softmax gives them back); with a
+    prior shift, `shift` (tau * log train prior) is subtracted from them (`adjust`)."""
 
-    def __init__(self, model: NgramMLP, linear: LinearPart | None = None):
+    def __init__(self, model: NgramMLP, linear: LinearPart | None = None, shift: np.ndarray | None = None):
         super().__init__()
         self.model = model.eval()
         self.linear = linear
         if linear is not None:
             self.register_buffer("lin_w", torch.from_numpy(np.ascontiguousarray(linear.coef.T, np.float32)))
             self.register_buffer("lin_b", torch.from_numpy(linear.intercept.astype(np.float32)))
+        self.register_buffer("shift", torch.from_numpy(np.zeros(model.out.out_features) if shift is None else shift)
+                             .float())
 
     def forward(self, feature_ids, feature_weights):
         w = feature_weights.unsqueeze(-1)
         logits, emb = self.model.head((self.model.bag.weight[feature_ids] * w).sum(1),
                                       (self.model.wide.weight[feature_ids] * w).sum(1))
-        if self.linear is None:
-            return logits, emb
-        inside = feature_ids < self.linear.n_features
-        ids = torch.where(inside, feature_ids, torch.zeros_like(feature_ids))
-        lin = (self.lin_w[ids] * torch.where(inside, feature_weights, torch.zeros_like(feature_weights))
-               .unsqueeze(-1)).sum(1) + self.lin_b
-        share = self.linear.share
-        return torch.log((1 - share) * torch.softmax(logits, 1) + share * torch.softmax(lin, 1)), emb
+        if self.linear is not None:
+            inside = feature_ids < self.linear.n_features
+            ids = torch.where(inside, feature_ids, torch.zeros_like(feature_ids))
+            lin = (self.lin_w[ids] * torch.where(inside, feature_weights, torch.zeros_like(feature_weights))
+                   .unsqueeze(-1)).sum(1) + self.lin_b
+            share = self.linear.share
+            logits = torch.log((1 - share) * torch.softmax(logits, 1) + share * torch.softmax(lin, 1))
+        return logits - self.shift, emb
 
 
 @torch.no_grad()
@@ -194,8 +197,8 @@ def tfidf_logreg(texts: dict, y: dict, cfg: SectionConfig, block: dict, log=None
     """TF-IDF + logistic regression (lbfgs), tuned on val: word 1-2-grams (the 50k most frequent, the model's
     word block of `cfg.word_features`, or all with min_df 2) x C. `block`: that word block's rows per split (the
     model's own features, reused). (The model's character 3-5-grams made one lbfgs fit run past 30 CPU-minutes
-    without finishing, so they are not in the grid.) Returns the chosen setting, the grid, the test predictions,
-    and the best classifier on the model's word block (the model's linear part)."""
+    without finishing, so they are not in the grid.) Returns the chosen setting, the grid, its val and test
+    log-probabilities, and the best classifier on the model's word block (the model's linear part)."""
     log = log or say
     grid, best, on_block = [], None, None
     feature_sets = {"word 1-2, 50k": dict(ngram_range=(1, 2), max_features=50_000),
@@ -216,10 +219,10 @@ def tfidf_logreg(texts: dict, y: dict, cfg: SectionConfig, block: dict, log=None
             grid.append(row)
             log(f"  tf-idf + LR [{name}] C={c:g}: val accuracy {row['accuracy']:.4f}, macro-F1 {row['macro_f1']:.4f}")
             if best is None or row["accuracy"] > best[0]["accuracy"]:
-                best = (row, clf.predict(xs["test"]))
+                best = (row, {s: clf.predict_log_proba(xs[s]) for s in ("val", "test")})
             if kw is None and (on_block is None or row["accuracy"] > on_block[0]["accuracy"]):
                 on_block = (row, clf)
-    return {"choice": best[0], "grid": grid, "test_pred": best[1], "block_clf": on_block[1],
+    return {"choice": best[0], "grid": grid, "logp": best[1], "block_clf": on_block[1],
             "block_choice": on_block[0]}
 
 
@@ -227,6 +230,22 @@ def choose_share(p_net: np.ndarray, p_linear: np.ndarray, y: np.ndarray, shares=
     """The linear part's share of the averaged probabilities, by val accuracy (0 = the network alone)."""
     rows = [{"share": a, **scores(y, mix(p_net, p_linear, a).argmax(1))} for a in shares]
     return {"share": max(rows, key=lambda r: r["accuracy"])["share"], "grid": rows}
+
+
+def log_prior(y_train: np.ndarray, classes: int) -> np.ndarray:
+    """log of each class's share of the training labels (a class never seen counts once)."""
+    counts = np.maximum(np.bincount(y_train, minlength=classes), 1)
+    return np.log(counts / counts.sum())
+
+
+def choose_prior_shift(logp: np.ndarray, y: np.ndarray, log_prior: np.ndarray,
+                       taus=tuple(np.round(np.arange(0.0, 1.01, 0.1), 1))) -> dict:
+    """Post-hoc logit adjustment (Menon et al., 2021): argmax of log p - tau * log prior. A model trained on
+    skewed labels leans to the frequent sections; tau > 0 moves the rare ones' borderline texts back, buying
+    macro-F1 for a little accuracy. tau by val accuracy + macro-F1 (0 = no shift); the same rule for the
+    baseline and the model."""
+    rows = [{"tau": float(t), **scores(y, (logp - t * log_prior).argmax(1))} for t in taus]
+    return {"tau": max(rows, key=lambda r: r["accuracy"] + r["macro_f1"])["tau"], "grid": rows}
 
 
 def scores(y: np.ndarray, pred: np.ndarray) -> dict:
@@ -282,8 +301,8 @@ def fit_section_model(texts: dict, y: dict, labels: list[str], cfg: SectionConfi
 
 def export_bundle(vecs, model: NgramMLP, labels: list[str], val_texts: list[str], metrics: dict, prov: dict,
                   name: str, version: str, overwrite: bool, root=None, files: dict | None = None,
-                  linear: LinearPart | None = None):
-    exported = PaddedNgramMLP(model, linear)
+                  linear: LinearPart | None = None, shift: np.ndarray | None = None):
+    exported = PaddedNgramMLP(model, linear, shift)
     ref_ids, ref_w = padded(transform(vecs, val_texts[:16]))
     with tempfile.TemporaryDirectory(prefix="p06-section-") as tmp:
         tmp = Path(tmp)
@@ -307,29 +326,38 @@ def export_bundle(vecs, model: NgramMLP, labels: list[str], val_texts: list[str]
             files={"ngrams.json": tmp / "ngrams.json", **(files or {})}, overwrite=overwrite, root=root)
 
 
-def with_baseline(texts: dict, y: dict, x: dict, cfg: SectionConfig, p_net: dict, result: dict, log) -> LinearPart:
-    """The baseline grid; its best LR on the model's word block joins the network (share chosen on val), and
-    the model's test predictions become the mix's. Fills `result`; returns the linear part."""
+def with_baseline(texts: dict, y: dict, x: dict, cfg: SectionConfig, p_net: dict, result: dict,
+                  log) -> tuple[LinearPart, dict, dict]:
+    """The baseline grid; its best LR on the model's word block joins the network (share chosen on val).
+    Returns the linear part, the mix's probabilities and the baseline's log-probabilities (val, test)."""
     n_word = len(x["word_vocab"])
     block = {s: x[s][:, :n_word] for s in ("train", "val", "test")}
     base = tfidf_logreg(texts, y, cfg, block, log)
     p_lin = {s: base["block_clf"].predict_proba(block[s]) for s in ("val", "test")}
     share = choose_share(p_net["val"], p_lin["val"], y["val"])
     linear = LinearPart(base["block_clf"].coef_, base["block_clf"].intercept_, share["share"])
-    test_pred = mix(p_net["test"], p_lin["test"], linear.share).argmax(1)
-    result |= {"network_alone": result["model"], "model": scores(y["test"], test_pred),
-               "tfidf_logreg": scores(y["test"], base["test_pred"]), "tfidf_choice": base["choice"],
-               "tfidf_grid": base["grid"], "linear_part": {**base["block_choice"], **share},
-               "bootstrap_model_minus_tfidf": paired_bootstrap(y["test"], test_pred, base["test_pred"])}
+    result |= {"tfidf_choice": base["choice"], "tfidf_grid": base["grid"],
+               "linear_part": {**base["block_choice"], **share}}
     log(f"linear part: {base['block_choice']['features']} C={base['block_choice']['C']:g}, share {linear.share} "
         f"(val {max(r['accuracy'] for r in share['grid']):.4f})")
-    return linear
+    return linear, {s: mix(p_net[s], p_lin[s], linear.share) for s in p_net}, base["logp"]
+
+
+def shifted_scores(logp: dict, y: dict, prior: np.ndarray, log, who: str) -> tuple[dict, np.ndarray]:
+    """tau chosen on val (choose_prior_shift); the test scores with and without it, and the test predictions."""
+    shift = choose_prior_shift(logp["val"], y["val"], prior)
+    pred = (logp["test"] - shift["tau"] * prior).argmax(1)
+    log(f"{who}: prior shift tau {shift['tau']} (val accuracy + macro-F1 "
+        f"{max(r['accuracy'] + r['macro_f1'] for r in shift['grid']):.4f})")
+    unshifted = scores(y["test"], logp["test"].argmax(1))
+    return {**scores(y["test"], pred), "unshifted": unshifted, "prior_shift": shift}, pred
 
 
 def train_and_export(cfg: SectionConfig, version: str, name: str = BUNDLE_NAME, overwrite: bool = False,
                      baseline: bool = True, out_dir: Path | None = None, root=None, log=None) -> dict:
     """Train (and with `baseline`, tune the baseline and mix its LR on the model's word block into the model),
-    score on test, export. Without the baseline the model is the network alone."""
+    shift both by the train prior as val says, score on test, export. Without the baseline the model is the
+    network alone."""
     log = log or say
     texts, y, labels = section_data(max_train=cfg.max_train, seed=cfg.seed)
     log(f"section classifier: {len(labels)} sections, {len(y['train'])} train / {len(y['val'])} val / "
@@ -337,16 +365,26 @@ def train_and_export(cfg: SectionConfig, version: str, name: str = BUNDLE_NAME, 
     t0 = time.time()
     vecs, model, choice, x = fit_section_model(texts, y, labels, cfg, log)
     p_net = {s: predict_proba(model, x[s]) for s in ("val", "test")}
-    result = {"model": scores(y["test"], p_net["test"].argmax(1)), "choice": choice,
-              "config": dataclasses.asdict(cfg), "sections": len(labels), "test_packages": int(len(y["test"])),
+    prior = log_prior(y["train"], len(labels))
+    result = {"choice": choice, "config": dataclasses.asdict(cfg), "sections": len(labels),
+              "test_packages": int(len(y["test"])),
               "majority_class": scores(y["test"], np.full_like(y["test"], np.bincount(y["train"]).argmax()))}
-    linear = None
+    result["network_alone"], _ = shifted_scores({s: np.log(p + 1e-12) for s, p in p_net.items()}, y, prior, log,
+                                                "network")
+    linear, p_model = None, p_net
     if baseline:
         x["word_vocab"] = vecs[0].vocabulary_
-        linear = with_baseline(texts, y, x, cfg, p_net, result, log)
+        linear, p_model, base_logp = with_baseline(texts, y, x, cfg, p_net, result, log)
+        result["tfidf_logreg"], base_pred = shifted_scores(base_logp, y, prior, log, "tf-idf + LR")
+    result["model"], test_pred = shifted_scores({s: np.log(p + 1e-12) for s, p in p_model.items()}, y, prior, log,
+                                                "model")
+    if baseline:
+        result["bootstrap_model_minus_tfidf"] = paired_bootstrap(y["test"], test_pred, base_pred)
     result["train_seconds"] = round(time.time() - t0, 1)
-    log(json.dumps({k: result[k] for k in ("model", "network_alone", "tfidf_logreg", "bootstrap_model_minus_tfidf")
-                    if k in result}))
+    log(json.dumps({k: {m: round(result[k][m], 4) for m in ("accuracy", "macro_f1")}
+                    for k in ("model", "network_alone", "tfidf_logreg") if k in result}))
+    if baseline:
+        log(json.dumps(result["bootstrap_model_minus_tfidf"]))
     values = {"accuracy": result["model"]["accuracy"], "macro_f1": result["model"]["macro_f1"],
               "majority_accuracy": result["majority_class"]["accuracy"], "test_packages": result["test_packages"]}
     if baseline:
@@ -357,7 +395,8 @@ def train_and_export(cfg: SectionConfig, version: str, name: str = BUNDLE_NAME, 
         bundle = export_bundle(
             vecs, model, labels, texts["val"], {"split": "test", "headline": "accuracy", "values": values},
             provenance("p06_contrastive", out_dir or "", "debian-packages", 0, cfg.seed, dataclasses.asdict(cfg)),
-            name, version, overwrite, root, files={"choice.json": Path(tmp) / "choice.json"}, linear=linear)
+            name, version, overwrite, root, files={"choice.json": Path(tmp) / "choice.json"}, linear=linear,
+            shift=result["model"]["prior_shift"]["tau"] * prior)
     if out_dir:
         write_json(Path(out_dir) / "section_result.json", result)
     log(f"bundle: {bundle.path}")

@@ -369,10 +369,10 @@ def train_and_export(cfg: SectionConfig, version: str, name: str = BUNDLE_NAME, 
     result = {"choice": choice, "config": dataclasses.asdict(cfg), "sections": len(labels),
               "test_packages": int(len(y["test"])),
               "majority_class": scores(y["test"], np.full_like(y["test"], np.bincount(y["train"]).argmax()))}
-    result["network_alone"], _ = shifted_scores({s: np.log(p + 1e-12) for s, p in p_net.items()}, y, prior, log,
-                                                "network")
     linear, p_model = None, p_net
     if baseline:
+        result["network_alone"], _ = shifted_scores({s: np.log(p + 1e-12) for s, p in p_net.items()}, y, prior,
+                                                    log, "network")
         x["word_vocab"] = vecs[0].vocabulary_
         linear, p_model, base_logp = with_baseline(texts, y, x, cfg, p_net, result, log)
         result["tfidf_logreg"], base_pred = shifted_scores(base_logp, y, prior, log, "tf-idf + LR")

@@ -4,11 +4,12 @@ Model: wide and deep (Cheng et al., 2016) over the text's TF-IDF row of word 1-2
 3-5-grams (inside word boundaries): a linear layer on the row (the wide part: logistic regression's form)
 plus an embedding bag (the row's weighted sum of one learned vector per n-gram, fastText's idea) into a
 small MLP (the deep part), their logits added and trained together with Adam (sparse updates for the two
-bags), label smoothing and dropout; the epoch is chosen on the validation packages.
+bags), label smoothing and dropout; the epoch is chosen on the validation packages. Its probabilities are
+averaged with an LR on the word block, then shifted by tau * log train prior (tau on val; choose_prior_shift).
 Beside it, the baseline it must beat: TF-IDF + multinomial logistic regression, its features and C chosen
-on the same validation packages. Test accuracy and macro-F1 of both, with a paired bootstrap interval of
-the difference. Exported as a torch-free `dlm-bundle/1` (preprocess `ngrams`: the vocabulary and idf in
-`ngrams.json`; one graph, (feature_ids, feature_weights) -> (logits, embedding)).
+on the same validation packages, and its own prior shift. Test accuracy and macro-F1 of both, with a paired
+bootstrap interval of the difference. Exported as a torch-free `dlm-bundle/1` (preprocess `ngrams`: the
+vocabulary and idf in `ngrams.json`; one graph, (feature_ids, feature_weights) -> (logits, embedding)).
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def mix(p_net: np.ndarray, p_linear: np.ndarray | None, share: float) -> np.ndar
 class PaddedNgramMLP(nn.Module):
     """The exported form: [B, L] ids and weights; each bag as gather * weight, summed (no EmbeddingBag op).
     With a linear part, `logits` are the log of the averaged probabilities (softmax gives them back); with a
-    prior shift, `shift` (tau * log train prior) is subtracted from them (`adjust`)."""
+    prior shift, `shift` (tau * log train prior) is subtracted from them."""
 
     def __init__(self, model: NgramMLP, linear: LinearPart | None = None, shift: np.ndarray | None = None):
         super().__init__()

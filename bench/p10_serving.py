@@ -492,7 +492,7 @@ def ort_vs_torch(bundle: Path, rounds: int) -> dict:
     model = build_model(cfg["arch"], len(p.manifest["postprocess"]["labels"]), cfg["width"], cfg["blocks"],
                         cfg.get("dropout", 0.0))
     model.load_state_dict(torch.load(p.bundle.file("weights.pt"), weights_only=True))
-    module = ServingGraph(model).eval()
+    module = ServingGraph(model, bool(cfg.get("tta_flip", False))).eval()  # as the bundle was exported
     spec = p.manifest["graphs"]["model"]["inputs"][0]
     ref = p.bundle.npz(p.manifest["reference"]["file"])[f"model.in.{spec['name']}"]
     row = {}

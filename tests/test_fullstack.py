@@ -4,24 +4,15 @@ alert, retrain, pass the gate, swap and recover; the same model on a stream with
 
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent
 SMALL = ["--train-args", "--train-subset 2000 --eval-subset 500 --epochs 2", "--rate", "40", "--drift-window", "100",
          "--label-delay", "50", "--retrain-epochs", "1", "--max-minutes", "6"]
 
 
-def fullstack(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "run_fullstack"), *map(str, args)], capture_output=True, text=True,
-                          timeout=900)
-
-
 @pytest.fixture(scope="module")
-def shifted(tmp_path_factory):
+def shifted(tmp_path_factory, fullstack):
     out = tmp_path_factory.mktemp("fullstack") / "shift"
     r = fullstack("--out", out, "--shift", "brightness:80", "--shift-after", 200, "--post-swap-rows", 200, *SMALL)
     return out, r
@@ -52,7 +43,7 @@ def test_a_shift_is_detected_retrained_gated_swapped_and_recovered(shifted):
     assert event["sha256"] == started["old_sha256"] and event["version"] == swap["old_version"] == "v1"
 
 
-def test_the_same_model_on_an_unshifted_stream_never_retrains(shifted, tmp_path):
+def test_the_same_model_on_an_unshifted_stream_never_retrains(shifted, tmp_path, fullstack):
     first, _ = shifted
     out = tmp_path / "control"
     out.mkdir()
@@ -71,7 +62,7 @@ def test_the_same_model_on_an_unshifted_stream_never_retrains(shifted, tmp_path)
     assert len(judged) >= 5  # the monitor did judge windows; they stayed quiet
 
 
-def test_bad_flags_get_one_line_and_exit_2(tmp_path):
+def test_bad_flags_get_one_line_and_exit_2(tmp_path, fullstack):
     r = fullstack("--out", tmp_path / "x", "--shift", "zoom:2")
     assert r.returncode == 2 and r.stderr.strip().startswith("error: --shift 'zoom:2'")
     assert len(r.stderr.strip().splitlines()) == 1

@@ -5,26 +5,17 @@ gate, swap and recover; the same model on a stream with no shift must never retr
 
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent
 # 300-row drift windows (the default), not the image test's 100: on 100 rows the trixie shift alerts on some
 # windows only, two in a row rarely, and an episode that closes again never gathers its 1,000 labels
 SMALL = ["--task", "text", "--train-args", "--max-train 4000 --word-features 20000 --char-features 20000 --epochs 2",
          "--rate", "40", "--label-delay", "50", "--max-minutes", "6"]
 
 
-def fullstack(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "run_fullstack"), *map(str, args)], capture_output=True, text=True,
-                          timeout=900)
-
-
 @pytest.fixture(scope="module")
-def shifted(tmp_path_factory):
+def shifted(tmp_path_factory, fullstack):
     out = tmp_path_factory.mktemp("fullstack-text") / "shift"
     r = fullstack("--out", out, "--shift-after", 300, "--post-swap-rows", 300, *SMALL)
     return out, r
@@ -56,7 +47,7 @@ def test_the_trixie_shift_is_detected_retrained_gated_swapped_and_recovered(shif
     assert event["version"] == swap["old_version"] == "v1"
 
 
-def test_the_same_text_model_on_an_unshifted_stream_never_retrains(shifted, tmp_path):
+def test_the_same_text_model_on_an_unshifted_stream_never_retrains(shifted, tmp_path, fullstack):
     first, _ = shifted
     out = tmp_path / "control"
     shutil.copytree(first / "artifacts" / "package-section" / "v1", out / "artifacts" / "package-section" / "v1")
@@ -69,6 +60,6 @@ def test_the_same_text_model_on_an_unshifted_stream_never_retrains(shifted, tmp_
     assert len([d for d in res["drift"] if d["verdict"] is not None]) >= 5  # windows were judged, and stayed quiet
 
 
-def test_text_flags_are_checked_before_any_training(tmp_path):
+def test_text_flags_are_checked_before_any_training(tmp_path, fullstack):
     r = fullstack("--out", tmp_path / "x", "--task", "text", "--shift", "rotation:25")
     assert r.returncode == 2 and r.stderr.strip().startswith("error: --shift 'rotation:25'")

@@ -335,7 +335,6 @@ class Load:
 
     def __init__(self, tmp: Path, body_json: str, warmup: float, timeout: float = 10.0):
         self.tmp, self.body_json, self.warmup, self.timeout = tmp, body_json, warmup, timeout
-        self.n = 0
 
     @staticmethod
     def done(out: Path) -> bool:
@@ -346,8 +345,9 @@ class Load:
             return False
 
     def __call__(self, server: Server, name: str, rate: float, duration: float) -> dict:
-        self.n += 1
-        out = self.tmp / f"load-{self.n}"
+        # a folder of its own for every step of the run (one Load per bundle: a per-instance count would hand the
+        # second bundle's steps the first's folders, whose loadtest.json then reads as this step's, already done)
+        out = Path(tempfile.mkdtemp(prefix="load-", dir=self.tmp))
         cmd = [str(BIN / "run_loadtest"), "--url", server.url, "--model", name, "--path", server.predict_path,
                "--body", self.body_json, "--rate", f"{rate:.2f}", "--duration", str(duration), "--warmup",
                str(self.warmup), "--max-requests", "500000", "--timeout", str(self.timeout), "--out", str(out)]

@@ -217,7 +217,7 @@ class Lifecycle:
         decision = judge(tr.criteria, obs, self.policy)
         changed = decision.state != tr.criteria
         tr.criteria = decision.state
-        tr.windows_judged += obs.drift_alert is not None  # counted with its verdict (readers see both or neither)
+        tr.windows_judged += obs.drift_alert is not None  # after the verdict: status() reads them in reverse
         await self.record(d, tr, decision)
         if changed:
             self.save(name)
@@ -396,11 +396,15 @@ class Lifecycle:
     def status(self, name: str) -> dict:
         """Blocking (store reads): routes call it in a worker thread."""
         d, tr = self.repo.get(name), self.track[name]
+        # the watcher (event loop) sets criteria, then windows_judged; read in the other order, from this thread, a
+        # count that includes a window comes with that window's verdict (read after the store, the count could be
+        # one window newer than the criteria read before it)
+        judged = tr.windows_judged
         st = tr.criteria
         acc, n = self.store.accuracy(name, d.version, self.policy.accuracy_window)
         count = self.store.feedback_count(name)
         return {"model": name, "version": d.version, "versions": sorted(self.repo.models[name]),
-                "previous": tr.previous, "drift_windows_judged": tr.windows_judged,
+                "previous": tr.previous, "drift_windows_judged": judged,
                 "alert_windows": st.alert_windows, "low_accuracy_windows": st.low_windows,
                 "expected_accuracy": self.expected_accuracy(d), "episode_reason": st.reason,
                 "feedback_since_onset": None if st.onset is None else count - st.onset,

@@ -167,14 +167,21 @@ def test_detector_scores_as_compare_and_as_the_code_before(kind, before):
     assert {"ok", "alert"} <= seen  # both kinds of window were there
 
 
+def unit(a: np.ndarray) -> np.ndarray:
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
 def test_mmd_detector_keeps_float64_p_values_through_ties(before):
     """The permutation sums run in float32 with an error bound, and ties are recomputed in float64: windows of
-    repeated rows, constant rows or integer rows give the p-values of the float64 pooled code."""
+    repeated rows, constant rows or integer rows, narrow or wide (the Gram route, where the centroid sums'
+    float32 candidates are refined in float64 first), give the p-values of the float64 pooled code."""
     rng = np.random.default_rng(0)
     for x, y in [(np.repeat(rng.normal(size=(30, 6)), 10, 0), np.repeat(rng.normal(size=(20, 6)), 10, 0)),
                  (np.ones((200, 6)), np.ones((150, 6))),
                  (rng.integers(0, 2, (200, 6)), rng.integers(0, 2, (150, 6))),
-                 (rng.normal(size=(200, 1000)), rng.normal(0.02, 1, (150, 1000)))]:  # wide: the Gram route
+                 (rng.normal(size=(200, 1000)), rng.normal(0.02, 1, (150, 1000))),  # wide: the Gram route
+                 (np.repeat(rng.normal(size=(20, 1000)), 10, 0), np.repeat(rng.normal(size=(15, 1000)), 10, 0)),
+                 (unit(rng.random((200, 1000)) + 2), unit(rng.random((150, 1000)) + 2))]:  # near-parallel rows
         new, old = rbf_mmd_test(x, y, 200, seed=1), before.old_rbf_mmd_test(x, y, 200, seed=1)
         assert (new["mmd_p"], new["cosine_p"]) == (old["mmd_p"], old["cosine_p"])
         assert new["mmd2"] == pytest.approx(old["mmd2"], abs=1e-12) and new["cosine"] == pytest.approx(old["cosine"])
@@ -339,3 +346,15 @@ def test_calibration_anomalies_rising_from_1_to_10_percent(fashion):
                           sizes={"anomaly_rate": [0.1]}, normal_class=1)
     check_calibration(r, {"anomaly_rate": 0.1})
     assert r["scenarios"]["anomaly_rate"][0]["signal_alert_rate"]["prediction"] >= 0.9  # the alarm rate rose
+
+
+def test_chi2_pvalue_is_scipys_chi2_contingency():
+    from scipy.stats import chi2_contingency
+
+    from p10_serving.drift import chi2_pvalue
+
+    rng = np.random.default_rng(5)
+    tables = [rng.integers(1, 60, (2, k)) for k in (2, 2, 3, 10, 50)] + [np.array([[5, 9], [5, 9]]),
+                                                                        np.array([[30, 1], [2, 40]])]
+    for t in tables:  # k = 2 takes Yates' correction, like scipy's
+        assert chi2_pvalue(t) == chi2_contingency(t).pvalue

@@ -60,9 +60,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.linalg.blas import dtrmm, strmm
+from scipy.linalg.blas import strmm
 from scipy.spatial.distance import jensenshannon
-from scipy.stats import chi2_contingency, fisher_exact, ks_2samp, wasserstein_distance
+from scipy.special import chdtrc
+from scipy.stats import fisher_exact, ks_2samp, wasserstein_distance
 
 ALPHA_WARN, ALPHA_ALERT = 0.05, 0.005  # on p-values Holm-adjusted within each signal (family-wise per signal)
 MIN_EFFECT_SD = 0.1     # Wasserstein distance in reference SDs below which a KS "significant" is ignored
@@ -84,6 +85,20 @@ def holm(p: np.ndarray) -> np.ndarray:
     out = np.empty(m)
     out[order] = np.minimum(adj, 1.0)
     return out
+
+
+def chi2_pvalue(counts: np.ndarray) -> float:
+    """scipy.stats.chi2_contingency(counts).pvalue (Pearson, Yates' correction at one degree of freedom), with the
+    same arithmetic but without its per-call machinery (a third of the class test's time); tested equal."""
+    obs = np.asarray(counts, np.float64)
+    expected = obs.sum(1, keepdims=True) * obs.sum(0, keepdims=True) / obs.sum()
+    dof = expected.size - sum(expected.shape) + expected.ndim - 1
+    if dof == 0:
+        return 1.0
+    if dof == 1:
+        diff = expected - obs
+        obs = obs + np.minimum(0.5, np.abs(diff)) * np.sign(diff)
+    return float(chdtrc(dof, ((obs - expected) ** 2 / expected).sum()))
 
 
 def psi_reference(ref: np.ndarray, bins: int = PSI_BINS, smooth: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -270,7 +285,7 @@ class ClassDetector:
         rare = (expected < 5).any(0)
         counts = np.concatenate([counts[:, ~rare], counts[:, rare].sum(1, keepdims=True)], 1)
         counts = counts[:, counts.sum(0) > 0]
-        p = chi2_contingency(counts).pvalue if counts.shape[1] > 1 else 1.0
+        p = chi2_pvalue(counts) if counts.shape[1] > 1 else 1.0
         return [p_test("prediction", "chi2", p, js >= MIN_JS, js_distance=js, min_js=MIN_JS,
                        classes_seen=int(counts.shape[1]))]
 
@@ -321,13 +336,14 @@ class OODDetector:
 @dataclass
 class _Window:
     """One window's side of an MMDDetector test: its rows in float64 (a scratch buffer) and float32, their squared
-    norms and sum, the pooled rows' sum, and kc (n + m, m): the Gram blocks [x y^T; y y^T], then the kernel's new
-    columns [Kxy; Kyy] in their place."""
+    norms and sum, the pooled rows' sum, gram (n + m, m): the Gram blocks [x y^T; y y^T], and kc (n + m, m): the
+    kernel's new columns [Kxy; Kyy] (filled by _kernel)."""
     y: np.ndarray
     y32: np.ndarray
     sqy: np.ndarray
     y_sum: np.ndarray
     tot: np.ndarray
+    gram: np.ndarray
     kc: np.ndarray
 
     @property
@@ -343,6 +359,12 @@ def _centroid_cosine(e: np.ndarray, tot: np.ndarray, n: int, m: int) -> np.ndarr
     """The centroid cosine distance from the x sides' sums e (k, D), as the pooled code had it."""
     cx, cy = e / n, (tot[None] - e) / m
     return 1 - (cx * cy).sum(1) / (np.linalg.norm(cx, axis=1) * np.linalg.norm(cy, axis=1) + 1e-12)
+
+
+def _cosine_from_sums(ee: np.ndarray, et: np.ndarray, tt: float, n: int, m: int) -> np.ndarray:
+    """The centroid cosine distance from e.e and e.tot (e the x side's sum, tt = tot.tot)."""
+    ny2 = np.maximum(tt - 2 * et + ee, 0.0)
+    return 1 - (et - ee) / (n * m) / (np.sqrt(ee) / n * np.sqrt(ny2) / m + 1e-12)
 
 
 def _mmd_weights(n: int, m: int) -> tuple[float, float, float]:
@@ -379,8 +401,9 @@ class MMDDetector:
     error of each relabelling's sum has a bound (k u of the sum, k its non-zero terms, u = 2^-24); a relabelling
     whose statistic lies within that bound of the observed one is recomputed in float64. The observed statistic
     itself is float64 throughout. So every p-value is what the float64 computation gives (the pooled code of
-    before), and the statistics agree with it to float64 rounding. The centroid sums likewise: float32 with a
-    bound for D <= GRAM_D, else from the Gram blocks x y^T, y y^T that the distances need anyway (D-free)."""
+    before), and the statistics agree with it to float64 rounding. The centroid sums likewise, in float32 with a
+    bound: for D <= GRAM_D from y^T ay, else from the Gram blocks x y^T, y y^T that the distances need anyway
+    (D-free; the bound from Cauchy-Schwarz, the relabellings within it refined in float64 from the same blocks)."""
 
     PLANS = 2      # window sizes kept (the window fills up through a few sizes, then stays at max_rows)
     GRAM_D = 900   # above this embedding width the centroid sums come from the Gram blocks
@@ -437,11 +460,15 @@ class MMDDetector:
             zx, zy = member[:n], member[n:]
             ex = zx.T @ self.x                                          # the x rows' share of each x-side sum
             plan = {"zx": zx.astype(bool), "zy": zy.astype(bool), "zy32": zy.astype(np.float32),  # (rows, P + 1)
+                    # the window side again in Fortran order, the layout of the triangular products' operand and
+                    # result: the per-window copies and element-wise sums then run along memory (~4x faster)
+                    "zyF": np.asfortranarray(zy, dtype=bool),
                     "ky": zy.sum(0),                                    # window rows on the x side
                     "qxx": np.einsum("ip,ip->p", zx, self.kxx @ zx),   # ax^T Kxx ax
                     "rxx": self.kxx_rows @ zx,                          # (Kxx 1)^T ax
                     "exx": np.einsum("pd,pd->p", ex, ex),               # ax^T (x x^T) ax
-                    "ex_sum": ex @ self.x_sum}
+                    "ex_sum": ex @ self.x_sum,
+                    "sx": zx.T @ np.sqrt(self.sq)}                     # ax^T |x|: the Gram sums' error bound
             if self.x.shape[1] <= self.GRAM_D:  # (P + 1, D): wide rows get their few rows when needed
                 plan["ex"] = ex
             self._plans[m] = plan
@@ -470,11 +497,13 @@ class MMDDetector:
             raise ValueError(f"the MMD test needs at least 2 rows a side, got {n} and {m}")
         pl = self.plan(m)
         w = self._window(y)
-        # the centroid sums of every relabelling: wide rows from the Gram blocks (before the kernel overwrites them)
-        sums = self._gram_centroid_sums(w, pl) if "ex" not in pl else None
         self._kernel(w)
-        cross, inner, prod = self._float32_products(w, pl)
-        cos, near_cos = self._cosines(w, pl, *(sums or self._float32_centroid_sums(w, pl, prod)))
+        cross, inner, prod, gram_terms = self._float32_products(w, pl)
+        if gram_terms is None:  # narrow rows: the centroid sums from y^T ay
+            cos, near_cos = self._cosines(w, pl, *self._float32_centroid_sums(w, pl, prod))
+        else:                   # wide rows: from the Gram blocks, the candidates again in float64
+            cos, near_cos = self._cosines(w, pl, *self._gram_centroid_sums(w, pl, *gram_terms),
+                                          refine=lambda cols: self._gram_ee(w, pl, cols))
         mmd2, near = self._mmds(w, pl, cross, inner)
         return {"mmd2": float(mmd2[0]), "mmd_p": _perm_p(mmd2, self.n_perm), "cosine": float(cos[0]),
                 "cosine_p": _perm_p(cos, self.n_perm), "bandwidth": self.bandwidth, "rows": [n, m],
@@ -492,65 +521,85 @@ class MMDDetector:
             yt[...] = y.T
         else:
             yt = y.T
-        kc = self._buf("kc", (n + m, m))  # the Gram blocks [x y^T; y y^T] first, then the kernel in their place
-        np.matmul(self.x, yt, out=kc[:n])
-        np.matmul(y, y.T, out=kc[n:])  # y y^T: exactly symmetric
+        gram = self._buf("gram", (n + m, m))  # the Gram blocks [x y^T; y y^T]
+        np.matmul(self.x, yt, out=gram[:n])
+        np.matmul(y, y.T, out=gram[n:])  # y y^T: exactly symmetric
         y_sum = y.sum(0)
-        return _Window(y=y, y32=y32, sqy=sqy, y_sum=y_sum, tot=self.x_sum + y_sum, kc=kc)
+        return _Window(y=y, y32=y32, sqy=sqy, y_sum=y_sum, tot=self.x_sum + y_sum, gram=gram,
+                       kc=self._buf("kc", (n + m, m)))
 
     def _ex(self, pl: dict, cols) -> np.ndarray:
         """The x rows' share of the x-side sums of these relabellings."""
         return pl["ex"][cols] if "ex" in pl else pl["zx"][:, cols].T @ self.x
 
-    def _gram_centroid_sums(self, w: _Window, pl: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """e.e and e.tot per relabelling (e its x side's sum) from the Gram blocks, in float64:
-        e.e = ax^T Gxx ax + 2 ax^T Gxy ay + ay^T Gyy ay. Only rounding: a tiny slack."""
-        n, m, cols, f64 = self.n, w.m, self.n_perm + 1, np.float64
-        zx, zy = pl["zx"], pl["zy"]
-        gxy, gyy = w.kc[:n], w.kc[n:]
-        zb = self._buf("zb64", (m, cols), order="F")
-        zb[...] = zy
-        gz = np.matmul(gxy, zb, out=self._buf("gz", (n, cols)))
-        upper = np.einsum("ip,ip->p", zy, dtrmm(1.0, gyy.T, zb, lower=0, overwrite_b=1), dtype=f64)
-        ee = pl["exx"] + 2 * np.einsum("ip,ip->p", zx, gz, dtype=f64) + 2 * upper \
-            - np.einsum("i,ip->p", np.diag(gyy), zy, dtype=f64)
-        et = pl["ex_sum"] + np.einsum("ip,i->p", zx, self.x @ w.y_sum, dtype=f64) \
+    def _gram_centroid_sums(self, w: _Window, pl: dict, xg: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, ...]:
+        """e.e and e.tot per relabelling (e its x side's sum) from the Gram blocks: e.e = ax^T Gxx ax +
+        2 ax^T Gxy ay + ay^T Gyy ay, the last two from the float32 products (xg = ax^T Gxy ay, upper = ay^T
+        triu(Gyy) ay); and the slack of the cosine that their rounding allows. Each float32 sum has at most ky
+        non-zero terms, so its error is below (ky + 2) u times the sum of their absolute values, and
+        |g_ij| <= |x_i| |y_j| (Cauchy-Schwarz) bounds that sum by Sx Sy (Sx = ax^T |x|, Sy = ay^T |y|)."""
+        n, zy, f64 = self.n, pl["zyF"], np.float64
+        gyy = w.gram[n:]
+        ee = pl["exx"] + 2 * xg + 2 * upper - np.einsum("i,ip->p", np.diag(gyy), zy, dtype=f64)
+        et = pl["ex_sum"] + np.einsum("ip,i->p", pl["zx"], self.x @ w.y_sum, dtype=f64) \
             + np.einsum("ip,i->p", zy, w.y @ w.tot, dtype=f64)
-        return ee, et, np.full(cols, 1e-9)  # float64 throughout: only rounding
+        sy = np.einsum("ip,i->p", zy, np.sqrt(w.sqy), dtype=f64)
+        size = 2 * pl["sx"] * sy + 2 * sy * sy
+        err = 1.1 * (pl["ky"] + 2) * 2.0 ** -24 * size + 1e-12 * (pl["exx"] + size)
+        tt = float(w.tot @ w.tot)
+        cos = _cosine_from_sums(ee, et, tt, n, w.m)
+        # the cosine moves by at most twice its change at either end of [ee - err, ee + err] (first order; the
+        # 1e-9 covers the second); no bound where err reaches half of |e|^2 or of the other side's |.|^2
+        slack = 2 * np.maximum(np.abs(_cosine_from_sums(ee + err, et, tt, n, w.m) - cos),
+                               np.abs(_cosine_from_sums(np.maximum(ee - err, 0.0), et, tt, n, w.m) - cos)) + 1e-9
+        slack[(err >= ee / 2) | (err >= np.maximum(tt - 2 * et + ee, 0.0) / 2)] = np.inf
+        return ee, et, slack
+
+    def _gram_ee(self, w: _Window, pl: dict, cols: np.ndarray) -> np.ndarray:
+        """e.e of these relabellings in float64 from the Gram blocks (only rounding left)."""
+        n, f64 = self.n, np.float64
+        zb = pl["zy"][:, cols].astype(f64)
+        gz = w.gram[:n] @ zb
+        return pl["exx"][cols] + 2 * np.einsum("ip,ip->p", pl["zx"][:, cols], gz, dtype=f64) \
+            + np.einsum("ip,ip->p", zb, w.gram[n:] @ zb, dtype=f64)
 
     def _kernel(self, w: _Window) -> None:
-        """The pooled kernel's new columns [Kxy; Kyy] over the Gram blocks in kc: exp(-max(sq_i + sq_j - 2 z_i.z_j,
-        0) / h) with the pooled code's arithmetic, in place, a block of rows at a time."""
+        """The pooled kernel's new columns [Kxy; Kyy] from the Gram blocks, into kc: exp(-max(sq_i + sq_j -
+        2 z_i.z_j, 0) / h) with the pooled code's arithmetic, a block of rows at a time."""
         n, m, kc = self.n, w.m, w.kc
         sq_all, part = np.concatenate([self.sq, w.sqy]), self._buf("part", (128, m))
         for lo in range(0, n + m, 128):
-            rows = kc[lo:lo + 128]
-            rows *= 2
+            rows = np.multiply(w.gram[lo:lo + 128], 2, out=kc[lo:lo + 128])
             np.subtract(np.add.outer(sq_all[lo:lo + 128], w.sqy, out=part[:len(rows)]), rows, out=rows)
         np.maximum(kc, 0.0, out=kc)
         np.divide(kc, -self.bandwidth, out=kc)  # = -(kc / h), exactly
         np.exp(kc, out=kc)
         kc[n + np.arange(m), np.arange(m)] = 0.0  # unbiased: no i == j terms
 
-    def _float32_products(self, w: _Window, pl: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The float32 products with the window side of the relabellings: ax^T Kxy ay (cross), ay^T Kyy ay / 2
-        (inner, by a triangular product: Kyy is symmetric with a zero diagonal) and prod = [Kxy; y^T] ay (y^T ay
-        only below GRAM_D: the centroid sums)."""
+    def _float32_products(self, w: _Window, pl: dict) -> tuple:
+        """The float32 products with the window side of the relabellings, in one matrix product and triangular
+        ones: ax^T Kxy ay (cross), ay^T Kyy ay / 2 (inner: Kyy is symmetric with a zero diagonal), prod =
+        [Kxy; y^T] ay (y^T ay: the centroid sums of narrow rows) and, for wide rows (above GRAM_D), the Gram
+        blocks' share of the centroid sums instead: (ax^T Gxy ay, ay^T triu(Gyy) ay); None for narrow rows."""
         n, m, d, cols, f64 = self.n, w.m, w.d, self.n_perm + 1, np.float64
         gram = "ex" not in pl
-        kxy, kyy = w.kc[:n], w.kc[n:]
-        lhs = self._buf("lhs", (n if gram else n + d, m), np.float32)
-        lhs[:n] = kxy
-        if not gram:
-            lhs[n:] = w.y32.T
+        lhs = self._buf("lhs", (n + (n if gram else d), m), np.float32)
+        lhs[:n] = w.kc[:n]
+        lhs[n:] = w.gram[:n] if gram else w.y32.T
         prod = np.matmul(lhs, pl["zy32"], out=self._buf("prod", (len(lhs), cols), np.float32))
         cross = np.einsum("ip,ip->p", pl["zx"], prod[:n], dtype=f64)
-        k32 = self._buf("kyy32", (m, m), np.float32)
-        k32[...] = kyy
+        inner, upper = (self._upper32(w.kc[n:], pl, "k"), self._upper32(w.gram[n:], pl, "g") if gram else None)
+        gram_terms = (np.einsum("ip,ip->p", pl["zx"], prod[n:], dtype=f64), upper) if gram else None
+        return cross, inner, prod, gram_terms
+
+    def _upper32(self, block: np.ndarray, pl: dict, tag: str) -> np.ndarray:
+        """ay^T triu(block) ay per relabelling, by a float32 triangular product (block: m x m, symmetric)."""
+        m, cols = len(block), self.n_perm + 1
+        b32 = self._buf(f"{tag}yy32", (m, m), np.float32)
+        b32[...] = block
         zb32 = self._buf("zb32", (m, cols), np.float32, order="F")
-        zb32[...] = pl["zy32"]
-        inner = np.einsum("ip,ip->p", pl["zy"], strmm(1.0, k32.T, zb32, lower=0, overwrite_b=1), dtype=f64)
-        return cross, inner, prod
+        zb32[...] = pl["zyF"]
+        return np.einsum("ip,ip->p", pl["zyF"], strmm(1.0, b32.T, zb32, lower=0, overwrite_b=1), dtype=np.float64)
 
     def _float32_centroid_sums(self, w: _Window, pl: dict, prod: np.ndarray) -> tuple[np.ndarray, ...]:
         """e.e and e.tot per relabelling from the float32 y^T ay, and the slack of the cosine that their rounding
@@ -566,15 +615,20 @@ class MMDDetector:
         slack[(err >= nx / 2) | (err >= ny / 2)] = np.inf
         return ee, et, slack
 
-    def _cosines(self, w: _Window, pl: dict, ee: np.ndarray, et: np.ndarray, slack: np.ndarray) -> tuple:
+    def _cosines(self, w: _Window, pl: dict, ee: np.ndarray, et: np.ndarray, slack: np.ndarray,
+                 refine=None) -> tuple:
         """The centroid cosine distance of every relabelling from its sums; the observed one, and those within
-        `slack` of it, as the pooled code had them (float64). Returns them and the recomputed relabellings."""
+        `slack` of it, as the pooled code had them (float64). `refine(cols)`: e.e of those in float64, then only
+        the ones within rounding (1e-9) of the observed go on. Returns them and the recomputed relabellings."""
         n, m, tot = self.n, w.m, w.tot
-        ny2 = np.maximum(tot @ tot - 2 * et + ee, 0.0)
-        cos = 1 - (et - ee) / (n * m) / (np.sqrt(ee) / n * np.sqrt(ny2) / m + 1e-12)
+        tt = float(tot @ tot)
+        cos = _cosine_from_sums(ee, et, tt, n, m)
         cos[0] = float(_centroid_cosine(self._ex(pl, slice(0, 1)), tot, n, m)[0])  # the observed split
         near = np.flatnonzero(np.abs(cos - cos[0]) <= slack)
         near = near[near > 0]
+        if refine is not None and len(near):
+            cos[near] = _cosine_from_sums(refine(near), et[near], tt, n, m)
+            near = near[np.abs(cos[near] - cos[0]) <= 1e-9]
         if len(near):  # recomputed as the pooled code did, in float64
             cos[near] = _centroid_cosine(self._ex(pl, near) + pl["zy"][:, near].T @ w.y, tot, n, m)
         return cos, near

@@ -124,3 +124,25 @@ def test_export_cli_and_translate_from_the_bundle(tiny_run, tmp_path):
     assert from_bundle.stdout == from_run.stdout
     bad = _cli("translate_main", "word " * 60, "--bundle", str(tmp_path / "tr" / "v1"))
     assert bad.returncode == 2 and "at most 40" in bad.stderr
+
+
+def test_checkpoint_averaging_serves_the_mean_of_the_last_k_epochs(tmp_path):
+    from p05_transformer.evaluate import load_run
+
+    run = tmp_path / "avg"
+    res = train(TransformerConfig(**{**TINY, "epochs": 3, "average_last": 2, "export": False}), run_dir=run)
+    ckpts = run / "checkpoints"
+    assert res["complete"] and (ckpts / "averaged.pt").is_file()
+    e2, e3 = (torch.load(ckpts / f"epoch-{e}.pt", weights_only=True)["model"] for e in (2, 3))
+    assert not (ckpts / "epoch-1.pt").exists()  # keeps exactly the K it averages
+    model, _, cfg, _ = load_run(run)  # the run's own final model: the mean, not the best epoch
+    assert cfg.average_last == 2
+    got = model.state_dict()
+    assert any(not torch.equal(e2[k], e3[k]) for k in e3)
+    assert all(torch.allclose(got[k], (e2[k] + e3[k]) / 2, atol=1e-6) for k in e3)
+    best, _, _, _ = load_run(run, average_last=1)  # what --average-last 1 scores: the best epoch's weights
+    best_state = torch.load(ckpts / "best.pt", weights_only=True)["model"]
+    assert all(torch.equal(best.state_dict()[k], best_state[k]) for k in best_state)
+    too_many = _cli("evaluate_main", str(run), "--average-last", "3", "--limit", "2", "--split", "val")
+    assert too_many.returncode == 2 and "keeps 2" in too_many.stderr, too_many.stderr
+    assert len(too_many.stderr.strip().splitlines()) == 1

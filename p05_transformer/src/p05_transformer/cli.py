@@ -111,6 +111,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=["test", "val"], default="test",
                    help="val: score the validation pairs instead, to choose decoding settings without test")
     p.add_argument("--limit", type=int, default=0, help="score only the first N pairs (0 = all)")
+    p.add_argument("--average-last", type=int, default=None, metavar="K",
+                   help="score the mean of the last K kept epochs' weights (1 = the best epoch; default: the run's "
+                        "own final model); choose K with --split val")
     p.add_argument("--gru-minutes", type=float, default=0.0,
                    help="also train the GRU+additive-attention baseline for this many CPU minutes (process time; "
                         "compare with the run's train_cpu_minutes under DLM_THREADS=1) and score it")
@@ -119,7 +122,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from .evaluate import evaluate_model, load_run
 
     select_device("cpu")  # honours DLM_THREADS (the GRU's CPU-minute budget counts every thread)
-    model, tok, cfg, run = load_run(args.run)
+    if args.average_last is not None and args.average_last < 1:
+        raise DlmError("--average-last must be >= 1")
+    model, tok, cfg, run = load_run(args.run, args.average_last)
     cfg = with_decoding_args(cfg, args)
     train_pairs, val, test = D.load_pairs(cfg)
     test = val if args.split == "val" else test
@@ -128,10 +133,13 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     res = evaluate_model(model, tok, cfg, train_pairs, test, beam)
     res["config"], res["split"] = dataclasses.asdict(cfg), args.split
     nrep = f"_norepeat{cfg.no_repeat_ngram}" if cfg.no_repeat_ngram else ""
-    run.write_json(f"evaluate_{args.split}_beam{beam}_alpha{cfg.length_alpha:g}{nrep}.json", res)
+    avg = f"_avg{args.average_last}" if args.average_last is not None else ""
+    res["average_last"] = cfg.average_last if args.average_last is None else args.average_last
+    run.write_json(f"evaluate_{args.split}_beam{beam}_alpha{cfg.length_alpha:g}{nrep}{avg}.json", res)
     b = res["baselines"]
     print(f"{args.split} pairs: {len(test)}  beam: {beam}  length alpha: {cfg.length_alpha:g}  "
-          f"no-repeat n-gram: {cfg.no_repeat_ngram or 'off'}")
+          f"no-repeat n-gram: {cfg.no_repeat_ngram or 'off'}  weights: "
+          + (f"mean of the last {res['average_last']} epochs" if res["average_last"] > 1 else "best epoch"))
     print_metrics(bleu=res["test_bleu"], chrf=res["test_chrf"])
     print_metrics(ibm_model1_bleu=b["ibm_model1"]["bleu"], ibm_model1_chrf=b["ibm_model1"]["chrf"])
     print_metrics(copy_source_bleu=b["copy_source"]["bleu"], copy_source_chrf=b["copy_source"]["chrf"])

@@ -35,6 +35,9 @@ class TransformerConfig:
     warmup_steps: int = dataclasses.field(default=300, metadata={"help": "linear warmup, then cosine decay to 0"})
     label_smoothing: float = 0.1
     clip_norm: float = dataclasses.field(default=1.0, metadata={"help": "gradient clipping (global L2 norm)"})
+    average_last: int = dataclasses.field(default=1, metadata={
+        "help": "the final model is the mean of the last K epochs' weights (checkpoint averaging; 1 = off: the "
+                "epoch with the best val BLEU)"})
     # The budget is epochs: a result must not depend on the machine's load. The wall-clock cap is a safety net
     # only, off by default; a run that hits it is reported as incomplete (results.json, report), not a result.
     max_minutes: float = dataclasses.field(default=0.0, metadata={"help": "safety net: stop after the epoch that "
@@ -69,6 +72,7 @@ class TransformerConfig:
         check(self.lr > 0, "--lr must be > 0")
         check(0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)")
         check(self.clip_norm > 0, "--clip-norm must be > 0")
+        check(1 <= self.average_last <= self.epochs, "--average-last must be in 1..--epochs")
         check(self.beam >= 1, "--beam must be >= 1")
         check(self.no_repeat_ngram >= 0, "--no-repeat-ngram must be >= 0 (0 = off)")
         check(self.attention_samples >= 1, "--attention-samples must be >= 1")

@@ -23,6 +23,7 @@ from .config import PROJECT, TransformerConfig
 from .decode import translate_ids
 from .evaluate import finish_run, score
 from .model import PAD, build_model, count_parameters
+from .trained import save_average
 
 
 def loss_on(model, pairs, cfg, loss_fn, device) -> float:
@@ -50,7 +51,7 @@ def train(cfg: TransformerConfig, run_dir=None, resume: bool = False) -> dict:
     seed_everything(cfg.seed)
     device = select_device(cfg.device)
     run = RunDir.at(run_dir, cfg) if run_dir is not None else RunDir.create(PROJECT, cfg)
-    ckpt = Checkpointer(run.checkpoint_dir)
+    ckpt = Checkpointer(run.checkpoint_dir, keep=max(2, cfg.average_last))  # averaging reads the last K
     train_pairs, val_pairs, test_pairs = D.load_pairs(cfg)
     tok_path = run.file("tokenizer.json")
     if resume and tok_path.is_file():
@@ -114,6 +115,9 @@ def train(cfg: TransformerConfig, run_dir=None, resume: bool = False) -> dict:
                   f"--max-minutes or 0)", flush=True)
             break
 
+    if cfg.average_last > 1:
+        print(f"final model: the mean of the last {cfg.average_last} epochs' weights "
+              f"({save_average(ckpt, min(cfg.average_last, len(ckpt.epochs())))})", flush=True)
     result = finish_run(run, cfg, tok, train_pairs, test_pairs, elapsed)
     result["run_dir"] = str(run.path)
     print(f"run: {run.path}", flush=True)

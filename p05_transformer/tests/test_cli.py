@@ -143,6 +143,11 @@ def test_checkpoint_averaging_serves_the_mean_of_the_last_k_epochs(tmp_path):
     best, _, _, _ = load_run(run, average_last=1)  # what --average-last 1 scores: the best epoch's weights
     best_state = torch.load(ckpts / "best.pt", weights_only=True)["model"]
     assert all(torch.equal(best.state_dict()[k], best_state[k]) for k in best_state)
+    ok = _cli("evaluate_main", str(run), "--average-last", "2", "--limit", "3", "--split", "val", "--beam", "1",
+              "--model-only")
+    assert ok.returncode == 0 and "mean of the last 2 epochs" in ok.stdout, ok.stderr
+    res = json.loads((run / "evaluate_val_beam1_alpha1.5_norepeat4_avg2.json").read_text())
+    assert res["average_last"] == 2 and res["test_size"] == 3 and "baselines" not in res
     too_many = _cli("evaluate_main", str(run), "--average-last", "3", "--limit", "2", "--split", "val")
     assert too_many.returncode == 2 and "keeps 2" in too_many.stderr, too_many.stderr
     assert len(too_many.stderr.strip().splitlines()) == 1

@@ -117,6 +117,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     p.add_argument("--gru-minutes", type=float, default=0.0,
                    help="also train the GRU+additive-attention baseline for this many CPU minutes (process time; "
                         "compare with the run's train_cpu_minutes under DLM_THREADS=1) and score it")
+    p.add_argument("--model-only", action="store_true",
+                   help="score only the model at this decoding (no greedy rerun, no baselines): the quick way to "
+                        "compare settings on val")
     args = p.parse_args(argv)
     from . import data as D
     from .evaluate import evaluate_model, load_run
@@ -130,19 +133,19 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     test = val if args.split == "val" else test
     test = test[:args.limit] if args.limit else test
     beam = args.beam or cfg.beam
-    res = evaluate_model(model, tok, cfg, train_pairs, test, beam)
+    res = evaluate_model(model, tok, cfg, train_pairs, test, beam, args.model_only)
     res["config"], res["split"] = dataclasses.asdict(cfg), args.split
     nrep = f"_norepeat{cfg.no_repeat_ngram}" if cfg.no_repeat_ngram else ""
     avg = f"_avg{args.average_last}" if args.average_last is not None else ""
     res["average_last"] = cfg.average_last if args.average_last is None else args.average_last
     run.write_json(f"evaluate_{args.split}_beam{beam}_alpha{cfg.length_alpha:g}{nrep}{avg}.json", res)
-    b = res["baselines"]
     print(f"{args.split} pairs: {len(test)}  beam: {beam}  length alpha: {cfg.length_alpha:g}  "
           f"no-repeat n-gram: {cfg.no_repeat_ngram or 'off'}  weights: "
           + (f"mean of the last {res['average_last']} epochs" if res["average_last"] > 1 else "best epoch"))
     print_metrics(bleu=res["test_bleu"], chrf=res["test_chrf"])
-    print_metrics(ibm_model1_bleu=b["ibm_model1"]["bleu"], ibm_model1_chrf=b["ibm_model1"]["chrf"])
-    print_metrics(copy_source_bleu=b["copy_source"]["bleu"], copy_source_chrf=b["copy_source"]["chrf"])
+    if (b := res.get("baselines")) is not None:
+        print_metrics(ibm_model1_bleu=b["ibm_model1"]["bleu"], ibm_model1_chrf=b["ibm_model1"]["chrf"])
+        print_metrics(copy_source_bleu=b["copy_source"]["bleu"], copy_source_chrf=b["copy_source"]["chrf"])
     if args.gru_minutes > 0:
         import torch
 

@@ -96,13 +96,16 @@ def baselines(train_pairs, test_pairs) -> dict:
     return out
 
 
-def evaluate_model(model, tok, cfg, train_pairs, test_pairs, beam: int) -> dict:
+def evaluate_model(model, tok, cfg, train_pairs, test_pairs, beam: int, model_only: bool = False) -> dict:
+    """The model's BLEU / chrF at this beam, and (unless model_only) greedy beside it and the baselines."""
     t0 = time.perf_counter()
     hyps = translate_texts(model, tok, cfg, [en for en, _ in test_pairs], beam=beam, truncate=True)
     bleu, chrf = score(hyps, [es for _, es in test_pairs])
     res = {"test_bleu": bleu, "test_chrf": chrf, "beam": beam, "decode_seconds": time.perf_counter() - t0,
-           "test_size": len(test_pairs), "baselines": baselines(train_pairs, test_pairs)}
-    if beam > 1:
+           "test_size": len(test_pairs)}
+    if not model_only:
+        res["baselines"] = baselines(train_pairs, test_pairs)
+    if beam > 1 and not model_only:
         res["test_bleu_greedy"], res["test_chrf_greedy"] = score(
             translate_texts(model, tok, cfg, [en for en, _ in test_pairs], beam=1, truncate=True),
             [es for _, es in test_pairs])

@@ -115,9 +115,8 @@ def train(cfg: TransformerConfig, run_dir=None, resume: bool = False) -> dict:
                   f"--max-minutes or 0)", flush=True)
             break
 
-    if cfg.average_last > 1:
-        print(f"final model: the mean of the last {cfg.average_last} epochs' weights "
-              f"({save_average(ckpt, min(cfg.average_last, len(ckpt.epochs())))})", flush=True)
+    if (k := min(cfg.average_last, len(ckpt.epochs()))) > 1:
+        print(f"final model: the mean of the last {k} epochs' weights ({save_average(ckpt, k)})", flush=True)
     result = finish_run(run, cfg, tok, train_pairs, test_pairs, elapsed)
     result["run_dir"] = str(run.path)
     print(f"run: {run.path}", flush=True)

@@ -37,10 +37,11 @@ def load_run(run_path, average_last: int | None = None):
     average_last > 1 its averaged.pt; `average_last` given averages the last K kept epochs now (to choose K on
     val; 1 = the best checkpoint)."""
     run = RunDir.open(run_path)
-    cfg = TransformerConfig(**run.load_config())
+    cfg = TransformerConfig(**{"average_last": 1, **run.load_config()})  # runs from before averaging: best epoch
     tok = D.load_tokenizer(run.file("tokenizer.json"))
     ckpt = Checkpointer(run.checkpoint_dir)
-    k = cfg.average_last if average_last is None else average_last
+    # the run's own final model: averaged.pt, or for a run still training the mean of what it has kept so far
+    k = min(cfg.average_last, len(ckpt.epochs())) if average_last is None else average_last
     if k > 1 and average_last is None and (ckpt.dir / AVERAGED).is_file():
         state = load_checkpoint(ckpt.dir / AVERAGED)
     elif k > 1:

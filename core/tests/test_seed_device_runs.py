@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dlm_core.device import autocast, select_device
+from dlm_core.device import autocast, cpu_has_native_bf16, select_device
 from dlm_core.errors import DlmError
 from dlm_core.runs import RunDir, format_metrics, list_runs
 from dlm_core.seed import data_rng, seed_everything, torch_generator
@@ -36,8 +36,11 @@ def test_select_device():
     if not torch.cuda.is_available():
         with pytest.raises(DlmError, match="CUDA is not available"):
             select_device("cuda:0")
-    with autocast(torch.device("cpu")):  # no-op on CPU: float32 stays float32
+    with autocast(torch.device("cpu")):  # no-op on CPU unless asked: float32 stays float32
         assert (torch.ones(2) @ torch.ones(2)).dtype == torch.float32
+    with autocast(torch.device("cpu"), cpu_bf16=True):  # bf16 only where the CPU has it natively
+        expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == expected
 
 
 def test_run_dir_layout_and_metrics(tmp_path):

@@ -49,20 +49,26 @@ def select_device(spec: str = "auto"):
     raise DlmError(f"--device {spec!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
 
 
-def autocast(device):
-    """bf16 autocast on CUDA; a no-op context elsewhere (CPU training stays in float32)."""
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX). Elsewhere oneDNN emulates bf16 and
+    autocast makes training slower, not faster."""
     import torch
 
-    if getattr(device, "type", str(device)) == "cuda":
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older torch without the probes
+        return False
+
+
+def autocast(device, cpu_bf16: bool = False):
+    """bf16 autocast on CUDA; on CPU only when asked (`cpu_bf16`) and the CPU has native bf16 (convolutions and
+    matrix products in bf16, ~1.8x faster for p03's ResNet on an AVX-512 BF16 EPYC); a no-op context elsewhere.
+    The weights, optimizer state and evaluation stay float32."""
+    import torch
+
+    kind = getattr(device, "type", str(device))
+    if kind == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if kind == "cpu" and cpu_bf16 and cpu_has_native_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def describe_device(device) -> str:
-    import torch
-
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
-    return str(device)

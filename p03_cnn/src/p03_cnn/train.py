@@ -26,7 +26,7 @@ from sklearn.linear_model import LogisticRegression
 
 from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
 from dlm_core.config import run_config
-from dlm_core.device import autocast, select_device
+from dlm_core.device import autocast, cpu_has_native_bf16, select_device
 from dlm_core.distributed import init_distributed
 from dlm_core.errors import DlmError, check_finite, cli_entry
 from dlm_core.optim import cosine_decay, decay_groups
@@ -188,7 +188,7 @@ def train_one_epoch(model, opt, augment, tensors: Tensors, cfg: CNNConfig, epoch
         lr = lr_at(cfg, step, total_steps)
         for group in opt.param_groups:
             group["lr"] = lr
-        with autocast(device):
+        with autocast(device, cfg.cpu_bf16):
             logits = model(xb)
             loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
         step += 1
@@ -289,6 +289,12 @@ def final_results(cfg: CNNConfig, run: RunDir, ds, device, trained: dict, t_star
     return result
 
 
+def training_precision(cfg: CNNConfig, device) -> str:
+    on_cpu = device.type == "cpu"
+    return ("; training in bf16 autocast (native on this CPU)" if on_cpu and cfg.cpu_bf16 and cpu_has_native_bf16()
+            else "; training in float32" if on_cpu else "")
+
+
 def train(cfg: CNNConfig, run_dir=None, resume: bool = False, final_eval: bool = True) -> dict:
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
@@ -311,7 +317,7 @@ def train(cfg: CNNConfig, run_dir=None, resume: bool = False, final_eval: bool =
     if dist.is_main and standing.epoch == 0:
         print(f"{cfg.arch} width={cfg.width}: {count_params(model):,} parameters; {n_train} train / "
               f"{len(tensors.x_val)} val / {len(ds.test)} test images; world size {dist.world_size}; "
-              f"device {dist.device}", flush=True)
+              f"device {dist.device}{training_precision(cfg, dist.device)}", flush=True)
 
     step, stopped_early = standing.epoch * steps_per_epoch, False
     for epoch in range(standing.epoch + 1, cfg.epochs + 1):

@@ -1,4 +1,5 @@
-"""p03_cnn bench: training throughput (images/s) of the default config, and inference latency at batch 1 and 64,
+"""p03_cnn bench: training throughput (images/s) of the default config, in float32 and in the bf16 autocast the
+default trains in on a CPU with native bf16, and inference latency at batch 1 and 64,
 torch eager vs ONNX Runtime (same model, interleaved runs, medians, ORT thread spinning off). Both sides run the
 bundle's serving graph: with the default's flip averaging, that is two passes of the network per image.
 
@@ -29,7 +30,7 @@ def main() -> int:
     args = p.parse_args()
 
     from dlm_core.bundle import latest_bundle, load_bundle
-    from dlm_core.device import set_cpu_threads
+    from dlm_core.device import autocast, cpu_has_native_bf16, set_cpu_threads
     from dlm_core.errors import DlmError
     from dlm_core.export import onnx_export
     from dlm_core.predictors import ort_session
@@ -68,14 +69,20 @@ def main() -> int:
     xb = torch.randn(cfg.batch_size, 1, 28, 28)
     yb = torch.randint(0, 10, (cfg.batch_size,))
 
-    def train_step():
-        x = augment_batch(xb, aug).contiguous(memory_format=torch.channels_last)
-        loss = torch.nn.functional.cross_entropy(train_model(x), yb, label_smoothing=cfg.label_smoothing)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if ema is not None:
-            ema.update(1000)
+    def train_step(bf16: bool):
+        def step():
+            x = augment_batch(xb, aug).contiguous(memory_format=torch.channels_last)
+            with autocast(torch.device("cpu"), bf16):
+                logits = train_model(x)
+            loss = torch.nn.functional.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if ema is not None:
+                ema.update(1000)
+        return step
+
+    precisions = {"float32": train_step(False), **({"bf16": train_step(True)} if cpu_has_native_bf16() else {})}
 
     inputs = {n: np.random.default_rng(n).standard_normal((n, 1, 28, 28)).astype(np.float32) for n in (1, 64)}
 
@@ -91,10 +98,11 @@ def main() -> int:
         return lambda: sess.run(None, {"image": inputs[n]})
 
     # interleaved: contention from other jobs hits every candidate alike
-    med = interleaved_medians({"train": train_step, **{f"{side}_b{n}": fn(n) for n in (1, 64)
-                                                       for side, fn in (("torch", torch_fn), ("ort", ort_fn))}},
+    med = interleaved_medians({**{f"train_{p}": f for p, f in precisions.items()},
+                               **{f"{side}_b{n}": fn(n) for n in (1, 64)
+                                  for side, fn in (("torch", torch_fn), ("ort", ort_fn))}},
                               rounds=args.rounds, warmup=3)
-    train_s = med.pop("train")
+    train_s = {p: med.pop(f"train_{p}") for p in precisions}
     ms = {k: v * 1000 for k, v in med.items()}
     result = {
         "bench": "p03_cnn: ResNet-small (width 32) on Fashion-MNIST 28x28; inference latency torch eager vs "
@@ -105,7 +113,9 @@ def main() -> int:
         "ratio": ms["ort_b1"] / ms["torch_b1"],
         "ratio_b64": ms["ort_b64"] / ms["torch_b64"],
         "goal": "ratio = ORT / torch latency at batch 1; lower is better (< 1: ORT faster)",
-        "train_images_per_s": cfg.batch_size / train_s,
+        "train_images_per_s": cfg.batch_size / train_s["bf16" if cfg.cpu_bf16 and "bf16" in train_s else "float32"],
+        "train_images_per_s_by_precision": {p: cfg.batch_size / t for p, t in train_s.items()},
+        "train_precision_default": "bf16 autocast" if cfg.cpu_bf16 and "bf16" in train_s else "float32",
         "test_acc": test_acc,
         "model_source": source,
         "flip_tta_in_graph": tta,

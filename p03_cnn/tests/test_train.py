@@ -17,7 +17,9 @@ def test_overfits_128_images(tmp_path):
 
 
 def test_short_run_beats_logistic_regression(tmp_path):
-    cfg = dataclasses.replace(TINY, train_subset=3000, eval_subset=1000, width=16, epochs=4, batch_size=32,
+    # 12 epochs: at 4 the CNN and the baseline were within 0.1 point of each other (0.818-0.825 vs 0.819), in
+    # float32 and in bf16 autocast; at 12 both precisions give 0.838-0.839 (~30 s)
+    cfg = dataclasses.replace(TINY, train_subset=3000, eval_subset=1000, width=16, epochs=12, batch_size=32,
                               optimizer="adamw", lr=3e-3, weight_decay=0.01, augment=False, baseline=True,
                               baseline_iters=100)
     res = train(cfg, run_dir=tmp_path / "run")

@@ -38,7 +38,7 @@ def load_run(run_path, device: str = "cpu"):
     return model.to(torch.device(device)).eval(), cfg, state
 
 
-def predict_logits(model, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+def predict_logits(model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
     """Logits for normalized (N, 1, 28, 28) float32 images."""
     device = next(model.parameters()).device
     out = []

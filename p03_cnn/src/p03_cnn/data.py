@@ -1,8 +1,9 @@
 """Data: the seeded stratified split from dlm_core, optional subsets, the preprocessing that serving reuses,
-and the torchvision.transforms.v2 augmentation applied per image."""
+and the augmentation (random crop, flip, erasing drawn per image, applied to the batch in tensor ops)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -64,23 +65,66 @@ def load_extra(path, num_classes: int) -> Split:
     return Split(np.rint(x).astype(np.uint8), y.astype(np.int64))
 
 
-def build_augment(padding: int = 2, erasing_p: float = 0.25):
-    """Random crop with padding, horizontal flip, random erasing, on one normalized (1, 28, 28) tensor.
-
-    Padding and erased patches get the value of a black pixel, like the background."""
-    # torchvision/torch stay out of the module top: run_cnn_predict on an ONNX bundle uses load_image and runs
-    # without torch (dlm_core.predictors); only training needs them
-    from torchvision.transforms import v2
-
-    return v2.Compose([v2.RandomCrop(SIZE, padding=padding, fill=-MEAN / STD), v2.RandomHorizontalFlip(),
-                       v2.RandomErasing(p=erasing_p, scale=(0.02, 0.15), value=-MEAN / STD)])
+def build_augment(padding: int = 2, erasing_p: float = 0.25) -> BatchAugment:
+    return BatchAugment(padding, erasing_p)
 
 
-def augment_batch(xb, augment):
-    """Each image gets its own random crop/flip/erasing (a v2 transform on a batch would share them)."""
-    import torch  # inside, like build_augment's: the ONNX predict path runs without torch
+class BatchAugment:
+    """Random crop with padding, horizontal flip and random erasing, drawn per image but applied to a whole
+    normalized (N, 1, 28, 28) batch at once: the distribution of torchvision's v2.RandomCrop(28, padding),
+    v2.RandomHorizontalFlip() and v2.RandomErasing(p, scale=(0.02, 0.15), ratio=(0.3, 3.3)), in tensor ops
+    instead of a Python loop over images (12 ms -> ~1 ms per batch of 128 here: 9% of a bf16 training step).
+    Padding and erased patches get the value of a black pixel, like the background. Draws from torch's global
+    generator (the trainer seeds it per epoch)."""
 
-    return torch.stack([augment(x) for x in xb])
+    scale, log_ratio, tries = (0.02, 0.15), (math.log(0.3), math.log(3.3)), 10
+
+    def __init__(self, padding: int = 2, erasing_p: float = 0.25):
+        self.padding, self.erasing_p, self.fill = padding, erasing_p, -MEAN / STD
+
+    def __call__(self, xb):
+        return self.erase(self.flip(self.crop(xb)))
+
+    def crop(self, xb):
+        import torch  # inside: the ONNX predict path (load_image) runs without torch
+
+        n, _, h, w = xb.shape
+        p = self.padding
+        padded = torch.nn.functional.pad(xb[:, 0], (p, p, p, p), value=self.fill)
+        top, left = torch.randint(0, 2 * p + 1, (n, 1)), torch.randint(0, 2 * p + 1, (n, 1))
+        rows, cols = top + torch.arange(h), left + torch.arange(w)
+        return padded[torch.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+
+    @staticmethod
+    def flip(xb):
+        import torch
+
+        return torch.where(torch.rand(len(xb))[:, None, None, None] < 0.5, xb.flip(-1), xb)
+
+    def erase(self, xb):
+        """v2.RandomErasing's draw: up to `tries` (area, aspect) pairs, the first whose box fits is erased."""
+        import torch
+
+        n, _, h, w = xb.shape
+        area = h * w * torch.empty(n, self.tries).uniform_(*self.scale)
+        aspect = torch.exp(torch.empty(n, self.tries).uniform_(*self.log_ratio))
+        eh, ew = torch.round(torch.sqrt(area * aspect)).long(), torch.round(torch.sqrt(area / aspect)).long()
+        fits = (eh < h) & (ew < w)
+        first = fits.float().argmax(1, keepdim=True)  # the first try that fits (0 when none does)
+        eh, ew = eh.gather(1, first), ew.gather(1, first)
+        top = (torch.rand(n, 1) * (h - eh + 1)).long()
+        left = (torch.rand(n, 1) * (w - ew + 1)).long()
+        on = (torch.rand(n, 1) < self.erasing_p) & fits.any(1, keepdim=True)
+        r, c = torch.arange(h), torch.arange(w)
+        rows = (r >= top) & (r < top + eh) & on  # (n, h)
+        cols = (c >= left) & (c < left + ew)  # (n, w)
+        box = (rows[:, :, None] & cols[:, None, :]).unsqueeze(1)
+        return torch.where(box, torch.as_tensor(self.fill, dtype=xb.dtype), xb)
+
+
+def augment_batch(xb, augment: BatchAugment):
+    """Each image of the batch gets its own random crop/flip/erasing."""
+    return augment(xb)
 
 
 def load_image(path, invert: bool = False) -> tuple[np.ndarray, tuple[int, int]]:

@@ -212,14 +212,16 @@ def train_one_epoch(model, opt, augment, tensors: Tensors, cfg: CNNConfig, epoch
             "train_acc_batches": dist.all_reduce_mean(correct / seen), "seen": seen, "seconds": seconds}
 
 
-def evaluate(model, x, y, device, batch_size: int = EVAL_BATCH, channels_last: bool = False) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of model on tensors x, y, in eval mode."""
+def evaluate(model, x, y, device, cfg: CNNConfig | None = None, batch_size: int = EVAL_BATCH) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of model on tensors x, y, in eval mode, in the training's memory format
+    and precision (cfg: channels-last, bf16 autocast on a CPU with native bf16; float32 without cfg). The
+    per-epoch validation uses it; the test pass and the exported graph are float32 (evaluate.py)."""
     model.eval()
     loss, correct = 0.0, 0
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, cfg is not None and cfg.cpu_bf16):
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-            if channels_last:
+            if cfg is not None and cfg.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             logits = model(xb).float()
             loss += F.cross_entropy(logits, yb, reduction="sum").item()
@@ -237,7 +239,7 @@ def val_variants(model, ema: WeightEMA | None, tensors: Tensors, cfg: CNNConfig,
     """val accuracy of raw and EMA weights, each without and with flip averaging (--val-variants, the ablation)."""
     sources = {"raw": model, **({"ema": ema.model} if ema is not None else {})}
     return {f"val_acc_{name}{'_tta' if flip else ''}": evaluate(with_tta(m, flip), tensors.x_val, tensors.y_val,
-                                                                 device, channels_last=cfg.channels_last)[1]
+                                                                 device, cfg)[1]
             for name, m in sources.items() for flip in (False, True)}
 
 
@@ -246,9 +248,8 @@ def epoch_row(epoch: int, stats: dict, tensors: Tensors, model, cfg: CNNConfig, 
     """The metrics row of an epoch: its training stats, then the probe (train, clean) and val scores of the
     evaluated model (eval_model), and with --val-variants the four val accuracies of the ablation."""
     scored = eval_model(model, ema, cfg)
-    probe_loss, probe_acc = evaluate(scored, tensors.x_probe, tensors.y_probe, dist.device,
-                                     channels_last=cfg.channels_last)
-    val_loss, val_acc = evaluate(scored, tensors.x_val, tensors.y_val, dist.device, channels_last=cfg.channels_last)
+    probe_loss, probe_acc = evaluate(scored, tensors.x_probe, tensors.y_probe, dist.device, cfg)
+    val_loss, val_acc = evaluate(scored, tensors.x_val, tensors.y_val, dist.device, cfg)
     model.train()
     variants = val_variants(model, ema, tensors, cfg, dist.device) if cfg.val_variants else {}
     return {**variants, "epoch": epoch, "train_loss": stats["train_loss"], "train_acc": probe_acc, "val_loss": val_loss,

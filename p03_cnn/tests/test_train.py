@@ -7,7 +7,9 @@ TINY = dataclasses.replace(PRESETS["tiny"], device="cpu", baseline=False)
 
 
 def test_overfits_128_images(tmp_path):
-    cfg = dataclasses.replace(TINY, train_subset=128, eval_subset=128, width=16, epochs=25, batch_size=32,
+    # 40 epochs: at 25 the last epoch was 0.984-1.0 depending on seed, precision (bf16 autocast or float32) and
+    # thread count; at 40 it is 1.0 in both precisions on seeds 0 and 1
+    cfg = dataclasses.replace(TINY, train_subset=128, eval_subset=128, width=16, epochs=40, batch_size=32,
                               augment=False, label_smoothing=0.0, weight_decay=0.0, lr=0.05)
     train(cfg, run_dir=tmp_path / "run", final_eval=False)
     from dlm_core.runs import RunDir

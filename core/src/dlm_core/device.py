@@ -63,7 +63,7 @@ def cpu_has_native_bf16() -> bool:
 def autocast(device, cpu_bf16: bool = False):
     """bf16 autocast on CUDA; on CPU only when asked (`cpu_bf16`) and the CPU has native bf16 (convolutions and
     matrix products in bf16, ~1.8x faster for p03's ResNet on an AVX-512 BF16 EPYC); a no-op context elsewhere.
-    The weights, optimizer state and evaluation stay float32."""
+    The weights and the optimizer state stay float32."""
     import torch
 
     kind = getattr(device, "type", str(device))
@@ -72,3 +72,13 @@ def autocast(device, cpu_bf16: bool = False):
     if kind == "cpu" and cpu_bf16 and cpu_has_native_bf16():
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def describe_device(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)

@@ -34,8 +34,9 @@ class CNNConfig:
     baseline_iters: int = dataclasses.field(default=100, metadata={"help": "lbfgs iterations of the baseline"})
     channels_last: bool = dataclasses.field(default=True, metadata={"help": "NHWC memory format (faster on CPU)"})
     cpu_bf16: bool = dataclasses.field(default=True, metadata={
-        "help": "train in bf16 autocast on a CPU with native bf16 (AVX-512 BF16 / AMX; ~1.8x faster there); "
-                "float32 on other CPUs. Weights, optimizer and evaluation stay float32"})
+        "help": "train (and validate each epoch) in bf16 autocast on a CPU with native bf16 (AVX-512 BF16 / AMX; "
+                "~1.8x faster there); float32 on other CPUs. Weights and optimizer stay float32; the test pass and "
+                "the export are float32"})
     ema: float = dataclasses.field(default=0.0, metadata={
         "help": "decay of an exponential moving average of the weights (and BN statistics), updated every step; "
                 "the average is what is validated, checkpointed as best, tested and exported (0 = off)"})

@@ -30,12 +30,12 @@ def main() -> int:
     args = p.parse_args()
 
     from dlm_core.bundle import latest_bundle, load_bundle
-    from dlm_core.device import autocast, cpu_has_native_bf16, set_cpu_threads
+    from dlm_core.device import autocast, cpu_has_native_bf16, set_cpu_threads, uses_bf16
     from dlm_core.errors import DlmError
     from dlm_core.export import onnx_export
     from dlm_core.predictors import ort_session
     from p03_cnn.config import CNNConfig
-    from p03_cnn.data import augment_batch, build_augment
+    from p03_cnn.data import build_augment
     from p03_cnn.export import ServingGraph
     from p03_cnn.model import build_model
     from p03_cnn.train import WeightEMA, make_optimizer
@@ -71,7 +71,7 @@ def main() -> int:
 
     def train_step(bf16: bool):
         def step():
-            x = augment_batch(xb, aug).contiguous(memory_format=torch.channels_last)
+            x = aug(xb).contiguous(memory_format=torch.channels_last)
             with autocast(torch.device("cpu"), bf16):
                 logits = train_model(x)
             loss = torch.nn.functional.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
@@ -83,6 +83,7 @@ def main() -> int:
         return step
 
     precisions = {"float32": train_step(False), **({"bf16": train_step(True)} if cpu_has_native_bf16() else {})}
+    default = "bf16" if uses_bf16(torch.device("cpu"), cfg.cpu_bf16) else "float32"
 
     inputs = {n: np.random.default_rng(n).standard_normal((n, 1, 28, 28)).astype(np.float32) for n in (1, 64)}
 
@@ -113,9 +114,9 @@ def main() -> int:
         "ratio": ms["ort_b1"] / ms["torch_b1"],
         "ratio_b64": ms["ort_b64"] / ms["torch_b64"],
         "goal": "ratio = ORT / torch latency at batch 1; lower is better (< 1: ORT faster)",
-        "train_images_per_s": cfg.batch_size / train_s["bf16" if cfg.cpu_bf16 and "bf16" in train_s else "float32"],
+        "train_images_per_s": cfg.batch_size / train_s[default],
         "train_images_per_s_by_precision": {p: cfg.batch_size / t for p, t in train_s.items()},
-        "train_precision_default": "bf16 autocast" if cfg.cpu_bf16 and "bf16" in train_s else "float32",
+        "train_precision_default": "bf16 autocast" if default == "bf16" else "float32",
         "test_acc": test_acc,
         "model_source": source,
         "flip_tta_in_graph": tta,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 from .errors import DlmError
@@ -49,9 +50,10 @@ def select_device(spec: str = "auto"):
     raise DlmError(f"--device {spec!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX). Elsewhere oneDNN emulates bf16 and
-    autocast makes training slower, not faster."""
+    autocast makes training slower, not faster. Probed once per process (autocast asks every step)."""
     import torch
 
     try:
@@ -60,18 +62,21 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def uses_bf16(device, cpu_bf16: bool = False) -> bool:
+    """Whether autocast(device, cpu_bf16) computes in bf16: always on CUDA; on CPU only when asked and native."""
+    kind = getattr(device, "type", str(device))
+    return kind == "cuda" or (kind == "cpu" and cpu_bf16 and cpu_has_native_bf16())
+
+
 def autocast(device, cpu_bf16: bool = False):
     """bf16 autocast on CUDA; on CPU only when asked (`cpu_bf16`) and the CPU has native bf16 (convolutions and
     matrix products in bf16, ~1.8x faster for p03's ResNet on an AVX-512 BF16 EPYC); a no-op context elsewhere.
     The weights and the optimizer state stay float32."""
     import torch
 
-    kind = getattr(device, "type", str(device))
-    if kind == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if kind == "cpu" and cpu_bf16 and cpu_has_native_bf16():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    if not uses_bf16(device, cpu_bf16):
+        return contextlib.nullcontext()
+    return torch.autocast(getattr(device, "type", str(device)), dtype=torch.bfloat16)
 
 
 def describe_device(device) -> str:

@@ -122,11 +122,6 @@ class BatchAugment:
         return torch.where(box, torch.as_tensor(self.fill, dtype=xb.dtype), xb)
 
 
-def augment_batch(xb, augment: BatchAugment):
-    """Each image of the batch gets its own random crop/flip/erasing."""
-    return augment(xb)
-
-
 def load_image(path, invert: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
     """A PNG/JPEG/... file -> ((1, 28, 28) uint8, original (width, height)), per preprocess_spec():
     grayscale, bilinear resize to 28x28 (any size is accepted), optional inversion for dark-on-white photos."""

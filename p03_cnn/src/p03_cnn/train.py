@@ -26,7 +26,7 @@ from sklearn.linear_model import LogisticRegression
 
 from dlm_core.checkpoint import Checkpointer, resume_training, rng_state
 from dlm_core.config import run_config
-from dlm_core.device import autocast, cpu_has_native_bf16, select_device
+from dlm_core.device import autocast, select_device, uses_bf16
 from dlm_core.distributed import init_distributed
 from dlm_core.errors import DlmError, check_finite, cli_entry
 from dlm_core.optim import cosine_decay, decay_groups
@@ -34,7 +34,7 @@ from dlm_core.runs import RunDir, print_metrics, progress
 from dlm_core.seed import data_rng, seed_everything
 
 from .config import PRESETS, CNNConfig, train_parser
-from .data import augment_batch, build_augment, load_data, load_extra, normalize
+from .data import build_augment, load_data, load_extra, normalize
 from .evaluate import evaluate_run, load_run
 from .model import build_model, count_params, with_tta
 
@@ -186,7 +186,7 @@ def train_one_epoch(model, opt, augment, tensors: Tensors, cfg: CNNConfig, epoch
         idx = order[i:i + cfg.batch_size]
         xb, yb = x_train[idx], y_train[idx]
         if augment is not None:
-            xb = augment_batch(xb, augment)
+            xb = augment(xb)  # each image its own crop, flip and erasing
         xb, yb = xb.to(device), yb.to(device)
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
@@ -296,9 +296,7 @@ def final_results(cfg: CNNConfig, run: RunDir, ds, device, trained: dict, t_star
 
 
 def training_precision(cfg: CNNConfig, device) -> str:
-    on_cpu = device.type == "cpu"
-    return ("; training in bf16 autocast (native on this CPU)" if on_cpu and cfg.cpu_bf16 and cpu_has_native_bf16()
-            else "; training in float32" if on_cpu else "")
+    return f"; training in {'bf16 autocast' if uses_bf16(device, cfg.cpu_bf16) else 'float32'}"
 
 
 def train(cfg: CNNConfig, run_dir=None, resume: bool = False, final_eval: bool = True) -> dict:

@@ -46,14 +46,15 @@ def main() -> int:
     try:
         bundle = load_bundle(args.bundle or latest_bundle("fashion-cnn"))
         bcfg = bundle.manifest["provenance"]["config"]
-        model = build_model(bcfg.get("arch", cfg.arch), 10, bcfg.get("width", cfg.width), bcfg.get("blocks", 1))
+        model = build_model(bcfg.get("arch", cfg.arch), 10, bcfg.get("width", cfg.width), bcfg.get("blocks", 1),
+                            last_width=bcfg.get("last_width", 0))
         model.load_state_dict(torch.load(bundle.file("weights.pt"), weights_only=True))
         tta = bool(bcfg.get("tta_flip", False))
         onnx_path = bundle.graph_file("model")
         test_acc = bundle.manifest["metrics"]["values"]["accuracy"]
         source = str(bundle.path)
     except DlmError:
-        model = build_model(cfg.arch, 10, cfg.width, cfg.blocks)
+        model = build_model(cfg.arch, 10, cfg.width, cfg.blocks, last_width=cfg.last_width)
         tta = cfg.tta_flip
         onnx_path = Path(tempfile.mkdtemp()) / "model.onnx"
         onnx_export(ServingGraph(model.eval(), tta), (torch.zeros(2, 1, 28, 28),), onnx_path, ["image"],
@@ -62,7 +63,8 @@ def main() -> int:
     sess = ort_session(onnx_path, threads=threads)
 
     # training throughput: the default config's step (augmentation + forward + backward + SGD + EMA), batch 128
-    train_model = build_model(cfg.arch, 10, cfg.width, cfg.blocks).to(memory_format=torch.channels_last)
+    train_model = build_model(cfg.arch, 10, cfg.width, cfg.blocks, last_width=cfg.last_width)
+    train_model = train_model.to(memory_format=torch.channels_last)
     opt = make_optimizer(cfg, train_model)
     aug = build_augment(cfg.crop_padding, cfg.erasing_p)
     ema = WeightEMA(train_model, cfg.ema) if cfg.ema > 0 else None

@@ -490,7 +490,7 @@ def ort_vs_torch(bundle: Path, rounds: int) -> dict:
         return {"skipped": "torch eager only for p03_cnn bundles here"}
     cfg = p.manifest["provenance"]["config"]
     model = build_model(cfg["arch"], len(p.manifest["postprocess"]["labels"]), cfg["width"], cfg["blocks"],
-                        cfg.get("dropout", 0.0))
+                        cfg.get("dropout", 0.0), cfg.get("last_width", 0))
     model.load_state_dict(torch.load(p.bundle.file("weights.pt"), weights_only=True))
     module = ServingGraph(model, bool(cfg.get("tta_flip", False))).eval()  # as the bundle was exported
     spec = p.manifest["graphs"]["model"]["inputs"][0]

@@ -53,7 +53,7 @@ def test_equal_to_p03s_split():
     from p03_cnn.model import build_model
 
     for cfg in [*PRESETS.values(), dataclasses.replace(PRESETS["tiny"], arch="plain")]:
-        model = build_model(cfg.arch, 10, cfg.width, cfg.blocks, cfg.dropout)
+        model = build_model(cfg.arch, 10, cfg.width, cfg.blocks, cfg.dropout, cfg.last_width)
         assert same(decay_groups(model, cfg.weight_decay), p03_groups(model, cfg.weight_decay)), cfg
 
 

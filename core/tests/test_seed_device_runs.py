@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dlm_core.device import autocast, cpu_has_native_bf16, select_device
+from dlm_core.device import autocast, cpu_has_native_bf16, select_device, set_cpu_threads
 from dlm_core.errors import DlmError
 from dlm_core.runs import RunDir, format_metrics, list_runs
 from dlm_core.seed import data_rng, seed_everything, torch_generator
@@ -41,6 +41,23 @@ def test_select_device():
     with autocast(torch.device("cpu"), cpu_bf16=True):  # bf16 only where the CPU has it natively
         expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == expected
+
+
+def test_cpu_threads_are_shared_among_torchrun_ranks(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.delenv("DLM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    try:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+        assert set_cpu_threads() == 2 and torch.get_num_threads() == 2
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")  # more ranks than cores: one thread each
+        assert set_cpu_threads() == 1
+        monkeypatch.delenv("LOCAL_WORLD_SIZE")
+        assert set_cpu_threads() == 8
+        monkeypatch.setenv("DLM_THREADS", "3")  # an explicit count wins
+        assert set_cpu_threads() == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_run_dir_layout_and_metrics(tmp_path):

@@ -15,6 +15,9 @@ def test_residual_stride_and_skip_shapes():
     model = build_model("resnet", width=4, blocks=2)
     feats = model.stages(model.stem(torch.zeros(2, 1, 28, 28)))
     assert feats.shape == (2, 16, 7, 7)  # 4 -> 8 -> 16 channels, 28 -> 14 -> 7 pixels
+    wide = build_model("resnet", width=4, last_width=24).eval()  # only the last stage widened
+    assert wide.stages(wide.stem(torch.zeros(2, 1, 28, 28))).shape == (2, 24, 7, 7)
+    assert wide.embed(torch.zeros(3, 1, 28, 28)).shape == (3, 24) and wide(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
 
 
 def test_receptive_field_matches_hand_count():

@@ -10,10 +10,13 @@ from .errors import DlmError
 
 
 def set_cpu_threads(n: int | None = None) -> int:
-    """Use every core we were given (2 here) for intra-op work, one thread for inter-op."""
+    """Use every core we were given (2 here) for intra-op work, one thread for inter-op; under torchrun the
+    cores are shared out among the machine's ranks (two ranks with two threads each on two cores wait on each
+    other at every op)."""
     import torch
 
-    n = n or int(os.environ.get("DLM_THREADS", 0)) or (os.cpu_count() or 1)
+    ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    n = n or int(os.environ.get("DLM_THREADS", 0)) or max(1, (os.cpu_count() or 1) // ranks)
     torch.set_num_threads(n)
     with contextlib.suppress(RuntimeError):  # can only be set once per process
         torch.set_num_interop_threads(1)

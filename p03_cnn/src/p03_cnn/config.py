@@ -14,6 +14,8 @@ class CNNConfig:
     arch: Literal["resnet", "plain"] = dataclasses.field(default="resnet", metadata={"help": "resnet | plain"})
     width: int = dataclasses.field(default=32, metadata={"help": "channels of the first stage (x2, x4 after)"})
     blocks: int = dataclasses.field(default=1, metadata={"help": "residual blocks per stage (resnet)"})
+    last_width: int = dataclasses.field(default=0, metadata={
+        "help": "channels of the last stage (resnet; 0 = 4 x --width)"})
     dropout: float = dataclasses.field(default=0.0, metadata={"help": "dropout before the linear head"})
     epochs: int = dataclasses.field(default=12, metadata={"help": "passes over the training split"})
     batch_size: int = 128
@@ -58,6 +60,7 @@ class CNNConfig:
               f"--dataset {self.dataset!r}: use fashion-mnist or mnist10k")
         check(self.arch in ("resnet", "plain"), f"--arch {self.arch!r}: use resnet or plain")
         check(self.width >= 1 and self.blocks >= 1, "--width and --blocks must be >= 1")
+        check(self.last_width >= 0, "--last-width must be >= 0 (0 = 4 x --width)")
         check(0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)")
         check(self.epochs >= 1, "--epochs must be >= 1")
         check(self.batch_size >= 1, "--batch-size must be >= 1")

@@ -33,7 +33,7 @@ def load_run(run_path, device: str = "cpu"):
         state = Checkpointer(path / "checkpoints").best()
     cfg = CNNConfig(**{k: v for k, v in state["config"].items() if k in CNNConfig.__dataclass_fields__})
     classes = state["model"][[k for k in state["model"] if k.startswith("head.") and k.endswith(".weight")][-1]]
-    model = build_model(cfg.arch, classes.shape[0], cfg.width, cfg.blocks, cfg.dropout)
+    model = build_model(cfg.arch, classes.shape[0], cfg.width, cfg.blocks, cfg.dropout, cfg.last_width)
     model.load_state_dict(state.get("ema", state["model"]))
     return model.to(torch.device(device)).eval(), cfg, state
 

@@ -34,19 +34,21 @@ class BasicBlock(nn.Module):
 
 
 class ResNetSmall(nn.Module):
-    """stem conv -> one BasicBlock per stage (widths w, 2w, 4w; stride 2 between stages) -> GAP -> linear."""
+    """stem conv -> BasicBlocks in three stages (widths w, 2w, 4w or last_width; stride 2 between stages) ->
+    GAP -> linear. A wider last stage is cheap: it runs on 7x7 maps (a third of the first stage's pixels / 16)."""
 
-    def __init__(self, classes: int = 10, width: int = 32, blocks: int = 1, dropout: float = 0.0):
+    def __init__(self, classes: int = 10, width: int = 32, blocks: int = 1, dropout: float = 0.0,
+                 last_width: int = 0):
         super().__init__()
         self.stem = conv_bn(1, width)
         stages, c_in, self.layout = [], width, [("stem", 3, 1)]
-        for i, mult in enumerate((1, 2, 4)):
+        for i, c_out in enumerate((width, 2 * width, last_width or 4 * width)):
             for j in range(blocks):
                 stride = 2 if (i > 0 and j == 0) else 1
-                stages.append(BasicBlock(c_in, width * mult, stride))
+                stages.append(BasicBlock(c_in, c_out, stride))
                 name = f"stage{i + 1}.block{j + 1}"
                 self.layout += [(f"{name}.conv1", 3, stride), (f"{name}.conv2", 3, 1)]
-                c_in = width * mult
+                c_in = c_out
         self.stages = nn.Sequential(*stages)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, classes))
 
@@ -114,9 +116,10 @@ def with_tta(model: nn.Module, flip: bool) -> nn.Module:
     return FlipTTA(model) if flip else model
 
 
-def build_model(arch: str, classes: int = 10, width: int = 32, blocks: int = 1, dropout: float = 0.0) -> nn.Module:
+def build_model(arch: str, classes: int = 10, width: int = 32, blocks: int = 1, dropout: float = 0.0,
+                last_width: int = 0) -> nn.Module:
     if arch == "resnet":
-        return ResNetSmall(classes, width, blocks, dropout)
+        return ResNetSmall(classes, width, blocks, dropout, last_width)
     if arch == "plain":
         return PlainCNN(classes, width, dropout)
     raise ValueError(f"unknown arch {arch!r}")

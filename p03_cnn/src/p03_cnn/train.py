@@ -90,16 +90,20 @@ def load_tensors(cfg: CNNConfig, ds) -> Tensors:
     return Tensors(x_train, y_train, x_val, y_val, x_probe, y_probe)
 
 
+def architecture(cfg: CNNConfig) -> str:
+    return f"{cfg.arch} width {cfg.width} blocks {cfg.blocks} last width {cfg.last_width or 4 * cfg.width}"
+
+
 def build_run_model(cfg: CNNConfig, num_classes: int, device, resume: bool):
     """The model on its device; when fine-tuning (--init-from, not resuming) with another run's best weights."""
-    model = build_model(cfg.arch, num_classes, cfg.width, cfg.blocks, cfg.dropout).to(device)
+    model = build_model(cfg.arch, num_classes, cfg.width, cfg.blocks, cfg.dropout, cfg.last_width).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if cfg.init_from and not resume:
         base, base_cfg, _ = load_run(cfg.init_from)
-        if (base_cfg.arch, base_cfg.width, base_cfg.blocks) != (cfg.arch, cfg.width, cfg.blocks):
-            raise DlmError(f"--init-from {cfg.init_from} is a {base_cfg.arch} width {base_cfg.width} blocks "
-                           f"{base_cfg.blocks}; this run is {cfg.arch} width {cfg.width} blocks {cfg.blocks}")
+        if architecture(base_cfg) != architecture(cfg):
+            raise DlmError(f"--init-from {cfg.init_from} is a {architecture(base_cfg)}; this run is a "
+                           f"{architecture(cfg)}")
         model.load_state_dict(base.state_dict())
     return model
 

@@ -124,3 +124,24 @@ def test_later_steps_see_earlier_run_folders_and_finish_where_told(results, monk
     assert (run_a / "b.json").is_file() and (run_a / "results.json").is_file()  # step b wrote into a's folder
     assert all(R.step_done(fake, s) for s in fake.steps)
     assert "$ python -c" in capsys.readouterr().out
+
+
+def test_jobs_run_independent_steps_side_by_side_and_dependents_after(results, monkeypatch):
+    stamp = ("import json, sys, time; t = time.time(); time.sleep(1.5); json.dump({'start': t, 'end': time.time(), "
+             "'score': 0.5, 'base': 0.25}, open(sys.argv[1] + '/r.json', 'w'))")
+
+    def step(name, *argv):
+        return R.Step(name, ("python", "-c", stamp, *argv), done_file="r.json", resumable=False)
+
+    fake = R.Project("p00_fake", "three steps", (step("a", "{here}"), step("b", "{here}"), step("c", "{here}", "{a}")),
+                     R.Metric("score", "score", "r.json"), R.Metric("", "base", "r.json"), "half", ("a", "b"),
+                     "split", "0", (0.5, 0.25), 0.1)
+    monkeypatch.setattr(R, "PROJECTS", (fake,))
+    e = R.reproduce(["p00_fake"], jobs=3)["projects"]["p00_fake"]
+    a, b = (read_json(R.step_dir(fake, s) / "r.json") for s in fake.steps[:2])
+    c = read_json(R.step_dir(fake, fake.steps[2]) / "r.json")
+    assert a["start"] < b["end"] and b["start"] < a["end"]  # a and b overlapped
+    assert c["start"] >= a["end"]  # c's command names a's folder: it waited for a
+    assert e["jobs"] == 3 and e["elapsed_minutes"] > 0 and e["value"] == 0.5
+    assert all((R.step_dir(fake, s) / "timing.json").is_file() for s in fake.steps)
+    assert "side by side" in (results / "summary.md").read_text()

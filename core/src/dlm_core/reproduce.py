@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -212,13 +211,23 @@ def load_summary() -> dict:
 # running
 
 
-def children_cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+@dataclasses.dataclass
+class Running:
+    step: Step
+    proc: subprocess.Popen
+    log: Path
+    t0: float
 
 
-def run_step(p: Project, step: Step) -> dict:
-    """Run (or continue) one step as a child process; its CPU and wall seconds."""
+def depends_on(p: Project, step: Step) -> set[str]:
+    """The earlier steps whose run folders this step's command names (or whose folder it finishes in)."""
+    names = {s.name for s in p.steps}
+    refs = {m for a in step.argv for m in re.findall(r"\{(\w+)\}", a)} & names
+    return refs | ({step.done_in} if step.done_in else set())
+
+
+def launch_step(p: Project, step: Step) -> Running:
+    """Start (or continue) one step as a child process, its output into its folder's log.txt."""
     d = step_dir(p, step)
     env = {**os.environ, **dict(step.env), "DLM_RUNS": str(d), "DLM_ARTIFACTS": str(work_dir() / "artifacts"),
            "DLM_NO_PROGRESS": "1"}
@@ -238,21 +247,57 @@ def run_step(p: Project, step: Step) -> dict:
     argv[0] = str(exe) if exe.is_file() else argv[0]
     log = d / "log.txt"
     print(f"   $ {' '.join([step.argv[0], *argv[1:]])}   (log: {log})", flush=True)
-    cpu0, t0 = children_cpu_seconds(), time.perf_counter()
     with open(log, "a") as f:
-        rc = subprocess.run(argv, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
-    timing = {"cpu_s": children_cpu_seconds() - cpu0, "wall_s": time.perf_counter() - t0}
+        proc = subprocess.Popen(argv, env=env, stdout=f, stderr=subprocess.STDOUT)
+    return Running(step, proc, log, time.perf_counter())
+
+
+def finish_step(p: Project, r: Running, rc: int, cpu_s: float) -> dict:
+    """Check a finished step and add its CPU (its process tree's user + sys) and wall seconds to timing.json."""
+    step = r.step
     if rc != 0:
-        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-5:])
-        raise DlmError(f"{p.name} step {step.name} failed (exit {rc}); its log {log} ends with:\n{tail}")
+        tail = "".join(r.log.read_text(errors="replace").splitlines(keepends=True)[-5:])
+        raise DlmError(f"{p.name} step {step.name} failed (exit {rc}); its log {r.log} ends with:\n{tail}")
     if not step_done(p, step):
-        raise DlmError(f"{p.name} step {step.name} exited 0 but wrote no {step.done_file}; see {log}")
-    times = d / "timing.json"
+        raise DlmError(f"{p.name} step {step.name} exited 0 but wrote no {step.done_file}; see {r.log}")
+    times = step_dir(p, step) / "timing.json"
     prior = read_json(times) if times.is_file() else {"cpu_s": 0.0, "wall_s": 0.0, "attempts": 0}
-    total = {"cpu_s": prior["cpu_s"] + timing["cpu_s"], "wall_s": prior["wall_s"] + timing["wall_s"],
+    total = {"cpu_s": prior["cpu_s"] + cpu_s, "wall_s": prior["wall_s"] + time.perf_counter() - r.t0,
              "attempts": prior["attempts"] + 1}
     write_json(times, total)
     return total
+
+
+def run_steps(p: Project, jobs: int = 1) -> None:
+    """Run a project's unfinished steps, up to `jobs` side by side (a step starts once the steps it names are
+    done; with jobs 1 they run one after the other, in order). Each step's CPU seconds come from wait4 on its
+    own process, so steps running together are still timed apart. A failure stops the others (they resume)."""
+    finished = {s.name for s in p.steps if step_done(p, s)}
+    for s in p.steps:
+        if s.name in finished:
+            print(f"   {s.name}: done before", flush=True)
+    pending = [s for s in p.steps if s.name not in finished]
+    running: dict[int, Running] = {}
+    try:
+        while pending or running:
+            for s in [s for s in pending if not depends_on(p, s) - finished][:max(0, jobs - len(running))]:
+                r = launch_step(p, s)
+                running[r.proc.pid] = r
+                pending.remove(s)
+            if not running:
+                raise DlmError(f"{p.name}: steps {[s.name for s in pending]} wait on steps that never ran")
+            pid, status, usage = os.wait4(-1, 0)
+            r = running.pop(pid, None)
+            if r is None:  # not one of ours
+                continue
+            r.proc.returncode = rc = os.waitstatus_to_exitcode(status)
+            t = finish_step(p, r, rc, usage.ru_utime + usage.ru_stime)
+            finished.add(r.step.name)
+            print(f"   {r.step.name}: {t['wall_s'] / 60:.1f} min wall, {t['cpu_s'] / 60:.1f} CPU-min", flush=True)
+    finally:
+        for r in running.values():  # after a failure or ^C: stop the rest (a later reproduce continues them)
+            r.proc.terminate()
+            r.proc.wait()
 
 
 def headline_of(p: Project, metric: Metric, steps: tuple[str, ...]) -> list[float]:
@@ -290,7 +335,7 @@ def remaining_minutes(todo: list[Project], done_ratio: float) -> float:
     return sum(p.readme_minutes for p in todo) * done_ratio
 
 
-def reproduce(names: list[str], force: bool = False) -> dict:
+def reproduce(names: list[str], force: bool = False, jobs: int = 1) -> dict:
     chosen = [project(n) for n in names] if names else list(PROJECTS)
     summary = load_summary()
     todo = [p for p in chosen if force or p.name not in summary["projects"]]
@@ -306,13 +351,10 @@ def reproduce(names: list[str], force: bool = False) -> dict:
         if force:
             shutil.rmtree(work_dir() / p.name, ignore_errors=True)
         t0 = time.perf_counter()
-        for s in p.steps:
-            if step_done(p, s):
-                print(f"   {s.name}: done before", flush=True)
-                continue
-            t = run_step(p, s)
-            print(f"   {s.name}: {t['wall_s'] / 60:.1f} min wall, {t['cpu_s'] / 60:.1f} CPU-min", flush=True)
+        run_steps(p, jobs)
         entry = summarize(p)
+        if jobs > 1:  # the steps' wall minutes overlap: say so, and how long the project took end to end
+            entry.update(jobs=jobs, elapsed_minutes=round((time.perf_counter() - t0) / 60, 2))
         summary = load_summary()  # another reproduce may have added projects meanwhile
         summary["projects"][p.name] = entry
         write_summary(summary)
@@ -337,6 +379,12 @@ def headline_source(p: Project, summary: dict) -> tuple[float, float, str]:
     return p.readme[0], p.readme[1], f"{p.name}/README.md"
 
 
+def wall_cell(e: dict) -> str:
+    if "elapsed_minutes" not in e:
+        return f"{e['wall_minutes']:.1f}"
+    return f"{e['elapsed_minutes']:.1f} ({e['jobs']} steps side by side; {e['wall_minutes']:.1f} added up)"
+
+
 def summary_markdown(summary: dict) -> str:
     rows = ["| project | what it shows | headline (default command) | baseline | split | seeds | CPU min | wall min "
             "| commit |", "|---|---|---|---|---|---|---|---|---|"]
@@ -349,7 +397,7 @@ def summary_markdown(summary: dict) -> str:
             continue
         rows.append(f"| {p.name} | {p.shows} | {p.metric.label} **{fmt(p, e['value'])}** | {e['baseline_name']} "
                     f"{fmt(p, e['baseline'])} | {e['split']} | {e['seeds']} | {e['cpu_minutes']:.1f} | "
-                    f"{e['wall_minutes']:.1f} | {e['commit']} |")
+                    f"{wall_cell(e)} | {e['commit']} |")
     machines = sorted({f"{e['machine'].get('cpu')} ({e['machine'].get('cores')} cores)"
                        for e in summary["projects"].values()})
     return ("# Reproduced headlines (`dlm reproduce`)\n\nEach row is the project's default command(s) from its "
@@ -409,7 +457,9 @@ def cmd_reproduce(args) -> int:
     if args.table:
         print(readme_table(load_summary()))
         return 0
-    summary = reproduce(args.projects, force=args.force)
+    if args.jobs < 1:
+        raise DlmError(f"--jobs {args.jobs}: give 1 or more (steps run side by side within a project)")
+    summary = reproduce(args.projects, force=args.force, jobs=args.jobs)
     print(f"summary: {results_dir() / 'summary.md'} ({len(summary['projects'])} project(s))")
     return 0
 
@@ -426,6 +476,10 @@ def add_parsers(sub) -> None:
     r = sub.add_parser("reproduce", help="rerun every project's default command(s); results/summary.{md,json}")
     r.add_argument("projects", nargs="*", help="projects to run, e.g. p01_autodiff p02 (default: all, in order)")
     r.add_argument("--force", action="store_true", help="rerun projects already in results/summary.json")
+    r.add_argument("--jobs", type=int, default=1,
+                   help="run up to N of a project's independent steps side by side (e.g. p05's three one-thread "
+                        "seeds on 2 cores: --jobs 3); CPU minutes stay per step, wall minutes are then added "
+                        "up and the project's elapsed minutes are recorded beside them")
     r.add_argument("--list", action="store_true", help="print each project's commands and expected minutes")
     r.add_argument("--table", action="store_true", help="print the root README's project table and exit")
     r.set_defaults(func=cmd_reproduce)

@@ -27,8 +27,10 @@ demo: setup
 
 # every project's default command(s) in order -> results/summary.{md,json}; resumable (finished projects are
 # skipped, a killed trainer continues). Some projects only: make reproduce P="p01_autodiff p02_optimizers"
+# JOBS: a project's independent steps side by side (p05's and p06's three one-thread seeds share 2 cores)
+JOBS ?= 3
 reproduce: setup
-	$(BIN)/dlm reproduce $(P)
+	$(BIN)/dlm reproduce --jobs $(JOBS) $(P)
 
 # train -> export -> serve -> shifting stream -> drift alert -> retrain -> gated swap -> recovery (quick preset)
 fullstack: setup

@@ -127,8 +127,9 @@ def test_later_steps_see_earlier_run_folders_and_finish_where_told(results, monk
 
 
 def test_jobs_run_independent_steps_side_by_side_and_dependents_after(results, monkeypatch):
-    stamp = ("import json, sys, time; t = time.time(); time.sleep(1.5); json.dump({'start': t, 'end': time.time(), "
-             "'score': 0.5, 'base': 0.25}, open(sys.argv[1] + '/r.json', 'w'))")
+    stamp = ("import json, os, sys, time; t = time.time(); time.sleep(1.5); json.dump({'start': t, "
+             "'end': time.time(), 'score': 0.5, 'base': 0.25, 'artifacts': os.environ['DLM_ARTIFACTS']}, "
+             "open(sys.argv[1] + '/r.json', 'w'))")
 
     def step(name, *argv):
         return R.Step(name, ("python", "-c", stamp, *argv), done_file="r.json", resumable=False)
@@ -142,6 +143,7 @@ def test_jobs_run_independent_steps_side_by_side_and_dependents_after(results, m
     c = read_json(R.step_dir(fake, fake.steps[2]) / "r.json")
     assert a["start"] < b["end"] and b["start"] < a["end"]  # a and b overlapped
     assert c["start"] >= a["end"]  # c's command names a's folder: it waited for a
+    assert len({a["artifacts"], b["artifacts"], c["artifacts"]}) == 3  # bundles of same-second runs cannot clash
     assert e["jobs"] == 3 and e["elapsed_minutes"] > 0 and e["value"] == 0.5
     assert all((R.step_dir(fake, s) / "timing.json").is_file() for s in fake.steps)
     assert "side by side" in (results / "summary.md").read_text()

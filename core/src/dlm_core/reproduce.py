@@ -229,8 +229,10 @@ def depends_on(p: Project, step: Step) -> set[str]:
 def launch_step(p: Project, step: Step) -> Running:
     """Start (or continue) one step as a child process, its output into its folder's log.txt."""
     d = step_dir(p, step)
-    env = {**os.environ, **dict(step.env), "DLM_RUNS": str(d), "DLM_ARTIFACTS": str(work_dir() / "artifacts"),
-           "DLM_NO_PROGRESS": "1"}
+    # each step its own artifacts folder: bundles are named after their run's start second, and steps started
+    # side by side (--jobs) start in the same second
+    env = {**os.environ, **dict(step.env), "DLM_RUNS": str(d),
+           "DLM_ARTIFACTS": str(work_dir() / "artifacts" / p.name / step.name), "DLM_NO_PROGRESS": "1"}
     folders = {"here": d, **{s.name: r for s in p.steps if (r := run_dir_of(p, s)) is not None}}
     argv = [re.sub(r"\{(\w+)\}", lambda m: str(folders.get(m.group(1), m.group(0))), a) for a in step.argv]
     previous = run_dir_of(p, step)
@@ -255,16 +257,16 @@ def launch_step(p: Project, step: Step) -> Running:
 def finish_step(p: Project, r: Running, rc: int, cpu_s: float) -> dict:
     """Check a finished step and add its CPU (its process tree's user + sys) and wall seconds to timing.json."""
     step = r.step
+    times = step_dir(p, step) / "timing.json"  # a failed attempt's time counts too, as a killed one's would
+    prior = read_json(times) if times.is_file() else {"cpu_s": 0.0, "wall_s": 0.0, "attempts": 0}
+    total = {"cpu_s": prior["cpu_s"] + cpu_s, "wall_s": prior["wall_s"] + time.perf_counter() - r.t0,
+             "attempts": prior["attempts"] + 1}
+    write_json(times, total)
     if rc != 0:
         tail = "".join(r.log.read_text(errors="replace").splitlines(keepends=True)[-5:])
         raise DlmError(f"{p.name} step {step.name} failed (exit {rc}); its log {r.log} ends with:\n{tail}")
     if not step_done(p, step):
         raise DlmError(f"{p.name} step {step.name} exited 0 but wrote no {step.done_file}; see {r.log}")
-    times = step_dir(p, step) / "timing.json"
-    prior = read_json(times) if times.is_file() else {"cpu_s": 0.0, "wall_s": 0.0, "attempts": 0}
-    total = {"cpu_s": prior["cpu_s"] + cpu_s, "wall_s": prior["wall_s"] + time.perf_counter() - r.t0,
-             "attempts": prior["attempts"] + 1}
-    write_json(times, total)
     return total
 
 

@@ -147,3 +147,20 @@ def test_jobs_run_independent_steps_side_by_side_and_dependents_after(results, m
     assert e["jobs"] == 3 and e["elapsed_minutes"] > 0 and e["value"] == 0.5
     assert all((R.step_dir(fake, s) / "timing.json").is_file() for s in fake.steps)
     assert "side by side" in (results / "summary.md").read_text()
+
+
+def test_a_failed_step_stops_its_side_by_side_steps_and_both_attempts_are_timed(results, monkeypatch):
+    slow = ("import json, sys, time; time.sleep(60); "
+            "json.dump({'score': 1, 'base': 0}, open(sys.argv[1] + '/r.json', 'w'))")
+    fake = R.Project("p00_fake", "one fails", (
+        R.Step("slow", ("python", "-c", slow, "{here}"), done_file="r.json", resumable=False),
+        R.Step("bad", ("python", "-c", "import sys; print('bad input'); sys.exit(3)"), done_file="r.json",
+               resumable=False)),
+        R.Metric("score", "score", "r.json"), R.Metric("", "base", "r.json"), "half", ("slow",), "split", "0",
+        (1.0, 0.0), 0.1)
+    monkeypatch.setattr(R, "PROJECTS", (fake,))
+    with pytest.raises(R.DlmError, match="step bad failed \\(exit 3\\).*\n.*bad input"):
+        R.reproduce(["p00_fake"], jobs=2)
+    for s in fake.steps:  # both attempts are on record; the slow one was stopped, not waited for
+        assert read_json(R.step_dir(fake, s) / "timing.json")["attempts"] == 1
+    assert not R.step_done(fake, fake.steps[0])

@@ -254,14 +254,20 @@ def launch_step(p: Project, step: Step) -> Running:
     return Running(step, proc, log, time.perf_counter())
 
 
-def finish_step(p: Project, r: Running, rc: int, cpu_s: float) -> dict:
-    """Check a finished step and add its CPU (its process tree's user + sys) and wall seconds to timing.json."""
-    step = r.step
-    times = step_dir(p, step) / "timing.json"  # a failed attempt's time counts too, as a killed one's would
+def record_time(p: Project, r: Running, cpu_s: float) -> dict:
+    """Add an attempt's CPU (its process tree's user + sys) and wall seconds to the step's timing.json: every
+    attempt counts, a failed or stopped one too, so a resumed step's total is what it cost."""
+    times = step_dir(p, r.step) / "timing.json"
     prior = read_json(times) if times.is_file() else {"cpu_s": 0.0, "wall_s": 0.0, "attempts": 0}
     total = {"cpu_s": prior["cpu_s"] + cpu_s, "wall_s": prior["wall_s"] + time.perf_counter() - r.t0,
              "attempts": prior["attempts"] + 1}
     write_json(times, total)
+    return total
+
+
+def finish_step(p: Project, r: Running, rc: int, cpu_s: float) -> dict:
+    """Record a finished step's time, then check that it succeeded and wrote its done file."""
+    step, total = r.step, record_time(p, r, cpu_s)
     if rc != 0:
         tail = "".join(r.log.read_text(errors="replace").splitlines(keepends=True)[-5:])
         raise DlmError(f"{p.name} step {step.name} failed (exit {rc}); its log {r.log} ends with:\n{tail}")
@@ -299,7 +305,9 @@ def run_steps(p: Project, jobs: int = 1) -> None:
     finally:
         for r in running.values():  # after a failure or ^C: stop the rest (a later reproduce continues them)
             r.proc.terminate()
-            r.proc.wait()
+            _, status, usage = os.wait4(r.proc.pid, 0)
+            r.proc.returncode = os.waitstatus_to_exitcode(status)
+            record_time(p, r, usage.ru_utime + usage.ru_stime)
 
 
 def headline_of(p: Project, metric: Metric, steps: tuple[str, ...]) -> list[float]:

@@ -37,7 +37,7 @@ def main() -> int:
     from p03_cnn.config import CNNConfig
     from p03_cnn.data import build_augment
     from p03_cnn.export import ServingGraph
-    from p03_cnn.model import build_model
+    from p03_cnn.model import build_model, model_for
     from p03_cnn.train import WeightEMA, make_optimizer
 
     threads = set_cpu_threads()
@@ -54,7 +54,7 @@ def main() -> int:
         test_acc = bundle.manifest["metrics"]["values"]["accuracy"]
         source = str(bundle.path)
     except DlmError:
-        model = build_model(cfg.arch, 10, cfg.width, cfg.blocks, last_width=cfg.last_width)
+        model = model_for(cfg)
         tta = cfg.tta_flip
         onnx_path = Path(tempfile.mkdtemp()) / "model.onnx"
         onnx_export(ServingGraph(model.eval(), tta), (torch.zeros(2, 1, 28, 28),), onnx_path, ["image"],
@@ -63,8 +63,7 @@ def main() -> int:
     sess = ort_session(onnx_path, threads=threads)
 
     # training throughput: the default config's step (augmentation + forward + backward + SGD + EMA), batch 128
-    train_model = build_model(cfg.arch, 10, cfg.width, cfg.blocks, last_width=cfg.last_width)
-    train_model = train_model.to(memory_format=torch.channels_last)
+    train_model = model_for(cfg).to(memory_format=torch.channels_last)
     opt = make_optimizer(cfg, train_model)
     aug = build_augment(cfg.crop_padding, cfg.erasing_p)
     ema = WeightEMA(train_model, cfg.ema) if cfg.ema > 0 else None

@@ -50,10 +50,10 @@ def test_matrices_decay_vectors_and_exempt_and_frozen_ones_do_not():
 
 def test_equal_to_p03s_split():
     from p03_cnn.config import PRESETS
-    from p03_cnn.model import build_model
+    from p03_cnn.model import model_for
 
     for cfg in [*PRESETS.values(), dataclasses.replace(PRESETS["tiny"], arch="plain")]:
-        model = build_model(cfg.arch, 10, cfg.width, cfg.blocks, cfg.dropout, cfg.last_width)
+        model = model_for(cfg)
         assert same(decay_groups(model, cfg.weight_decay), p03_groups(model, cfg.weight_decay)), cfg
 
 

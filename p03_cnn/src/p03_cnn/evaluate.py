@@ -16,7 +16,7 @@ from dlm_core.runs import RunDir, print_metrics
 
 from .config import CNNConfig
 from .data import load_data, normalize
-from .model import build_model, count_params, receptive_field, with_tta
+from .model import count_params, model_for, receptive_field, with_tta
 
 
 def load_run(run_path, device: str = "cpu"):
@@ -33,7 +33,7 @@ def load_run(run_path, device: str = "cpu"):
         state = Checkpointer(path / "checkpoints").best()
     cfg = CNNConfig(**{k: v for k, v in state["config"].items() if k in CNNConfig.__dataclass_fields__})
     classes = state["model"][[k for k in state["model"] if k.startswith("head.") and k.endswith(".weight")][-1]]
-    model = build_model(cfg.arch, classes.shape[0], cfg.width, cfg.blocks, cfg.dropout, cfg.last_width)
+    model = model_for(cfg, classes.shape[0])
     model.load_state_dict(state.get("ema", state["model"]))
     return model.to(torch.device(device)).eval(), cfg, state
 

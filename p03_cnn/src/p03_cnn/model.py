@@ -125,6 +125,11 @@ def build_model(arch: str, classes: int = 10, width: int = 32, blocks: int = 1, 
     raise ValueError(f"unknown arch {arch!r}")
 
 
+def model_for(cfg, classes: int = 10) -> nn.Module:
+    """The network a run's config (a CNNConfig) describes."""
+    return build_model(cfg.arch, classes, cfg.width, cfg.blocks, cfg.dropout, cfg.last_width)
+
+
 def receptive_field(layout: list[tuple[str, int, int]]) -> list[dict]:
     """Receptive field (input pixels per side) after each layer: r += (k - 1) * jump; jump *= stride.
 

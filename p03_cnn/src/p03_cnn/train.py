@@ -36,7 +36,7 @@ from dlm_core.seed import data_rng, seed_everything
 from .config import PRESETS, CNNConfig, train_parser
 from .data import build_augment, load_data, load_extra, normalize
 from .evaluate import evaluate_run, load_run
-from .model import build_model, count_params, with_tta
+from .model import count_params, model_for, with_tta
 
 PROJECT = "p03_cnn"
 
@@ -96,7 +96,7 @@ def architecture(cfg: CNNConfig) -> str:
 
 def build_run_model(cfg: CNNConfig, num_classes: int, device, resume: bool):
     """The model on its device; when fine-tuning (--init-from, not resuming) with another run's best weights."""
-    model = build_model(cfg.arch, num_classes, cfg.width, cfg.blocks, cfg.dropout, cfg.last_width).to(device)
+    model = model_for(cfg, num_classes).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if cfg.init_from and not resume:

@@ -1,5 +1,6 @@
 """Cross-validation of the section classifier (run_section_cv), through its CLI on a small pool of real packages:
-every pooled package is scored exactly once, by models that never trained on it; the pooled scores are the
+every pooled package is scored exactly once, by models that never trained on it or on its source package's
+other documents; the pooled scores are the
 saved predictions' own; the model learns; a rerun reuses finished folds and recomputes a missing one to the
 same predictions; bad arguments are one line and exit 2."""
 
@@ -12,23 +13,27 @@ SMALL = ["--preset", "quick", "--word-features", "3000", "--char-features", "300
          "--epochs", "2", "--max-pool", "1200", "--folds", "3", "--resamples", "200"]
 
 
-def test_folds_are_stratified_and_disjoint():
+def test_folds_keep_a_source_together_and_spread_each_section():
     from p06_contrastive.section_cv import fold_assignment
 
-    y = np.repeat(np.arange(5), [40, 20, 7, 2, 1])
-    fold = fold_assignment(y, 3, seed=0)
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), [300, 150, 60, 9])
+    groups = rng.integers(0, 200, len(y))  # ~200 source packages, a few documents each
+    fold = fold_assignment(y, groups, 3, seed=0)
     assert set(fold) == {0, 1, 2}
-    for c, n in ((0, 40), (1, 20), (2, 7)):
-        counts = np.bincount(fold[y == c], minlength=3)
-        assert counts.max() - counts.min() <= 1 and counts.sum() == n  # each section spread evenly
-    assert np.array_equal(fold, fold_assignment(y, 3, seed=0))
-    assert not np.array_equal(fold, fold_assignment(y, 3, seed=1))
+    for g in np.unique(groups):
+        assert len(set(fold[groups == g])) == 1  # no source package on both sides of a fold
+    for c in range(3):
+        share = np.bincount(fold[y == c], minlength=3) / (y == c).sum()
+        assert share.min() > 0.2, (c, share)  # each frequent section in every fold
+    assert np.array_equal(fold, fold_assignment(y, groups, 3, seed=0))
+    assert not np.array_equal(fold, fold_assignment(y, groups, 3, seed=1))
 
 
 def test_cv_cli_scores_every_package_once_and_resumes(tmp_path, capsys):
     from p06_contrastive.cli import section_cv_main
     from p06_contrastive.section import scores, section_data
-    from p06_contrastive.section_cv import pooled_split
+    from p06_contrastive.section_cv import pooled_sources, pooled_split
 
     out = tmp_path / "cv"
     assert section_cv_main([*SMALL, "--jobs", "2", "--out", str(out)]) == 0
@@ -45,6 +50,9 @@ def test_cv_cli_scores_every_package_once_and_resumes(tmp_path, capsys):
     assert result["scores"]["model"]["accuracy"] > majority + 0.2, (result["scores"], majority)
     for fold in result["per_fold"]:
         assert fold["train_packages"] + fold["held_out"] == 1200
+    sources = pooled_sources(0)
+    held = [set(sources[json.loads((out / f"fold-{k}.json").read_text())["items"]]) for k in range(3)]
+    assert not (held[0] & held[1] or held[0] & held[2] or held[1] & held[2])  # a source in one fold only
     for metric, b in result["bootstrap_model_minus_tfidf"].items():
         if metric != "resamples":
             lo, hi = b["ci95"]

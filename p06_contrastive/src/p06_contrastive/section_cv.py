@@ -3,7 +3,8 @@
 The fixed test split has 2,000 packages over 54 sections, 15 of them with five packages or fewer: one package of a
 one-package section moves macro-F1 by 1.9 points, so a paired bootstrap interval on it is about +-2 points wide
 and cannot separate two models that differ by less. Here every package of train + test is scored once, by the
-served recipe and by the baseline trained without it (K folds), and the interval is taken over all of them.
+served recipe and by the baseline trained without it (K folds, a source package's documents always in one
+fold, as in the dataset's own split), and the interval is taken over all of them.
 
 Nothing is tuned here: the settings are the ones val chose for the served model (SectionConfig; the linear
 part's and the baseline's C, the baseline's features), and in every fold the choices the recipe makes on val
@@ -38,15 +39,25 @@ def pooled_split(y: dict, max_pool: int = 0, seed: int = 0) -> np.ndarray:
     return pool
 
 
-def fold_assignment(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Each item's fold, stratified by section (a section with fewer items than folds is spread as far as it goes)."""
-    from sklearn.model_selection import StratifiedKFold
+def pooled_sources(split_seed: int = 0) -> np.ndarray:
+    """The source package of each train + test document (train first), the unit the folds keep together."""
+    from dlm_core.data import load_dataset
+
+    ds = load_dataset("debian-packages", seed=split_seed)
+    return np.array([ds.docs[i]["source"] for i in np.concatenate([ds.train, ds.test])])
+
+
+def fold_assignment(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Each item's fold: all documents of one source package in the same fold (a library's -dev, -doc and
+    runtime descriptions are near-copies of each other; the dataset's own split keeps them together too), and
+    each section spread over the folds as evenly as that allows."""
+    from sklearn.model_selection import StratifiedGroupKFold
 
     fold = np.empty(len(labels), dtype=np.int64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "The least populated class has only N members"
-        for k, (_, held) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed)
-                                      .split(np.zeros(len(labels)), labels)):
+        splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+        for k, (_, held) in enumerate(splitter.split(np.zeros(len(labels)), labels, groups)):
             fold[held] = k
     return fold
 
@@ -92,7 +103,7 @@ def run_fold(cfg: SectionConfig, k: int, folds: int, split_seed: int, max_pool: 
         texts, y, labels = section_data(split_seed)
         all_texts, all_y = texts["train"] + texts["test"], np.concatenate([y["train"], y["test"]])
         pool = pooled_split(y, max_pool, split_seed)
-        fold = fold_assignment(all_y[pool], folds, split_seed)
+        fold = fold_assignment(all_y[pool], pooled_sources(split_seed)[pool], folds, split_seed)
         held, kept = pool[fold == k], pool[fold != k]
         d_texts = {"train": [all_texts[i] for i in kept], "val": texts["val"], "test": [all_texts[i] for i in held]}
         d_y = {"train": all_y[kept], "val": y["val"], "test": all_y[held]}

@@ -139,8 +139,8 @@ def run_fold(cfg: SectionConfig, k: int, folds: int, split_seed: int, max_pool: 
 
 
 def _settings(cfg, folds, split_seed, max_pool, linear_c, baseline_c) -> dict:
-    return {"config": dataclasses.asdict(cfg), "folds": folds, "split_seed": split_seed, "max_pool": max_pool,
-            "linear_c": linear_c, "baseline_c": baseline_c}
+    return {"config": dataclasses.asdict(cfg), "folds": folds, "fold_unit": "source package", "split_seed": split_seed,
+            "max_pool": max_pool, "linear_c": linear_c, "baseline_c": baseline_c}
 
 
 def cross_validate(cfg: SectionConfig, out: Path, folds: int = 6, jobs: int = 2, split_seed: int = 0,

@@ -9,27 +9,11 @@ and the run's wall and CPU time (from `/usr/bin/time -v` output saved beside it,
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
-from dlm_core.benchmark import machine, write_result
+from dlm_core.benchmark import gnu_time, machine, write_result
 from dlm_core.io import read_json
-
-
-def times(log: Path) -> dict:
-    """Wall and CPU seconds from GNU time's -v report."""
-    if not log.exists():
-        return {}
-    text = log.read_text(errors="replace")
-    out = {}
-    m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", text)
-    if m:
-        out["wall_s"] = int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
-    cpu = [float(v) for v in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text)]
-    if cpu:
-        out["cpu_s"] = sum(cpu)
-    return out
 
 
 def main(run: str = "runs/p06_contrastive/section-default") -> None:
@@ -51,7 +35,7 @@ def main(run: str = "runs/p06_contrastive/section-default") -> None:
         "network_alone": r.get("network_alone"), "majority_class": r["majority_class"],
         "linear_part": r.get("linear_part"), "network_choice": {k: v for k, v in r["choice"].items()},
         "tfidf_grid": r["tfidf_grid"], "config": r["config"], "test_packages": r["test_packages"],
-        "train_seconds": r["train_seconds"], **times(run / "log.txt"), "run": str(run)}
+        "train_seconds": r["train_seconds"], **gnu_time(run / "log.txt"), "run": str(run)}
     write_result("p06_section", result)
 
 

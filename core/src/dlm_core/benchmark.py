@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -71,6 +72,22 @@ def interleaved_medians(candidates: dict[str, Callable[[], object]], rounds: int
             fn()
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def gnu_time(log: str | os.PathLike) -> dict:
+    """Wall and CPU seconds from a `/usr/bin/time -v` report inside a log file ({} when there is none)."""
+    log = Path(log)
+    if not log.exists():
+        return {}
+    text = log.read_text(errors="replace")
+    out = {}
+    m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", text)
+    if m:
+        out["wall_s"] = int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    cpu = [float(v) for v in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text)]
+    if cpu:
+        out["cpu_s"] = sum(cpu)
+    return out
 
 
 def results_dir() -> Path:

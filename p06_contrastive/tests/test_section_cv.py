@@ -50,6 +50,11 @@ def test_cv_cli_scores_every_package_once_and_resumes(tmp_path, capsys):
     assert result["scores"]["model"]["accuracy"] > majority + 0.2, (result["scores"], majority)
     for fold in result["per_fold"]:
         assert fold["train_packages"] + fold["held_out"] == 1200
+    probs = np.load(out / "fold-0.npz")
+    fold0 = json.loads((out / "fold-0.json").read_text())
+    assert np.array_equal(probs["items"], fold0["items"])
+    assert probs["tfidf_logreg_test"].shape == (len(fold0["items"]), probs["prior"].shape[0])
+    assert np.allclose(probs["network_val"].sum(1), 1, atol=1e-4)
     sources = pooled_sources(0)
     held = [set(sources[json.loads((out / f"fold-{k}.json").read_text())["items"]]) for k in range(3)]
     assert not (held[0] & held[1] or held[0] & held[2] or held[1] & held[2])  # a source in one fold only

@@ -117,8 +117,8 @@ def run_fold(cfg: SectionConfig, k: int, folds: int, split_seed: int, max_pool: 
         log(f"linear part C={linear_c:g}: share {share}")
         base_vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), dtype=np.float32)
         base = _fit_lr(base_vec.fit_transform(d_texts["train"]), d_y["train"], baseline_c)
-        base_logp = {s: np.log(_proba(base, base_vec.transform(d_texts[s]), len(labels)) + 1e-12)
-                     for s in ("val", "test")}
+        base_p = {s: _proba(base, base_vec.transform(d_texts[s]), len(labels)) for s in ("val", "test")}
+        base_logp = {s: np.log(p + 1e-12) for s, p in base_p.items()}
         prior = log_prior(d_y["train"], len(labels))
         preds, taus = {}, {}
         for who, logp in (("model", {s: np.log(mix(p_net[s], p_lin[s], share) + 1e-12) for s in p_net}),
@@ -132,6 +132,11 @@ def run_fold(cfg: SectionConfig, k: int, folds: int, split_seed: int, max_pool: 
                   "choices": {"epoch": choice["epoch"], "share": share, "tau": taus},
                   "train_packages": int(len(kept)), "seconds": round(time.time() - t0, 1),
                   "settings": _settings(cfg, folds, split_seed, max_pool, linear_c, baseline_c)}
+    # every source's val and held-out probabilities, for analyses of other decision rules (chosen on val)
+    with atomic_path(out / f"fold-{k}.npz") as tmp, open(tmp, "wb") as fh:
+        probs = {"network": p_net, "linear": p_lin, "tfidf_logreg": base_p}
+        np.savez_compressed(fh, items=held, prior=prior, share=share,
+                            **{f"{who}_{s}": p.astype(np.float32) for who, ps in probs.items() for s, p in ps.items()})
     write_json(out / f"fold-{k}.json", result)
     log(json.dumps({w: {m: round(v, 4) for m, v in s.items()} for w, s in result["scores"].items()})
         + f" ({result['seconds']:.0f} s)")
@@ -181,8 +186,7 @@ def cross_validate(cfg: SectionConfig, out: Path, folds: int = 6, jobs: int = 2,
               "bootstrap_model_minus_tfidf": paired_bootstrap(y, pred["model"], pred["tfidf_logreg"], resamples),
               "bootstrap_network_minus_tfidf": paired_bootstrap(y, pred["network"], pred["tfidf_logreg"], resamples),
               "wall_seconds_this_call": round(time.time() - t0, 1)}
-    with atomic_path(out / "predictions.npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, items=np.concatenate([r["items"] for r in rows]), labels=y, **pred)
+    with atomic_path(out / "predictions.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, items=np.concatenate([r["items"] for r in rows]), labels=y, **pred)
     write_json(out / "section_cv.json", result)
     return result

@@ -119,3 +119,22 @@ def test_paired_bootstrap_interval_excludes_zero_only_for_a_real_gain():
     assert gain["accuracy"]["ci95"][0] > 0.1 and gain["macro_f1"]["ci95"][0] > 0
     tie = paired_bootstrap(y, same, base, n=300)
     assert tie["accuracy"]["ci95"][0] < 0 < tie["accuracy"]["ci95"][1]
+
+
+def test_group_bootstrap_resamples_whole_groups_and_widens_for_clustered_items():
+    from p06_contrastive.section import paired_bootstrap
+
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(100), 20)  # 100 sources of 20 near-copies: each model right or wrong on a whole source
+    y = rng.integers(0, 4, 100)[groups]
+    base = np.where(rng.random(100)[groups] < 0.7, y, (y + 1) % 4)
+    other = np.where(rng.random(100)[groups] < 0.7, y, (y + 2) % 4)
+    items = paired_bootstrap(y, other, base, n=300)
+    whole = paired_bootstrap(y, other, base, n=300, groups=groups)
+    assert items["unit"] == "item" and whole["unit"] == "group" and whole["units"] == 100
+    assert items["accuracy"]["difference"] == whole["accuracy"]["difference"]
+    width = {k: r["accuracy"]["ci95"][1] - r["accuracy"]["ci95"][0] for k, r in (("i", items), ("g", whole))}
+    assert width["g"] > 3 * width["i"]  # sqrt(20) ~ 4.5 times wider in theory
+    # one group alone: every resample is that group, so the interval is the point itself
+    one = paired_bootstrap(y[:20], other[:20], base[:20], n=50, groups=groups[:20])
+    assert one["accuracy"]["ci95"][0] == one["accuracy"]["ci95"][1] == one["accuracy"]["difference"]

@@ -58,10 +58,13 @@ def test_cv_cli_scores_every_package_once_and_resumes(tmp_path, capsys):
     sources = pooled_sources(0)
     held = [set(sources[json.loads((out / f"fold-{k}.json").read_text())["items"]]) for k in range(3)]
     assert not (held[0] & held[1] or held[0] & held[2] or held[1] & held[2])  # a source in one fold only
-    for metric, b in result["bootstrap_model_minus_tfidf"].items():
-        if metric != "resamples":
-            lo, hi = b["ci95"]
-            assert lo <= b["difference"] <= hi
+    by_source, by_item = result["bootstrap_model_minus_tfidf"], result["bootstrap_model_minus_tfidf_by_item"]
+    assert by_source["unit"] == "group" and by_source["units"] == len(set(sources[pool])) < 1200
+    assert by_item["unit"] == "item" and by_item["units"] == 1200
+    for metric in ("accuracy", "macro_f1"):
+        for b in (by_source, by_item):
+            lo, hi = b[metric]["ci95"]
+            assert lo <= b[metric]["difference"] <= hi
 
     # a rerun reuses every fold; a fold whose file is gone is trained again, to the same predictions
     first = json.loads((out / "fold-1.json").read_text())

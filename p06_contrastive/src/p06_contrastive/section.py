@@ -254,20 +254,30 @@ def scores(y: np.ndarray, pred: np.ndarray) -> dict:
             "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0))}
 
 
-def paired_bootstrap(y: np.ndarray, a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0) -> dict:
+def paired_bootstrap(y: np.ndarray, a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0,
+                     groups: np.ndarray | None = None) -> dict:
     """95% percentile intervals of (a - b) in accuracy and macro-F1, resampling the test items with
-    replacement (the same resample for both models)."""
+    replacement (the same resample for both models). With `groups` (e.g. each item's source package), whole
+    groups are resampled instead: items of one group are not independent (a source's -dev, -doc and runtime
+    descriptions are near-copies, and a model right on one is right on all), and an item resample then gives
+    too narrow an interval."""
     rng = np.random.default_rng(seed)
+    if groups is None:
+        groups = np.arange(len(y))
+    order = np.argsort(groups, kind="stable")
+    _, starts, sizes = np.unique(groups[order], return_index=True, return_counts=True)
     diffs = {"accuracy": [], "macro_f1": []}
     for _ in range(n):
-        i = rng.integers(0, len(y), len(y))
+        g = rng.integers(0, len(sizes), len(sizes))
+        i = order[np.repeat(starts[g] - np.cumsum(sizes[g]) + sizes[g], sizes[g]) + np.arange(sizes[g].sum())]
         sa, sb = scores(y[i], a[i]), scores(y[i], b[i])
         for k in diffs:
             diffs[k].append(sa[k] - sb[k])
     point_a, point_b = scores(y, a), scores(y, b)
     return {k: {"difference": point_a[k] - point_b[k], "ci95": [float(np.percentile(v, 2.5)),
                                                                 float(np.percentile(v, 97.5))]}
-            for k, v in diffs.items()} | {"resamples": n}
+            for k, v in diffs.items()} | {"resamples": n, "unit": "item" if len(sizes) == len(y) else "group",
+                                          "units": int(len(sizes))}
 
 
 # --- data, training, export -------------------------------------------------------------------------------
@@ -286,6 +296,15 @@ def section_data(split_seed: int = 0, max_train: int = 0, seed: int = 0) -> tupl
         texts[split] = [ds.docs[i]["text"] for i in idx]
         y[split] = np.array([code[ds.docs[i]["section"]] for i in idx])
     return texts, y, labels
+
+
+def section_sources(split_seed: int = 0) -> dict[str, np.ndarray]:
+    """Each document's source package per split (all of train, in section_data's order): the unit that the
+    dataset's split keeps on one side, and that a bootstrap should resample (paired_bootstrap's `groups`)."""
+    from dlm_core.data import load_dataset
+
+    ds = load_dataset("debian-packages", seed=split_seed)
+    return {split: np.array([ds.docs[i]["source"] for i in getattr(ds, split)]) for split in ("train", "val", "test")}
 
 
 def fit_section_model(texts: dict, y: dict, labels: list[str], cfg: SectionConfig, log=None):
@@ -380,7 +399,10 @@ def train_and_export(cfg: SectionConfig, version: str, name: str = BUNDLE_NAME, 
     result["model"], test_pred = shifted_scores({s: np.log(p + 1e-12) for s, p in p_model.items()}, y, prior, log,
                                                 "model")
     if baseline:
-        result["bootstrap_model_minus_tfidf"] = paired_bootstrap(y["test"], test_pred, base_pred)
+        # by source package (the one to read: a source's documents are not independent), and by item
+        result["bootstrap_model_minus_tfidf"] = paired_bootstrap(y["test"], test_pred, base_pred,
+                                                                 groups=section_sources()["test"])
+        result["bootstrap_model_minus_tfidf_by_item"] = paired_bootstrap(y["test"], test_pred, base_pred)
     result["train_seconds"] = round(time.time() - t0, 1)
     log(json.dumps({k: {m: round(result[k][m], 4) for m in ("accuracy", "macro_f1")}
                     for k in ("model", "network_alone", "tfidf_logreg") if k in result}))

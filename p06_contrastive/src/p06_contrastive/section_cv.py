@@ -4,7 +4,7 @@ The fixed test split has 2,000 packages over 54 sections, 15 of them with five p
 one-package section moves macro-F1 by 1.9 points, so a paired bootstrap interval on it is about +-2 points wide
 and cannot separate two models that differ by less. Here every package of train + test is scored once, by the
 served recipe and by the baseline trained without it (K folds, a source package's documents always in one
-fold, as in the dataset's own split), and the interval is taken over all of them.
+fold, as in the dataset's own split), and the interval is taken over all of them, resampling source packages.
 
 Nothing is tuned here: the settings are the ones val chose for the served model (SectionConfig; the linear
 part's and the baseline's C, the baseline's features), and in every fold the choices the recipe makes on val
@@ -41,10 +41,10 @@ def pooled_split(y: dict, max_pool: int = 0, seed: int = 0) -> np.ndarray:
 
 def pooled_sources(split_seed: int = 0) -> np.ndarray:
     """The source package of each train + test document (train first), the unit the folds keep together."""
-    from dlm_core.data import load_dataset
+    from .section import section_sources
 
-    ds = load_dataset("debian-packages", seed=split_seed)
-    return np.array([ds.docs[i]["source"] for i in np.concatenate([ds.train, ds.test])])
+    src = section_sources(split_seed)
+    return np.concatenate([src["train"], src["test"]])
 
 
 def fold_assignment(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -178,13 +178,19 @@ def cross_validate(cfg: SectionConfig, out: Path, folds: int = 6, jobs: int = 2,
             done[r["fold"]] = r
     rows = [done[k] for k in range(folds)]
     y = np.concatenate([r["labels"] for r in rows])
+    groups = pooled_sources(split_seed)[np.concatenate([r["items"] for r in rows])]
     pred = {w: np.concatenate([r["predictions"][w] for r in rows]) for w in rows[0]["predictions"]}
     result = {"settings": settings, "packages": int(len(y)),
               "scores": {w: scores(y, p) for w, p in pred.items()},
               "per_fold": [{"fold": r["fold"], "train_packages": r["train_packages"], "held_out": len(r["labels"]),
                             "seconds": r["seconds"], "choices": r["choices"], "scores": r["scores"]} for r in rows],
-              "bootstrap_model_minus_tfidf": paired_bootstrap(y, pred["model"], pred["tfidf_logreg"], resamples),
-              "bootstrap_network_minus_tfidf": paired_bootstrap(y, pred["network"], pred["tfidf_logreg"], resamples),
+              # resampling source packages (the interval to read) and, for comparison, single packages
+              "bootstrap_model_minus_tfidf": paired_bootstrap(y, pred["model"], pred["tfidf_logreg"], resamples,
+                                                              groups=groups),
+              "bootstrap_model_minus_tfidf_by_item": paired_bootstrap(y, pred["model"], pred["tfidf_logreg"],
+                                                                      resamples),
+              "bootstrap_network_minus_tfidf": paired_bootstrap(y, pred["network"], pred["tfidf_logreg"], resamples,
+                                                                groups=groups),
               "wall_seconds_this_call": round(time.time() - t0, 1)}
     with atomic_path(out / "predictions.npz") as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, items=np.concatenate([r["items"] for r in rows]), labels=y, **pred)

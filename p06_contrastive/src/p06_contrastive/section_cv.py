@@ -132,7 +132,8 @@ def run_fold(cfg: SectionConfig, k: int, folds: int, split_seed: int, max_pool: 
                   "choices": {"epoch": choice["epoch"], "share": share, "tau": taus},
                   "train_packages": int(len(kept)), "seconds": round(time.time() - t0, 1),
                   "settings": _settings(cfg, folds, split_seed, max_pool, linear_c, baseline_c)}
-    # every source's val and held-out probabilities, for analyses of other decision rules (chosen on val)
+    # the val and held-out probabilities of the network, the linear part and the baseline, for analyses of other
+    # decision rules (chosen on val)
     with atomic_path(out / f"fold-{k}.npz") as tmp, open(tmp, "wb") as fh:
         probs = {"network": p_net, "linear": p_lin, "tfidf_logreg": base_p}
         np.savez_compressed(fh, items=held, prior=prior, share=share,

@@ -54,12 +54,26 @@ def test_evaluate_cli_writes_report(tiny_run):
     assert "Receptive field" in report and "| stage3.block1.conv2 | 3 | 1 | 4 | 25 |" in report
 
 
+def test_bad_process_count_is_one_line():
+    assert "--procs" in one_error_line(run(["run_cnn_train", "--procs", "2", "--batch-size", "63"]))
+    assert "--procs" in one_error_line(run(["run_cnn_train", "--procs", "-1"]))
+
+
+def test_a_failing_rank_ends_the_job_with_its_error(tmp_path):
+    proc = run(["run_cnn_train", "--preset", "tiny", "--procs", "2", "--device", "cpu", "--init-from",
+                str(tmp_path / "missing"), "--run-dir", str(tmp_path / "r")], timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert all(line.startswith("error: ") for line in proc.stderr.strip().splitlines()), proc.stderr
+
+
 def test_ddp_two_cpu_processes(tmp_path):
+    """run_cnn_train starts the two ranks itself (--procs 2; on a 2-core CPU the default's 128-image batch gets
+    two by default), each `python -m p03_cnn.train`, what torchrun starts too."""
     run_dir = tmp_path / "ddp"
-    proc = run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "p03_cnn.train", "--preset", "tiny",
-                "--device", "cpu", "--no-baseline", "--run-dir", str(run_dir)], timeout=300)
+    proc = run(["run_cnn_train", "--preset", "tiny", "--procs", "2", "--device", "cpu", "--no-baseline",
+                "--run-dir", str(run_dir)], timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "world size 2" in proc.stdout
+    assert "world size 2" in proc.stdout and proc.stdout.count("epoch: 1 ") == 1  # rank 0 prints, rank 1 not
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["epoch"] == 1  # rank 0 logged once, not twice
     assert (run_dir / "checkpoints" / "best.pt").is_file() and (run_dir / "evaluation.json").is_file()

@@ -2,6 +2,9 @@
 
     torchrun --standalone --nproc_per_node=2 -m p03_cnn.train ...
 
+or, from a trainer's own CLI, `launch_local(cmd, local_ranks(...))`: the same ranks started without torchrun's
+elastic agent (one error line from the rank that failed instead of the agent's traceback).
+
 A trainer calls `dist = init_distributed(device)` first, wraps the model with `dist.wrap(model)`,
 builds its loader with `dist.sampler(dataset, shuffle, seed)`, writes only when `dist.is_main`, and
 ends with `dist.shutdown()`.
@@ -11,7 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
+import socket
+import subprocess
 import sys
+import threading
+import time
+
+from .errors import DlmError
 
 
 @dataclasses.dataclass
@@ -94,3 +104,83 @@ def init_distributed(device=None) -> DistContext:
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=device)
+
+
+def local_ranks(requested: int, batch_size: int, device: str = "auto", min_rank_batch: int = 64) -> int:
+    """How many training processes to start on this machine. `requested` > 0 is taken as given (it must split
+    the batch). 0 (auto): on a CPU, one per core as long as each rank keeps >= min_rank_batch images of the
+    batch for its BatchNorm statistics (on 2 cores, one two-thread process spends much of each op waiting at
+    OpenMP barriers; two one-thread ranks do not); on a GPU or MPS, one."""
+    if requested < 0:
+        raise DlmError(f"--procs {requested}: give a number of processes >= 1, or 0 for one per core")
+    if requested:
+        if batch_size % requested:
+            raise DlmError(f"--batch-size {batch_size} does not split evenly over --procs {requested}: the batch is "
+                           "the images of one step over all processes")
+        return requested
+    spec = (device or "auto").lower()
+    if spec.startswith(("cuda", "mps")):
+        return 1
+    if spec == "auto":
+        import torch
+
+        if torch.cuda.is_available() or (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            return 1
+    n = max(1, min(os.cpu_count() or 1, batch_size // min_rank_batch))
+    while batch_size % n:  # an even split of the batch
+        n -= 1
+    return n
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In a rank, before exec: on Linux ask for SIGTERM when the launcher dies, even by SIGKILL (no orphans)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def launch_local(cmd: list[str], nproc: int, poll_s: float = 0.2) -> int:
+    """Run `cmd` as nproc ranks of one job on this machine, with the environment torchrun --standalone gives
+    (RANK, WORLD_SIZE, MASTER_ADDR/PORT, one share of the cores each). Returns 0 when every rank exits 0; as
+    soon as one fails (or on Ctrl-C / SIGTERM) the others are stopped and its exit code is returned, so a dead
+    rank never leaves its peers waiting in a collective."""
+    threads = str(max(1, (os.cpu_count() or 1) // nproc))
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(nproc),
+           "LOCAL_WORLD_SIZE": str(nproc), "GROUP_RANK": "0", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS",
+                                                                                             threads)}
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, on_term) if in_main_thread else None
+    ranks = []
+    try:
+        ranks += [subprocess.Popen(cmd, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                                   preexec_fn=_die_with_parent) for r in range(nproc)]
+        while True:
+            codes = [p.poll() for p in ranks]
+            failed = [c for c in codes if c not in (None, 0)]
+            if failed:
+                return failed[0]
+            if all(c == 0 for c in codes):
+                return 0
+            time.sleep(poll_s)
+    finally:
+        for p in ranks:
+            if p.poll() is None:
+                p.terminate()
+        for p in ranks:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)

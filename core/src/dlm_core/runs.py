@@ -137,10 +137,12 @@ def print_metrics(**metrics) -> None:
 
 
 def progress(iterable=None, total=None, desc: str | None = None, leave: bool = False, **kw):
-    """A tqdm bar on stderr; call bar.set_postfix(loss=...) for live metrics. Quiet when DLM_NO_PROGRESS=1."""
+    """A tqdm bar on stderr; call bar.set_postfix(loss=...) for live metrics. Quiet when DLM_NO_PROGRESS=1, and
+    on every rank but 0 of a distributed job (one bar, not one per rank)."""
     from tqdm.auto import tqdm
 
-    disable = os.environ.get("DLM_NO_PROGRESS") == "1" or not sys.stderr.isatty()
+    disable = (os.environ.get("DLM_NO_PROGRESS") == "1" or not sys.stderr.isatty()
+               or os.environ.get("RANK", "0") != "0")
     return tqdm(iterable, total=total, desc=desc, leave=leave, disable=disable, mininterval=0.5,
                 dynamic_ncols=True, **kw)
 

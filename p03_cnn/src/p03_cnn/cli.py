@@ -7,26 +7,35 @@ ablation; and data, which imports PIL), so `--help` is instant; the light import
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from dlm_core.config import ArgumentParser, add_config_args, config_from_args
+from dlm_core.config import ArgumentParser, add_config_args, config_from_args, run_config
 from dlm_core.data import FASHION_CLASSES
 from dlm_core.device import select_device
+from dlm_core.distributed import launch_local, local_ranks
 from dlm_core.errors import DlmError, cli_entry
 from dlm_core.predictors import load_predictor
 from dlm_core.retrain import read_event, write_result
 
-from .config import CNNConfig, train_parser
+from .config import PRESETS, CNNConfig, train_parser
 
 
 @cli_entry
 def train_main(argv=None) -> int:
-    """run_cnn_train: the flags are parsed before torch is imported; the run lives in train.py, which torchrun
-    also starts (-m p03_cnn.train)."""
+    """run_cnn_train: the flags are parsed (and the config checked) before torch is imported; the run lives in
+    train.py. With more than one process (--procs, on a CPU one per core by default) this process only starts the
+    ranks, each `python -m p03_cnn.train` with the same flags (what torchrun also starts), and waits for them."""
     args = train_parser().parse_args(argv)
+    if "WORLD_SIZE" not in os.environ:  # not already a rank of torchrun's or ours
+        cfg, _, _ = run_config(CNNConfig, args, PRESETS)
+        procs = local_ranks(args.procs, cfg.batch_size, cfg.device)
+        if procs > 1:
+            flags = sys.argv[1:] if argv is None else list(argv)
+            return launch_local([sys.executable, "-m", "p03_cnn.train", *flags], procs)
     from .train import run_args
 
     return run_args(args)

@@ -2,7 +2,7 @@
 smoothing, an EMA of the weights, flip averaging at evaluation, per-epoch checkpoint (resume), best-on-val
 checkpoint, early stopping, DDP under torchrun.
 
-    run_cnn_train [--preset quick] [flags]
+    run_cnn_train [--preset quick] [flags]        # on a CPU: one rank per core (--procs), started by cli.py
     torchrun --standalone --nproc_per_node=2 -m p03_cnn.train [flags]
 
 Laid out like torchvision's reference scripts: `train_one_epoch` (one pass over the shuffled batches),
@@ -173,10 +173,10 @@ def resume_standing(ckpt: Checkpointer, model, opt, run: RunDir, dist, ema: Weig
 
 
 def train_one_epoch(model, opt, augment, tensors: Tensors, cfg: CNNConfig, epoch: int, step: int,
-                    total_steps: int, per_rank: int, dist, ema: WeightEMA | None = None) -> dict:
-    """One pass over this rank's share of the epoch's shuffled batches. Returns the step count after it, the
-    last learning rate, the mean loss and accuracy on the (augmented) batches over all ranks, the images seen
-    on this rank and the seconds it took."""
+                    total_steps: int, per_rank: int, rank_batch: int, dist, ema: WeightEMA | None = None) -> dict:
+    """One pass over this rank's share of the epoch's shuffled batches (rank_batch images per step). Returns the
+    step count after it, the last learning rate, the mean loss and accuracy on the (augmented) batches over all
+    ranks, the images seen on this rank and the seconds it took."""
     t0 = time.perf_counter()
     device = dist.device
     x_train, y_train = tensors.x_train, tensors.y_train
@@ -185,9 +185,9 @@ def train_one_epoch(model, opt, augment, tensors: Tensors, cfg: CNNConfig, epoch
     order = torch.from_numpy(data_rng(cfg.seed, epoch).permutation(len(x_train))[:per_rank * dist.world_size])
     order = order[dist.rank::dist.world_size]
     total_loss, correct, seen = 0.0, 0, 0
-    bar = progress(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}")
+    bar = progress(range(0, len(order), rank_batch), desc=f"epoch {epoch}/{cfg.epochs}")
     for i in bar:
-        idx = order[i:i + cfg.batch_size]
+        idx = order[i:i + rank_batch]
         xb, yb = x_train[idx], y_train[idx]
         if augment is not None:
             xb = augment(xb)  # each image its own crop, flip and erasing
@@ -316,9 +316,12 @@ def train(cfg: CNNConfig, run_dir=None, resume: bool = False, final_eval: bool =
     opt = make_optimizer(cfg, model)
     augment = build_augment(cfg.crop_padding, cfg.erasing_p) if cfg.augment else None
 
+    if cfg.batch_size % dist.world_size:
+        raise DlmError(f"--batch-size {cfg.batch_size} does not split evenly over {dist.world_size} ranks")
+    rank_batch = cfg.batch_size // dist.world_size  # --batch-size is the step's images over all ranks
     n_train = len(tensors.x_train)
     per_rank = (n_train - n_train % dist.world_size) // dist.world_size  # equal work on every rank
-    steps_per_epoch = -(-per_rank // cfg.batch_size)
+    steps_per_epoch = -(-per_rank // rank_batch)
     ema = WeightEMA(model, cfg.ema) if cfg.ema > 0 else None
     standing = resume_standing(ckpt, model, opt, run, dist, ema) if resume else Standing()
     ddp_model = dist.wrap(model)
@@ -330,7 +333,7 @@ def train(cfg: CNNConfig, run_dir=None, resume: bool = False, final_eval: bool =
     step, stopped_early = standing.epoch * steps_per_epoch, False
     for epoch in range(standing.epoch + 1, cfg.epochs + 1):
         stats = train_one_epoch(ddp_model, opt, augment, tensors, cfg, epoch, step, steps_per_epoch * cfg.epochs,
-                                per_rank, dist, ema)
+                                per_rank, rank_batch, dist, ema)
         step = stats["step"]
         row = epoch_row(epoch, stats, tensors, model, cfg, dist, ema)
         standing = standing.after(epoch, row["val_acc"], stats["seconds"])

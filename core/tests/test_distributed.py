@@ -51,12 +51,14 @@ def test_single_process_context_is_a_no_op():
     assert ctx.all_reduce_mean(3.0) == 3.0
 
 
-def test_a_failing_rank_stops_the_others_and_gives_its_exit_code(tmp_path):
+def test_a_failing_rank_stops_the_others_and_gives_its_exit_code(tmp_path, capfd):
     """Rank 1 fails at once; rank 0 would sleep for a minute (as a rank waiting in a collective would)."""
-    script = "import os, sys, time; r = int(os.environ['RANK']); time.sleep(60) if r == 0 else sys.exit(3)"
+    script = ("import os, sys, time; r = int(os.environ['RANK']); print('rank', r, 'fails', file=sys.stderr); "
+              "time.sleep(60) if r == 0 else sys.exit(3)")
     t0 = time.perf_counter()
     assert launch_local([sys.executable, "-c", script], 2) == 3
     assert time.perf_counter() - t0 < 20
+    assert capfd.readouterr().err.splitlines() == ["rank 0 fails", "rank 1 fails"]  # rank 1's shown: it failed
     marker = tmp_path / "env"
     script = (f"import os; open(r'{marker}' + os.environ['RANK'], 'w').write(' '.join(os.environ[k] for k in "
               "('WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'MASTER_ADDR')))")

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -150,7 +151,8 @@ def launch_local(cmd: list[str], nproc: int, poll_s: float = 0.2) -> int:
     """Run `cmd` as nproc ranks of one job on this machine, with the environment torchrun --standalone gives
     (RANK, WORLD_SIZE, MASTER_ADDR/PORT, one share of the cores each). Returns 0 when every rank exits 0; as
     soon as one fails (or on Ctrl-C / SIGTERM) the others are stopped and its exit code is returned, so a dead
-    rank never leaves its peers waiting in a collective."""
+    rank never leaves its peers waiting in a collective. Only rank 0's output is live (one progress bar, one
+    error line); another rank's stderr is shown when it alone failed."""
     threads = str(max(1, (os.cpu_count() or 1) // nproc))
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(nproc),
            "LOCAL_WORLD_SIZE": str(nproc), "GROUP_RANK": "0", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS",
@@ -161,15 +163,21 @@ def launch_local(cmd: list[str], nproc: int, poll_s: float = 0.2) -> int:
 
     in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
     previous = signal.signal(signal.SIGTERM, on_term) if in_main_thread else None
+    # rank 0 writes to our stdout/stderr; the others' stderr (the same warnings, the same error line) is kept
+    # aside and shown only when that rank is the one that failed
+    logs = [None] + [tempfile.TemporaryFile() for _ in range(1, nproc)]
     ranks = []
     try:
-        ranks += [subprocess.Popen(cmd, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+        ranks += [subprocess.Popen(cmd, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stderr=logs[r],
                                    preexec_fn=_die_with_parent) for r in range(nproc)]
         while True:
             codes = [p.poll() for p in ranks]
-            failed = [c for c in codes if c not in (None, 0)]
+            failed = [r for r, c in enumerate(codes) if c not in (None, 0)]
             if failed:
-                return failed[0]
+                if failed[0] > 0 and codes[0] in (None, 0):
+                    logs[failed[0]].seek(0)
+                    sys.stderr.write(logs[failed[0]].read().decode(errors="replace"))
+                return codes[failed[0]]
             if all(c == 0 for c in codes):
                 return 0
             time.sleep(poll_s)
@@ -182,5 +190,7 @@ def launch_local(cmd: list[str], nproc: int, poll_s: float = 0.2) -> int:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        for log in logs[1:]:
+            log.close()
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)

@@ -5,12 +5,14 @@ bundle's serving graph: with the default's flip averaging, that is two passes of
 
     python bench/p03_cnn.py [--bundle artifacts/fashion-cnn/<version>]
 
-Uses the latest `fashion-cnn` bundle (exported from the default run) when present, so `test_acc` is that run's.
+Uses the latest `fashion-cnn` bundle (exported from the default run) when present, so `test_acc` is that run's,
+and reads that run's own training speed (one rank per core on a CPU) from its metrics beside the one-process step.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +23,20 @@ import torch
 from dlm_core.benchmark import interleaved_medians, machine, unshadow, write_result
 
 unshadow(__file__, "p03_cnn")
+
+
+def run_throughput(run_dir: Path) -> dict:
+    """The bundle's own training run as it ran (the default: one rank per core): median images/s over its epochs
+    (all ranks together, training only), from its metrics.jsonl; {} when the run folder is not on this machine."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] \
+        if (run_dir / "metrics.jsonl").is_file() else []
+    if not rows:
+        return {}
+    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else {}
+    return {"median_images_per_s": float(np.median([r["images_per_s"] for r in rows])),
+            "median_epoch_seconds": float(np.median([r["seconds"] for r in rows])),
+            "world_size": results.get("world_size"), "batch_size": json.loads(
+                (run_dir / "config.json").read_text()).get("batch_size"), "run_dir": str(run_dir)}
 
 
 def main() -> int:
@@ -42,10 +58,11 @@ def main() -> int:
 
     threads = set_cpu_threads()
     cfg = CNNConfig()
-    test_acc, source = None, "untrained model (no fashion-cnn bundle found)"
+    test_acc, source, run_speed = None, "untrained model (no fashion-cnn bundle found)", {}
     try:
         bundle = load_bundle(args.bundle or latest_bundle("fashion-cnn"))
         bcfg = bundle.manifest["provenance"]["config"]
+        run_speed = run_throughput(Path(bundle.manifest["provenance"]["run_dir"]))
         model = build_model(bcfg.get("arch", cfg.arch), 10, bcfg.get("width", cfg.width), bcfg.get("blocks", 1),
                             last_width=bcfg.get("last_width", 0))
         model.load_state_dict(torch.load(bundle.file("weights.pt"), weights_only=True))
@@ -118,6 +135,7 @@ def main() -> int:
         "train_images_per_s": cfg.batch_size / train_s[default],
         "train_images_per_s_by_precision": {p: cfg.batch_size / t for p, t in train_s.items()},
         "train_precision_default": "bf16 autocast" if default == "bf16" else "float32",
+        "train_images_per_s_bundle_run": run_speed,
         "test_acc": test_acc,
         "model_source": source,
         "flip_tta_in_graph": tta,

@@ -147,7 +147,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def launch_local(cmd: list[str], nproc: int, poll_s: float = 0.2) -> int:
+def launch_local(cmd: list[str], nproc: int, poll_s: float = 0.2, grace_s: float = 3.0) -> int:
     """Run `cmd` as nproc ranks of one job on this machine, with the environment torchrun --standalone gives
     (RANK, WORLD_SIZE, MASTER_ADDR/PORT, one share of the cores each). Returns 0 when every rank exits 0; as
     soon as one fails (or on Ctrl-C / SIGTERM) the others are stopped and its exit code is returned, so a dead
@@ -174,9 +174,15 @@ def launch_local(cmd: list[str], nproc: int, poll_s: float = 0.2) -> int:
             codes = [p.poll() for p in ranks]
             failed = [r for r, c in enumerate(codes) if c not in (None, 0)]
             if failed:
-                if failed[0] > 0 and codes[0] in (None, 0):
-                    logs[failed[0]].seek(0)
-                    sys.stderr.write(logs[failed[0]].read().decode(errors="replace"))
+                # rank 0 often fails the same way a moment later: give it a grace period, so that its (live)
+                # error is the one reported rather than the same line twice
+                deadline = time.monotonic() + grace_s
+                while ranks[0].poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if ranks[0].returncode not in (None, 0):
+                    return ranks[0].returncode
+                logs[failed[0]].seek(0)
+                sys.stderr.write(logs[failed[0]].read().decode(errors="replace"))
                 return codes[failed[0]]
             if all(c == 0 for c in codes):
                 return 0

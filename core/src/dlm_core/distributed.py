@@ -110,8 +110,8 @@ def init_distributed(device=None) -> DistContext:
 def local_ranks(requested: int, batch_size: int, device: str = "auto", min_rank_batch: int = 64) -> int:
     """How many training processes to start on this machine. `requested` > 0 is taken as given (it must split
     the batch). 0 (auto): on a CPU, one per core as long as each rank keeps >= min_rank_batch images of the
-    batch for its BatchNorm statistics (on 2 cores, one two-thread process spends much of each op waiting at
-    OpenMP barriers; two one-thread ranks do not); on a GPU or MPS, one."""
+    batch for its BatchNorm statistics; on a GPU or MPS, one. (On 2 idle cores two one-thread ranks train as
+    fast as one two-thread process, measured side by side; p03's default was measured with two.)"""
     if requested < 0:
         raise DlmError(f"--procs {requested}: give a number of processes >= 1, or 0 for one per core")
     if requested:

@@ -121,7 +121,7 @@ PROJECTS: tuple[Project, ...] = (
                   env=ONE_THREAD),),
             Metric("mean ROC-AUC over 10 classes", "mean_roc_auc.autoencoder", "summary.json"),
             Metric("", "mean_roc_auc.isolation_forest", "summary.json"), "IsolationForest", ("all-classes",),
-            "Fashion-MNIST official test (1,000 normal, 9,000 anomalies per class)", "0", (0.9356, 0.9169), 6.0,
+            "Fashion-MNIST official test (1,000 normal, 9,000 anomalies per class)", "0", (0.9377, 0.9169), 9.4,
             quick=(Metric("ROC-AUC", "autoencoder.roc_auc"), Metric("", "isolation_forest.roc_auc")),
             quick_note="one class (sneakers)"),
     Project("p08_vae", "a VAE on binarised MNIST digits: samples, interpolation, ELBO and IWAE likelihood",

@@ -3,7 +3,7 @@ default trains in on a CPU with native bf16, and inference latency at batch 1 an
 torch eager vs ONNX Runtime (same model, interleaved runs, medians, ORT thread spinning off). Both sides run the
 bundle's serving graph: with the default's flip averaging, that is two passes of the network per image.
 
-    python bench/p03_cnn.py [--bundle artifacts/fashion-cnn/<version>]
+    python bench/p03_cnn.py [--bundle artifacts/fashion-cnn/<version>] [--seed-runs RUN_DIR ...]
 
 Uses the latest `fashion-cnn` bundle (exported from the default run) when present, so `test_acc` is that run's,
 and reads that run's own training speed (one rank per core on a CPU) from its metrics beside the one-process step.
@@ -39,10 +39,28 @@ def run_throughput(run_dir: Path) -> dict:
                 (run_dir / "config.json").read_text()).get("batch_size"), "run_dir": str(run_dir)}
 
 
+def seed_runs(run_dirs: list[str]) -> dict:
+    """The default's accuracy over seeds, read from the runs' own results.json (nothing is retrained here)."""
+    if not run_dirs:
+        return {}
+    rows = []
+    for d in run_dirs:
+        r = json.loads((Path(d) / "results.json").read_text())
+        cfg = json.loads((Path(d) / "config.json").read_text())
+        rows.append({"run_dir": d, "seed": cfg["seed"], "test_acc": r["test_acc"], "best_val_acc": r["best_val_acc"],
+                     "baseline_logreg_test_acc": r.get("baseline_logreg_test_acc"), "world_size": r.get("world_size"),
+                     "epochs": cfg["epochs"], "total_seconds": r.get("total_seconds")})
+    return {"default_seed_runs": rows, "default_mean_test_acc": float(np.mean([r["test_acc"] for r in rows])),
+            "default_mean_best_val_acc": float(np.mean([r["best_val_acc"] for r in rows]))}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--bundle", default=None)
     p.add_argument("--rounds", type=int, default=60, help="interleaved rounds (one call of each candidate each)")
+    p.add_argument("--seed-runs", nargs="*", default=[], metavar="RUN_DIR",
+                   help="finished runs of the default command (one per seed) to record beside the bench: each "
+                        "one's test and best val accuracy and seconds, from its results.json, and their mean")
     args = p.parse_args()
 
     from dlm_core.bundle import latest_bundle, load_bundle
@@ -136,6 +154,7 @@ def main() -> int:
         "train_images_per_s_by_precision": {p: cfg.batch_size / t for p, t in train_s.items()},
         "train_precision_default": "bf16 autocast" if default == "bf16" else "float32",
         "train_images_per_s_bundle_run": run_speed,
+        **seed_runs(args.seed_runs),
         "test_acc": test_acc,
         "model_source": source,
         "flip_tta_in_graph": tta,

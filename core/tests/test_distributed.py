@@ -78,3 +78,28 @@ def test_local_ranks_one_per_core_while_each_keeps_enough_of_the_batch(monkeypat
         local_ranks(2, 127, "cpu")
     with pytest.raises(DlmError, match="--procs"):
         local_ranks(-1, 128, "cpu")
+
+
+def test_ranks_die_with_a_killed_launcher(tmp_path):
+    """SIGKILL gives the launcher no chance to clean up: the ranks' parent-death signal must end them."""
+    rank = f"import os, time; open(r'{tmp_path}/pid' + os.environ['RANK'], 'w').write(str(os.getpid())); time.sleep(60)"
+    launcher = ("import sys; from dlm_core.distributed import launch_local; "
+                f"sys.exit(launch_local([sys.executable, '-c', {rank!r}], 2))")
+    proc = subprocess.Popen([sys.executable, "-c", launcher])
+    pids = [tmp_path / f"pid{r}" for r in (0, 1)]
+    deadline = time.monotonic() + 30
+    while not all(p.is_file() and p.read_text() for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+
+    def alive(pid: int) -> bool:  # a zombie awaiting its reaper counts as gone
+        try:
+            return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(alive(int(p.read_text())) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(int(p.read_text())) for p in pids)

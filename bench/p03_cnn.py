@@ -12,7 +12,6 @@ and reads that run's own training speed (one rank per core on a CPU) from its me
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +20,8 @@ import numpy as np
 import torch
 
 from dlm_core.benchmark import interleaved_medians, machine, unshadow, write_result
+from dlm_core.io import read_json
+from dlm_core.runs import RunDir
 
 unshadow(__file__, "p03_cnn")
 
@@ -28,15 +29,14 @@ unshadow(__file__, "p03_cnn")
 def run_throughput(run_dir: Path) -> dict:
     """The bundle's own training run as it ran (the default: one rank per core): median images/s over its epochs
     (all ranks together, training only), from its metrics.jsonl; {} when the run folder is not on this machine."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()] \
-        if (run_dir / "metrics.jsonl").is_file() else []
-    if not rows:
+    run = RunDir(run_dir)
+    rows = run.metrics()
+    if not rows or not (run_dir / "results.json").is_file():
         return {}
-    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").is_file() else {}
     return {"median_images_per_s": float(np.median([r["images_per_s"] for r in rows])),
             "median_epoch_seconds": float(np.median([r["seconds"] for r in rows])),
-            "world_size": results.get("world_size"), "batch_size": json.loads(
-                (run_dir / "config.json").read_text()).get("batch_size"), "run_dir": str(run_dir)}
+            "world_size": read_json(run_dir / "results.json").get("world_size"),
+            "batch_size": run.load_config().get("batch_size"), "run_dir": str(run_dir)}
 
 
 def seed_runs(run_dirs: list[str]) -> dict:
@@ -45,8 +45,7 @@ def seed_runs(run_dirs: list[str]) -> dict:
         return {}
     rows = []
     for d in run_dirs:
-        r = json.loads((Path(d) / "results.json").read_text())
-        cfg = json.loads((Path(d) / "config.json").read_text())
+        r, cfg = read_json(Path(d) / "results.json"), RunDir.open(d).load_config()
         rows.append({"run_dir": d, "seed": cfg["seed"], "test_acc": r["test_acc"], "best_val_acc": r["best_val_acc"],
                      "baseline_logreg_test_acc": r.get("baseline_logreg_test_acc"), "world_size": r.get("world_size"),
                      "epochs": cfg["epochs"], "total_seconds": r.get("total_seconds")})

@@ -15,12 +15,27 @@ def set_cpu_threads(n: int | None = None) -> int:
     other at every op)."""
     import torch
 
-    ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
-    n = n or int(os.environ.get("DLM_THREADS", 0)) or max(1, (os.cpu_count() or 1) // ranks)
+    n = n or int(os.environ.get("DLM_THREADS", 0)) or threads_per_rank(int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     torch.set_num_threads(n)
     with contextlib.suppress(RuntimeError):  # can only be set once per process
         torch.set_num_interop_threads(1)
     return n
+
+
+def threads_per_rank(ranks: int) -> int:
+    """This machine's cores shared out among `ranks` processes (at least one thread each)."""
+    return max(1, (os.cpu_count() or 1) // max(1, ranks))
+
+
+def accelerator_available() -> str | None:
+    """'cuda' or 'mps' when `--device auto` would pick one, else None (auto means the CPU)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return None
 
 
 def select_device(spec: str = "auto"):
@@ -29,10 +44,8 @@ def select_device(spec: str = "auto"):
 
     spec = (spec or "auto").lower()
     if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
+        if accelerator := accelerator_available():
+            return torch.device(accelerator)
         set_cpu_threads()
         return torch.device("cpu")
     if spec == "cpu":

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 
+from .device import accelerator_available, threads_per_rank
 from .errors import DlmError
 
 
@@ -101,7 +102,7 @@ def init_distributed(device=None) -> DistContext:
     else:
         device = torch.device("cpu")
         backend = "gloo"
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+        torch.set_num_threads(threads_per_rank(int(os.environ.get("LOCAL_WORLD_SIZE", world))))
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=device)
@@ -120,13 +121,8 @@ def local_ranks(requested: int, batch_size: int, device: str = "auto", min_rank_
                            "the images of one step over all processes")
         return requested
     spec = (device or "auto").lower()
-    if spec.startswith(("cuda", "mps")):
+    if spec.startswith(("cuda", "mps")) or (spec == "auto" and accelerator_available()):
         return 1
-    if spec == "auto":
-        import torch
-
-        if torch.cuda.is_available() or (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            return 1
     n = max(1, min(os.cpu_count() or 1, batch_size // min_rank_batch))
     while batch_size % n:  # an even split of the batch
         n -= 1
@@ -153,10 +149,9 @@ def launch_local(cmd: list[str], nproc: int, poll_s: float = 0.2, grace_s: float
     soon as one fails (or on Ctrl-C / SIGTERM) the others are stopped and its exit code is returned, so a dead
     rank never leaves its peers waiting in a collective. Only rank 0's output is live (one progress bar, one
     error line); another rank's stderr is shown when it alone failed."""
-    threads = str(max(1, (os.cpu_count() or 1) // nproc))
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(nproc),
-           "LOCAL_WORLD_SIZE": str(nproc), "GROUP_RANK": "0", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS",
-                                                                                             threads)}
+           "LOCAL_WORLD_SIZE": str(nproc), "GROUP_RANK": "0",
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads_per_rank(nproc)))}
 
     def on_term(signum, frame):
         raise KeyboardInterrupt

@@ -19,14 +19,22 @@ def small(tmp_path_factory):
     return cfg, texts, y, labels
 
 
-def test_ngram_features_equal_scikit_learn(small):
+@pytest.mark.parametrize("position_features", [0, 3000])
+def test_ngram_features_equal_scikit_learn(small, position_features):
+    """With position blocks too: the first / last paragraph's word n-grams, columns after the whole text's."""
+    import dataclasses
+
     from dlm_core.predictors.ngrams import NgramFeaturizer
     from p06_contrastive.section import fit_vectorizers, ngram_spec, transform
 
     cfg, texts, _, _ = small
+    cfg = dataclasses.replace(cfg, position_features=position_features)
     vecs = fit_vectorizers(texts["train"][:2000], cfg)
-    feat = NgramFeaturizer(ngram_spec(vecs))
-    odd = ["C++ bindings for the   X11\tprotocol -- libxcb", "a", "Ünïcödé façade für Bücher!", "x y z"]
+    spec = ngram_spec(vecs)
+    assert [b["field"] for b in spec["blocks"]] == ["all", "all"] + ["first", "last"] * bool(position_features)
+    feat = NgramFeaturizer(spec)
+    odd = ["C++ bindings for the   X11\tprotocol -- libxcb", "a", "Ünïcödé façade für Bücher!", "x y z",
+           "\n\nFirst Paragraph of Tools\n \nmiddle one\nThis package contains the development files.\n", "\n"]
     probe = texts["val"][:300] + odd
     want = transform(vecs, probe)
     for i, text in enumerate(probe):

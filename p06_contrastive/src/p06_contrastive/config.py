@@ -106,6 +106,8 @@ class SectionConfig:
 
     word_features: int = _f(100_000, "most frequent word 1-2-grams kept (min_df 2)")
     char_features: int = _f(100_000, "most frequent character 3-5-grams kept (inside word boundaries)")
+    position_features: int = _f(0, "most frequent word 1-2-grams of the first and of the last paragraph, a block "
+                                "each (0 = no such blocks)")
     dim: int = _f(96, "size of the n-gram vectors summed by the embedding bag")
     hidden: int = _f(256, "hidden layer of the MLP (the bundle's embedding output)")
     dropout: float = _f(0.5, "dropout on the bag and the hidden layer")
@@ -122,6 +124,7 @@ class SectionConfig:
         check(min(self.word_features, self.char_features, self.dim, self.hidden, self.epochs, self.batch_size) > 0,
               "--word-features, --char-features, --dim, --hidden, --epochs and --batch-size must be positive")
         check(0 <= self.dropout < 1 and 0 <= self.label_smoothing < 1, "--dropout and --label-smoothing in [0, 1)")
+        check(self.position_features >= 0, "--position-features must be >= 0 (0 = none)")
         check(self.lr > 0 and self.max_train >= 0 and all(c > 0 for c in self.tfidf_cs),
               "--lr and every --tfidf-cs must be positive, --max-train >= 0")
 

@@ -15,6 +15,7 @@ vocabulary and idf in `ngrams.json`; one graph, (feature_ids, feature_weights) -
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import tempfile
 import time
@@ -32,7 +33,7 @@ from dlm_core.bundle import provenance
 from dlm_core.bundle_write import save_bundle
 from dlm_core.export import onnx_export, torch_reference
 from dlm_core.io import write_json
-from dlm_core.predictors.ngrams import NgramFeaturizer
+from dlm_core.predictors.ngrams import NgramFeaturizer, field_lower
 
 from .config import SectionConfig
 
@@ -45,10 +46,16 @@ def say(*args) -> None:
 
 # --- features ---------------------------------------------------------------------------------------------
 def fit_vectorizers(texts: list[str], cfg: SectionConfig) -> list[TfidfVectorizer]:
-    vecs = [TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), max_features=cfg.word_features,
-                            dtype=np.float32),
+    """Word 1-2-grams and char 3-5-grams of the whole text, then (cfg.position_features > 0) word 1-2-grams of its
+    first and of its last paragraph as blocks of their own: "development files" in the last paragraph says more
+    about a package's section than the same words anywhere in it."""
+    word = dict(sublinear_tf=True, min_df=2, ngram_range=(1, 2), dtype=np.float32)
+    vecs = [TfidfVectorizer(max_features=cfg.word_features, **word),
             TfidfVectorizer(sublinear_tf=True, min_df=2, analyzer="char_wb", ngram_range=(3, 5),
                             max_features=cfg.char_features, dtype=np.float32)]
+    if cfg.position_features:
+        vecs += [TfidfVectorizer(preprocessor=functools.partial(field_lower, field=f),
+                                 max_features=cfg.position_features, **word) for f in ("first", "last")]
     for v in vecs:
         v.fit(texts)
     return vecs
@@ -62,7 +69,9 @@ def ngram_spec(vecs: list[TfidfVectorizer]) -> dict:
     """What predictors/ngrams.py needs to rebuild `transform` without scikit-learn."""
     blocks, offset = [], 0
     for v in vecs:
-        blocks.append({"analyzer": v.analyzer, "ngram_range": list(v.ngram_range), "token_pattern": v.token_pattern,
+        field = v.preprocessor.keywords["field"] if v.preprocessor else "all"
+        blocks.append({"analyzer": v.analyzer, "field": field, "ngram_range": list(v.ngram_range),
+                       "token_pattern": v.token_pattern,
                        "sublinear_tf": bool(v.sublinear_tf), "offset": offset,
                        "vocab": {t: int(i) for t, i in v.vocabulary_.items()}, "idf": v.idf_.tolist()})
         offset += len(v.vocabulary_)

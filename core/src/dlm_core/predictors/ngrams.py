@@ -1,7 +1,8 @@
 """TF-IDF n-gram features without scikit-learn: the text side of an `ngrams` bundle (p06's section classifier).
 
-The bundle's `ngrams.json` holds one block per analyzer (word n-grams, char n-grams inside word boundaries),
-each with its vocabulary (term -> column), idf and column offset. A text becomes the sparse row that
+The bundle's `ngrams.json` holds one block per analyzer (word n-grams, char n-grams inside word boundaries) and
+field (the whole text, or only its first or last paragraph), each with its vocabulary (term -> column), idf and
+column offset. A text becomes the sparse row that
 scikit-learn's TfidfVectorizer(sublinear_tf=True, norm="l2") would give, block by block, as (ids, weights)
 pairs: what the graph gathers and sums (an embedding bag). `p06_contrastive` writes the file from fitted
 vectorizers, and a test checks this re-implementation against scikit-learn on real descriptions.
@@ -19,6 +20,23 @@ import numpy as np
 from ..errors import DlmError
 
 WHITE_SPACES = re.compile(r"\s\s+")
+FIELDS = ("all", "first", "last")
+
+
+def text_field(text: str, field: str = "all") -> str:
+    """The part of a text a block reads: all of it, or its first or last non-empty line (a Debian description's
+    paragraph: the first usually says what the software is, the last what this package of it holds)."""
+    if field == "all":
+        return text
+    paragraphs = [p for p in text.split("\n") if p.strip()]
+    if not paragraphs:
+        return ""
+    return paragraphs[0] if field == "first" else paragraphs[-1]
+
+
+def field_lower(text: str, field: str = "all") -> str:
+    """scikit-learn's preprocessor for a block of one field (lowercase, as its default preprocessor)."""
+    return text_field(text, field).lower()
 
 
 def word_ngrams(text: str, pattern: re.Pattern, lo: int, hi: int) -> list[str]:
@@ -50,6 +68,8 @@ class NgramFeaturizer:
         for b in spec["blocks"]:
             if b["analyzer"] not in ("word", "char_wb"):
                 raise DlmError(f"ngrams.json: unknown analyzer {b['analyzer']!r}; expected word or char_wb")
+            if b.get("field", "all") not in FIELDS:
+                raise DlmError(f"ngrams.json: unknown field {b['field']!r}; expected one of {', '.join(FIELDS)}")
             self.blocks.append({**b, "pattern": re.compile(b.get("token_pattern", r"(?u)\b\w\w+\b")),
                                 "idf": np.asarray(b["idf"], np.float32)})
         self.n_features = spec["n_features"]
@@ -61,6 +81,7 @@ class NgramFeaturizer:
 
     def grams(self, block: dict, text: str) -> list[str]:
         lo, hi = block["ngram_range"]
+        text = text_field(text, block.get("field", "all"))
         if block["analyzer"] == "word":
             return word_ngrams(text, block["pattern"], lo, hi)
         return char_wb_ngrams(text, lo, hi)
@@ -71,7 +92,7 @@ class NgramFeaturizer:
         for b in self.blocks:
             grams = self.grams(b, text)
             counts = Counter(g for g in grams if g in b["vocab"])
-            if b["analyzer"] == "word":
+            if b["analyzer"] == "word" and b.get("field", "all") == "all":
                 words = [g for g in grams if " " not in g]
                 oov = sum(g not in b["vocab"] for g in words) / max(len(words), 1)
             cols = np.fromiter((b["vocab"][g] for g in counts), np.int64, len(counts))

@@ -49,8 +49,8 @@ def test_ngram_features_equal_scikit_learn(small, position_features):
 def test_the_model_learns_and_its_bundle_answers_as_torch(small, tmp_path):
     from dlm_core.predictors import BadInput, NgramTextClassifier, load_predictor
     from p06_contrastive.section import (
-        LinearPart,
         export_bundle,
+        fit_one_vs_rest,
         fit_section_model,
         log_prior,
         mix,
@@ -79,13 +79,18 @@ def test_the_model_learns_and_its_bundle_answers_as_torch(small, tmp_path):
     for bad in ("", "   ", "\u2603\u2603", 42):
         with pytest.raises(BadInput):
             pred.prepare(bad)
-    # with a linear part (an LR on the word block), the bundle serves the averaged probabilities
+    # with a linear part (one-vs-rest LRs over every column, as served), the bundle serves the averaged
+    # probabilities; their sigmoids normalised are what scikit-learn's OneVsRestClassifier answers
     from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
 
-    n_word = len(vecs[0].vocabulary_)
-    clf = LogisticRegression(C=10, max_iter=200).fit(x["train"][:, :n_word], y["train"])
-    linear = LinearPart(clf.coef_, clf.intercept_, 0.5)
-    mixed = mix(proba, clf.predict_proba(x["test"][:, :n_word]), 0.5)
+    linear = fit_one_vs_rest(x["train"], y["train"], 10.0, len(labels))
+    linear.share = 0.5
+    ovr = OneVsRestClassifier(LogisticRegression(C=10.0, solver="liblinear")).fit(x["train"], y["train"])
+    want = np.zeros((len(y["test"]), len(labels)))
+    want[:, ovr.classes_] = ovr.predict_proba(x["test"])
+    assert np.allclose(linear.proba(x["test"]), want, atol=1e-5)
+    mixed = mix(proba, linear.proba(x["test"]), 0.5)
     # ... and with a prior shift, the softmax of (log of those probabilities - shift)
     shift = 0.5 * log_prior(y["train"], len(labels))
     shifted = np.exp(np.log(mixed) - shift)

@@ -12,7 +12,7 @@ from dlm_core.errors import DlmError, cli_entry
 from dlm_core.io import read_json
 from dlm_core.runs import RunDir
 
-from .config import PRESETS, SECTION_PRESETS, Config, SectionConfig
+from .config import BASELINE_FEATURES, PRESETS, SECTION_PRESETS, Config, SectionConfig
 
 
 @cli_entry
@@ -197,21 +197,21 @@ def section_cv_main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="folds trained at once, sharing the cores (default: 2)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the data split and of the folds (default: 0)")
     p.add_argument("--max-pool", type=int, default=0, help="score a seeded subset of this many packages (0 = all)")
-    p.add_argument("--linear-c", type=float, default=100.0, help="C of the model's linear part (val's choice: 100)")
-    p.add_argument("--baseline-c", type=float, default=100.0,
-                   help="C of the baseline, TF-IDF of all word 1-2-grams + LR (val's choice: 100)")
+    p.add_argument("--baseline-features", choices=BASELINE_FEATURES, default="word+char",
+                   help="the baseline's features, as in run_section_classifier's grid (val's choice: %(default)s)")
+    p.add_argument("--baseline-c", type=float, default=30.0, help="C of the baseline's LR (val's choice: %(default)s)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
     p.add_argument("--preset", choices=sorted(SECTION_PRESETS), default="default", help="the recipe's settings")
     add_config_args(p, SectionConfig, title="section classifier")
     args = p.parse_args(argv)
     if args.folds < 2 or args.jobs < 1 or args.resamples < 1 or args.max_pool < 0:
         raise DlmError("--folds must be >= 2, --jobs and --resamples >= 1, --max-pool >= 0")
-    if min(args.linear_c, args.baseline_c) <= 0:
-        raise DlmError("--linear-c and --baseline-c must be positive")
+    if args.baseline_c <= 0:
+        raise DlmError("--baseline-c must be positive")
     cfg = config_from_args(SectionConfig, args, base=SECTION_PRESETS[args.preset])
     from .section_cv import cross_validate
 
-    r = cross_validate(cfg, args.out, args.folds, args.jobs, args.split_seed, args.max_pool, args.linear_c,
+    r = cross_validate(cfg, args.out, args.folds, args.jobs, args.split_seed, args.max_pool, args.baseline_features,
                        args.baseline_c, args.resamples)
     print(json.dumps({"packages": r["packages"], "scores": r["scores"],
                       "model_minus_tfidf": r["bootstrap_model_minus_tfidf"]}, indent=1))

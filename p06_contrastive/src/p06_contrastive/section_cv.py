@@ -62,29 +62,36 @@ def fold_assignment(labels: np.ndarray, groups: np.ndarray, folds: int, seed: in
     return fold
 
 
-def _fit_lr(x_train, y_train, c: float):
+def _baseline_proba(d_texts: dict, d_y: dict, x: dict, n_text: int, features: str, c: float, classes: int) -> dict:
+    """The baseline's val and held-out probabilities: all word 1-2-grams with a multinomial LR (lbfgs), or the
+    model's word + char blocks with a one-vs-rest LR (liblinear), as in tfidf_logreg."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=c, max_iter=500).fit(x_train, y_train)  # the recipe's solver and iterations
+    from .section import fit_one_vs_rest
+
+    if features == "word+char":
+        clf = fit_one_vs_rest(x["train"][:, :n_text], d_y["train"], c, classes)
+        return {s: clf.proba(x[s][:, :n_text]) for s in ("val", "test")}
+    vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), dtype=np.float32)
+    lr = LogisticRegression(C=c, max_iter=500).fit(vec.fit_transform(d_texts["train"]), d_y["train"])
+    out = {}
+    for s in ("val", "test"):
+        out[s] = np.zeros((len(d_texts[s]), classes))  # a section absent from a fold's training packages gets 0
+        out[s][:, lr.classes_] = lr.predict_proba(vec.transform(d_texts[s]))
+    return out
 
 
-def _proba(clf, x, classes: int) -> np.ndarray:
-    """clf's probabilities over every section (a section absent from a fold's training packages gets 0)."""
-    p = np.zeros((x.shape[0], classes), dtype=np.float64)
-    p[:, clf.classes_] = clf.predict_proba(x)
-    return p
-
-
-def run_fold(cfg: SectionConfig, k: int, folds: int, split_seed: int, max_pool: int, linear_c: float,
+def run_fold(cfg: SectionConfig, k: int, folds: int, split_seed: int, max_pool: int, baseline_features: str,
              baseline_c: float, threads: int, out: Path) -> dict:
     """Train the served recipe and the baseline without fold k; their predictions for fold k's packages."""
     import torch
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from threadpoolctl import threadpool_limits
 
     from .section import (
         choose_prior_shift,
         choose_share,
+        fit_one_vs_rest,
         fit_section_model,
         log_prior,
         mix,
@@ -110,14 +117,12 @@ def run_fold(cfg: SectionConfig, k: int, folds: int, split_seed: int, max_pool: 
         log(f"{len(kept)} train / {len(y['val'])} val / {len(held)} held-out packages")
         vecs, model, choice, x = fit_section_model(d_texts, d_y, labels, cfg, log)
         p_net = {s: predict_proba(model, x[s]) for s in ("val", "test")}
-        n_word = len(vecs[0].vocabulary_)
-        linear = _fit_lr(x["train"][:, :n_word], d_y["train"], linear_c)
-        p_lin = {s: _proba(linear, x[s][:, :n_word], len(labels)) for s in ("val", "test")}
+        linear = fit_one_vs_rest(x["train"], d_y["train"], cfg.linear_c, len(labels))
+        p_lin = {s: linear.proba(x[s]) for s in ("val", "test")}
         share = choose_share(p_net["val"], p_lin["val"], d_y["val"])["share"]
-        log(f"linear part C={linear_c:g}: share {share}")
-        base_vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), dtype=np.float32)
-        base = _fit_lr(base_vec.fit_transform(d_texts["train"]), d_y["train"], baseline_c)
-        base_p = {s: _proba(base, base_vec.transform(d_texts[s]), len(labels)) for s in ("val", "test")}
+        log(f"linear part C={cfg.linear_c:g}: share {share}")
+        n_text = len(vecs[0].vocabulary_) + len(vecs[1].vocabulary_)
+        base_p = _baseline_proba(d_texts, d_y, x, n_text, baseline_features, baseline_c, len(labels))
         base_logp = {s: np.log(p + 1e-12) for s, p in base_p.items()}
         prior = log_prior(d_y["train"], len(labels))
         preds, taus = {}, {}
@@ -131,7 +136,7 @@ def run_fold(cfg: SectionConfig, k: int, folds: int, split_seed: int, max_pool: 
                   "scores": {w: scores(d_y["test"], p) for w, p in preds.items()},
                   "choices": {"epoch": choice["epoch"], "share": share, "tau": taus},
                   "train_packages": int(len(kept)), "seconds": round(time.time() - t0, 1),
-                  "settings": _settings(cfg, folds, split_seed, max_pool, linear_c, baseline_c)}
+                  "settings": _settings(cfg, folds, split_seed, max_pool, baseline_features, baseline_c)}
     # the val and held-out probabilities of the network, the linear part and the baseline, for analyses of other
     # decision rules (chosen on val)
     with atomic_path(out / f"fold-{k}.npz") as tmp, open(tmp, "wb") as fh:
@@ -144,20 +149,20 @@ def run_fold(cfg: SectionConfig, k: int, folds: int, split_seed: int, max_pool: 
     return result
 
 
-def _settings(cfg, folds, split_seed, max_pool, linear_c, baseline_c) -> dict:
+def _settings(cfg, folds, split_seed, max_pool, baseline_features, baseline_c) -> dict:
     return {"config": dataclasses.asdict(cfg), "folds": folds, "fold_unit": "source package", "split_seed": split_seed,
-            "max_pool": max_pool, "linear_c": linear_c, "baseline_c": baseline_c}
+            "max_pool": max_pool, "baseline_features": baseline_features, "baseline_c": baseline_c}
 
 
 def cross_validate(cfg: SectionConfig, out: Path, folds: int = 6, jobs: int = 2, split_seed: int = 0,
-                   max_pool: int = 0, linear_c: float = 100.0, baseline_c: float = 100.0,
+                   max_pool: int = 0, baseline_features: str = "word+char", baseline_c: float = 30.0,
                    resamples: int = 2000, log=print) -> dict:
     """All folds (`jobs` at a time, one thread each; finished folds of an identical earlier run are reused),
     then the pooled scores and the paired bootstrap interval of model minus baseline over every scored package."""
     from .section import paired_bootstrap, scores
 
     out.mkdir(parents=True, exist_ok=True)
-    settings = _settings(cfg, folds, split_seed, max_pool, linear_c, baseline_c)
+    settings = _settings(cfg, folds, split_seed, max_pool, baseline_features, baseline_c)
     done, todo = {}, []
     for k in range(folds):
         f = out / f"fold-{k}.json"
@@ -168,7 +173,7 @@ def cross_validate(cfg: SectionConfig, out: Path, folds: int = 6, jobs: int = 2,
             todo.append(k)
     t0 = time.time()
     threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo) or 1)))
-    args = [(cfg, k, folds, split_seed, max_pool, linear_c, baseline_c, threads, out) for k in todo]
+    args = [(cfg, k, folds, split_seed, max_pool, baseline_features, baseline_c, threads, out) for k in todo]
     if jobs > 1 and len(todo) > 1:
         with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=get_context("spawn")) as ex:
             for r in ex.map(run_fold, *zip(*args)):

@@ -23,10 +23,12 @@ def main(run: str = "runs/p06_contrastive/section-default") -> None:
     result = {
         "bench": "p06 section classifier (58 Debian sections from a package's long description), test split",
         "machine": machine(),
-        "ours": {**r["model"], "what": "wide & deep over TF-IDF word + char n-grams, averaged with an LR on its "
-                                       "word block (share on val), shifted by tau * log train prior (tau on val)"},
-        "peer": {**r["tfidf_logreg"], "what": "TF-IDF + logistic regression, features, C and the prior "
-                                                 "shift's tau chosen on val",
+        "ours": {**r["model"], "what": "wide & deep over TF-IDF word + char n-grams of the text and word "
+                                       "n-grams of its first and last paragraph, averaged with a one-vs-rest LR "
+                                       "over the same columns (share on val), minus tau * log train prior (tau: val)"},
+        "peer": {**r["tfidf_logreg"], "what": "TF-IDF + logistic regression: features (all word 1-2-grams, "
+                                                 "multinomial; or word + char 3-5-grams, one-vs-rest), C and the "
+                                                 "prior shift's tau chosen on val",
                  "choice": r["tfidf_choice"]},
         "ratio": r["model"]["accuracy"] / r["tfidf_logreg"]["accuracy"],
         "goal": "beat the tuned TF-IDF + LR on test accuracy and macro-F1, paired bootstrap 95% interval "

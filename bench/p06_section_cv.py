@@ -23,10 +23,12 @@ def main(run: str = "runs/p06_contrastive/section-cv", log: str = "runs/p06_cont
         "bench": f"p06 section classifier, {r['settings']['folds']}-fold cross-validation over "
                  f"{r['packages']:,} train + test packages (folds by source package)",
         "machine": machine(),
-        "ours": {**r["scores"]["model"], "what": "the served recipe: wide & deep over TF-IDF word + char n-grams, "
-                 "averaged with an LR on its word block, shifted by tau * log train prior (epoch, share, tau on val)"},
-        "peer": {**r["scores"]["tfidf_logreg"], "what": "TF-IDF (all word 1-2-grams) + logistic regression, "
-                 "C = 100 and its prior shift's tau on val"},
+        "ours": {**r["scores"]["model"], "what": "the served recipe: wide & deep over TF-IDF word + char n-grams "
+                 "and first / last paragraph word n-grams, averaged with a one-vs-rest LR over the same columns, "
+                 "shifted by tau * log train prior (epoch, share, tau on val)"},
+        "peer": {**r["scores"]["tfidf_logreg"], "what": "TF-IDF + logistic regression, val's features and C "
+                 f"({r['settings'].get('baseline_features', 'word')}, C = {r['settings'].get('baseline_c', 100):g}), "
+                 "its prior shift's tau on val"},
         "ratio": r["scores"]["model"]["accuracy"] / r["scores"]["tfidf_logreg"]["accuracy"],
         "goal": "beat the tuned TF-IDF + LR on accuracy and macro-F1, paired bootstrap 95% interval "
                 "(resampling source packages) above 0",

@@ -199,7 +199,7 @@ def section_cv_main(argv=None) -> int:
     p.add_argument("--max-pool", type=int, default=0, help="score a seeded subset of this many packages (0 = all)")
     p.add_argument("--baseline-features", choices=BASELINE_FEATURES, default="word+char",
                    help="the baseline's features, as in run_section_classifier's grid (val's choice: %(default)s)")
-    p.add_argument("--baseline-c", type=float, default=30.0, help="C of the baseline's LR (val's choice: %(default)s)")
+    p.add_argument("--baseline-c", type=float, default=100.0, help="C of the baseline's LR (val's choice: %(default)s)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default: 2000)")
     p.add_argument("--preset", choices=sorted(SECTION_PRESETS), default="default", help="the recipe's settings")
     add_config_args(p, SectionConfig, title="section classifier")

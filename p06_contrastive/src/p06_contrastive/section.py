@@ -1,14 +1,16 @@
 """The Debian section classifier served behind `/predict`: a package description -> its section (58 classes).
 
-Model: wide and deep (Cheng et al., 2016) over the text's TF-IDF row of word 1-2-grams and character
-3-5-grams (inside word boundaries): a linear layer on the row (the wide part: logistic regression's form)
-plus an embedding bag (the row's weighted sum of one learned vector per n-gram, fastText's idea) into a
-small MLP (the deep part), their logits added and trained together with Adam (sparse updates for the two
-bags), label smoothing and dropout; the epoch is chosen on the validation packages. Its probabilities are
-averaged with an LR on the word block, then shifted by tau * log train prior (tau on val; choose_prior_shift).
-Beside it, the baseline it must beat: TF-IDF + multinomial logistic regression, its features and C chosen
-on the same validation packages, and its own prior shift. Test accuracy and macro-F1 of both, with a paired
-bootstrap interval of the difference. Exported as a torch-free `dlm-bundle/1` (preprocess `ngrams`: the
+Model: wide and deep (Cheng et al., 2016) over the text's TF-IDF row: word 1-2-grams and character 3-5-grams
+(inside word boundaries) of the whole text, and word 1-2-grams of its first and of its last paragraph as blocks
+of their own (where a phrase stands says something: "development files" closes a -dev package's description).
+A linear layer on the row (the wide part: logistic regression's form) plus an embedding bag (the row's weighted
+sum of one learned vector per n-gram, fastText's idea) into a small MLP (the deep part), their logits added and
+trained together with Adam (sparse updates for the two bags), label smoothing and dropout; the epoch is chosen
+on the validation packages. Its probabilities are averaged with a one-vs-rest LR over the same row (share on
+val), then shifted by tau * log train prior (tau on val; choose_prior_shift).
+Beside it, the baseline it must beat: TF-IDF + logistic regression, its features (word, or word + char n-grams)
+and C chosen on the same validation packages, and its own prior shift. Test accuracy and macro-F1 of both, with
+a paired bootstrap interval of the difference. Exported as a torch-free `dlm-bundle/1` (preprocess `ngrams`: the
 vocabulary and idf in `ngrams.json`; one graph, (feature_ids, feature_weights) -> (logits, embedding)).
 """
 

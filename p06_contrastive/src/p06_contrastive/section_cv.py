@@ -155,7 +155,7 @@ def _settings(cfg, folds, split_seed, max_pool, baseline_features, baseline_c) -
 
 
 def cross_validate(cfg: SectionConfig, out: Path, folds: int = 6, jobs: int = 2, split_seed: int = 0,
-                   max_pool: int = 0, baseline_features: str = "word+char", baseline_c: float = 30.0,
+                   max_pool: int = 0, baseline_features: str = "word+char", baseline_c: float = 100.0,
                    resamples: int = 2000, log=print) -> dict:
     """All folds (`jobs` at a time, one thread each; finished folds of an identical earlier run are reused),
     then the pooled scores and the paired bootstrap interval of model minus baseline over every scored package."""

@@ -158,12 +158,15 @@ def export_main(argv=None) -> int:
 @cli_entry
 def classifier_main(argv=None) -> int:
     p = ArgumentParser(prog="run_section_classifier",
-                       description="Train the Debian section classifier (TF-IDF word and character n-grams -> "
-                                   "embedding bag -> MLP; epoch chosen on val), score it on test beside TF-IDF + "
+                       description="Train the Debian section classifier (TF-IDF word and character n-grams and "
+                                   "first / last paragraph word n-grams -> wide & deep network, mixed with a "
+                                   "one-vs-rest LR; epoch, share and prior shift chosen on val), score it on "
+                                   "test beside TF-IDF + "
                                    "logistic regression tuned on val (paired bootstrap interval), and export it as "
                                    "a dlm-bundle/1 (package-section), the model behind POST /predict.")
     p.add_argument("--preset", choices=sorted(SECTION_PRESETS), default="default",
-                   help="default: every training package (~6 CPU-minutes + the baseline grid); quick: a quarter")
+                   help="default: every training package (~22 min on 2 cores with the baseline grid); "
+                        "quick: a quarter, no paragraph blocks")
     p.add_argument("--name", default="package-section", help="bundle name (default: package-section)")
     p.add_argument("--version", default=None, help="bundle version (default: the preset's name)")
     p.add_argument("--out", type=Path, default=None, help="also write section_result.json into this folder")

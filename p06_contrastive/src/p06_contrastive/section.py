@@ -38,7 +38,7 @@ from dlm_core.export import onnx_export, torch_reference
 from dlm_core.io import write_json
 from dlm_core.predictors.ngrams import NgramFeaturizer, field_lower
 
-from .config import SectionConfig
+from .config import BASELINE_FEATURES, SectionConfig
 
 BUNDLE_NAME = "package-section"
 
@@ -120,14 +120,13 @@ class NgramMLP(nn.Module):
 
 @dataclasses.dataclass
 class LinearPart:
-    """A linear classifier on the first `n_features` columns of the row, its probabilities averaged with the
-    network's at `share` (chosen on val). `one_vs_rest`: per-section sigmoids normalised to sum to 1 (what
-    scikit-learn's OneVsRestClassifier answers), else a softmax (multinomial LR)."""
+    """One-vs-rest logistic regressions on the first `n_features` columns of the row: per-section sigmoids
+    normalised to sum to 1 (what scikit-learn's OneVsRestClassifier answers), averaged with the network's
+    probabilities at `share` (chosen on val)."""
 
     coef: np.ndarray  # (classes, n_features)
     intercept: np.ndarray  # (classes,)
     share: float
-    one_vs_rest: bool = False
 
     @property
     def n_features(self) -> int:
@@ -135,10 +134,7 @@ class LinearPart:
 
     def proba(self, x: sp.csr_matrix) -> np.ndarray:
         z = np.asarray(x[:, :self.n_features] @ self.coef.T, np.float64) + self.intercept
-        if self.one_vs_rest:
-            p = 1.0 / (1.0 + np.exp(-z))
-        else:
-            p = np.exp(z - z.max(1, keepdims=True))
+        p = 1.0 / (1.0 + np.exp(-z))
         return p / np.maximum(p.sum(1, keepdims=True), 1e-300)
 
 
@@ -153,7 +149,7 @@ def fit_one_vs_rest(x: sp.csr_matrix, y: np.ndarray, c: float, classes: int, job
     intercept = np.full(classes, -30.0)
     for k, est in zip(clf.classes_, clf.estimators_, strict=True):  # (two classes would share one estimator)
         coef[k], intercept[k] = est.coef_[0], est.intercept_[0]
-    return LinearPart(coef, intercept, 0.0, one_vs_rest=True)
+    return LinearPart(coef, intercept, 0.0)
 
 
 def mix(p_net: np.ndarray, p_linear: np.ndarray | None, share: float) -> np.ndarray:
@@ -168,8 +164,9 @@ class PaddedNgramMLP(nn.Module):
     def __init__(self, model: NgramMLP, linear: LinearPart | None = None, shift: np.ndarray | None = None):
         super().__init__()
         self.model = model.eval()
-        self.linear = linear if linear is not None and linear.share > 0 else None  # share 0: the network alone
-        linear = self.linear
+        if linear is not None and linear.share <= 0:
+            linear = None  # share 0: the network alone
+        self.linear = linear
         if linear is not None:
             self.register_buffer("lin_w", torch.from_numpy(np.ascontiguousarray(linear.coef.T, np.float32)))
             self.register_buffer("lin_b", torch.from_numpy(linear.intercept.astype(np.float32)))
@@ -185,12 +182,9 @@ class PaddedNgramMLP(nn.Module):
             ids = torch.where(inside, feature_ids, torch.zeros_like(feature_ids))
             lin = (self.lin_w[ids] * torch.where(inside, feature_weights, torch.zeros_like(feature_weights))
                    .unsqueeze(-1)).sum(1) + self.lin_b
-            # in log space (a sum of sigmoids or softmaxes of ~1e-40 loses its digits in float32)
-            if self.linear.one_vs_rest:
-                log_lin = -nn.functional.softplus(-lin)
-                log_lin = log_lin - torch.logsumexp(log_lin, 1, keepdim=True)
-            else:
-                log_lin = torch.log_softmax(lin, 1)
+            # in log space (a sum of sigmoids of ~1e-40 loses its digits in float32)
+            log_lin = -nn.functional.softplus(-lin)  # log sigmoid
+            log_lin = log_lin - torch.logsumexp(log_lin, 1, keepdim=True)
             a = math.log(1 - self.linear.share) + torch.log_softmax(logits, 1)
             b = math.log(self.linear.share) + log_lin
             top = torch.maximum(a, b)
@@ -239,36 +233,44 @@ def train_mlp(x: sp.csr_matrix, y: np.ndarray, xv: sp.csr_matrix, yv: np.ndarray
 
 
 # --- the baseline and the comparison ----------------------------------------------------------------------
+def word_rows(texts: dict) -> dict:
+    """The baseline's word features: TF-IDF of all word 1-2-grams (min_df 2), fitted on train, rows per split."""
+    vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), dtype=np.float32)
+    rows = {"train": vec.fit_transform(texts["train"])}
+    return rows | {s: vec.transform(t) for s, t in texts.items() if s != "train"}
+
+
+def baseline_logp(features: str, xs: dict, y_train: np.ndarray, c: float, classes: int, jobs: int = 1) -> dict:
+    """One baseline fit and its val and test log-probabilities. `features` (BASELINE_FEATURES): "word" = all word
+    1-2-grams (word_rows) with a multinomial LR (lbfgs); "word+char" = word 1-2 + char 3-5-grams (the model's
+    whole-text blocks) with a one-vs-rest LR (liblinear: a multinomial lbfgs fit on them ran past 30 CPU-minutes
+    without finishing). Every C is a cold start: warm-started from the previous C's solution, lbfgs stops at once
+    (the penalty's gradient changes by ~|w| / (C n), under its tolerance) and every C scores the same."""
+    if features == "word+char":
+        clf = fit_one_vs_rest(xs["train"], y_train, c, classes, jobs)
+        return {s: np.log(clf.proba(xs[s]) + 1e-12) for s in ("val", "test")}
+    lr = LogisticRegression(C=c, max_iter=500).fit(xs["train"], y_train)
+    logp = {s: np.full((xs[s].shape[0], classes), -30.0) for s in ("val", "test")}  # a section absent from y: ~0
+    for s in logp:
+        logp[s][:, lr.classes_] = lr.predict_log_proba(xs[s])
+    return logp
+
+
 def tfidf_logreg(texts: dict, y: dict, cfg: SectionConfig, block: dict, classes: int, jobs: int = 1,
                  log=None) -> dict:
-    """TF-IDF + logistic regression, tuned on val: features x C (cfg.tfidf_cs), the best by val accuracy.
-    Features: all word 1-2-grams (min_df 2; a multinomial LR, lbfgs), or word 1-2 + char 3-5-grams, `block` (the
-    model's own whole-text blocks, rows per split, reused; one-vs-rest LR, liblinear: a multinomial lbfgs fit on
-    them ran past 30 CPU-minutes without finishing). Returns the chosen setting, the grid and its val and test
-    log-probabilities."""
+    """TF-IDF + logistic regression, tuned on val: BASELINE_FEATURES x C (cfg.tfidf_cs), the best by val
+    accuracy; `block`: the model's word + char rows per split, reused. Returns the chosen setting, the grid and
+    its val and test log-probabilities."""
     log = log or say
     grid, best = [], None
-    vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), dtype=np.float32)
-    word = {"train": vec.fit_transform(texts["train"]), "val": vec.transform(texts["val"]),
-            "test": vec.transform(texts["test"])}
-    feature_sets = {"word 1-2, all (min_df 2); multinomial": word,
-                    f"word 1-2 + char 3-5 ({cfg.word_features // 1000}k + {cfg.char_features // 1000}k, the "
-                    "model's); one-vs-rest": block}
-    for name, xs in feature_sets.items():
+    for features in BASELINE_FEATURES:
+        xs = word_rows(texts) if features == "word" else block
         for c in sorted(cfg.tfidf_cs):
-            if name.endswith("one-vs-rest"):
-                clf = fit_one_vs_rest(xs["train"], y["train"], c, classes, jobs)
-                logp = {s: np.log(clf.proba(xs[s]) + 1e-12) for s in ("val", "test")}
-            else:
-                # a cold start for every C: warm-started from the previous C's solution, lbfgs stops at once (the
-                # penalty's gradient changes by ~|w| / (C n), under its tolerance) and every C scores the same
-                lr = LogisticRegression(C=c, max_iter=500).fit(xs["train"], y["train"])
-                logp = {s: np.full((xs[s].shape[0], classes), -30.0) for s in ("val", "test")}
-                for s in logp:
-                    logp[s][:, lr.classes_] = lr.predict_log_proba(xs[s])
-            row = {"features": name, "C": c, **scores(y["val"], logp["val"].argmax(1))}
+            logp = baseline_logp(features, xs, y["train"], c, classes, jobs)
+            row = {"features": features, "C": c, **scores(y["val"], logp["val"].argmax(1))}
             grid.append(row)
-            log(f"  tf-idf + LR [{name}] C={c:g}: val accuracy {row['accuracy']:.4f}, macro-F1 {row['macro_f1']:.4f}")
+            log(f"  tf-idf + LR [{features}] C={c:g}: val accuracy {row['accuracy']:.4f}, "
+                f"macro-F1 {row['macro_f1']:.4f}")
             if best is None or row["accuracy"] > best[0]["accuracy"]:
                 best = (row, logp)
     return {"choice": best[0], "grid": grid, "logp": best[1]}

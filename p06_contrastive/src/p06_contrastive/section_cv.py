@@ -62,26 +62,6 @@ def fold_assignment(labels: np.ndarray, groups: np.ndarray, folds: int, seed: in
     return fold
 
 
-def _baseline_proba(d_texts: dict, d_y: dict, x: dict, n_text: int, features: str, c: float, classes: int) -> dict:
-    """The baseline's val and held-out probabilities: all word 1-2-grams with a multinomial LR (lbfgs), or the
-    model's word + char blocks with a one-vs-rest LR (liblinear), as in tfidf_logreg."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    from .section import fit_one_vs_rest
-
-    if features == "word+char":
-        clf = fit_one_vs_rest(x["train"][:, :n_text], d_y["train"], c, classes)
-        return {s: clf.proba(x[s][:, :n_text]) for s in ("val", "test")}
-    vec = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), dtype=np.float32)
-    lr = LogisticRegression(C=c, max_iter=500).fit(vec.fit_transform(d_texts["train"]), d_y["train"])
-    out = {}
-    for s in ("val", "test"):
-        out[s] = np.zeros((len(d_texts[s]), classes))  # a section absent from a fold's training packages gets 0
-        out[s][:, lr.classes_] = lr.predict_proba(vec.transform(d_texts[s]))
-    return out
-
-
 def run_fold(cfg: SectionConfig, k: int, folds: int, split_seed: int, max_pool: int, baseline_features: str,
              baseline_c: float, threads: int, out: Path) -> dict:
     """Train the served recipe and the baseline without fold k; their predictions for fold k's packages."""
@@ -89,6 +69,7 @@ def run_fold(cfg: SectionConfig, k: int, folds: int, split_seed: int, max_pool: 
     from threadpoolctl import threadpool_limits
 
     from .section import (
+        baseline_logp,
         choose_prior_shift,
         choose_share,
         fit_one_vs_rest,
@@ -98,6 +79,7 @@ def run_fold(cfg: SectionConfig, k: int, folds: int, split_seed: int, max_pool: 
         predict_proba,
         scores,
         section_data,
+        word_rows,
     )
 
     torch.set_num_threads(threads)
@@ -122,8 +104,8 @@ def run_fold(cfg: SectionConfig, k: int, folds: int, split_seed: int, max_pool: 
         share = choose_share(p_net["val"], p_lin["val"], d_y["val"])["share"]
         log(f"linear part C={cfg.linear_c:g}: share {share}")
         n_text = len(vecs[0].vocabulary_) + len(vecs[1].vocabulary_)
-        base_p = _baseline_proba(d_texts, d_y, x, n_text, baseline_features, baseline_c, len(labels))
-        base_logp = {s: np.log(p + 1e-12) for s, p in base_p.items()}
+        xs = word_rows(d_texts) if baseline_features == "word" else {s: m[:, :n_text] for s, m in x.items()}
+        base_logp = baseline_logp(baseline_features, xs, d_y["train"], baseline_c, len(labels))
         prior = log_prior(d_y["train"], len(labels))
         preds, taus = {}, {}
         for who, logp in (("model", {s: np.log(mix(p_net[s], p_lin[s], share) + 1e-12) for s in p_net}),
@@ -140,7 +122,7 @@ def run_fold(cfg: SectionConfig, k: int, folds: int, split_seed: int, max_pool: 
     # the val and held-out probabilities of the network, the linear part and the baseline, for analyses of other
     # decision rules (chosen on val)
     with atomic_path(out / f"fold-{k}.npz") as tmp, open(tmp, "wb") as fh:
-        probs = {"network": p_net, "linear": p_lin, "tfidf_logreg": base_p}
+        probs = {"network": p_net, "linear": p_lin, "tfidf_logreg": {s: np.exp(lp) for s, lp in base_logp.items()}}
         np.savez_compressed(fh, items=held, prior=prior, share=share,
                             **{f"{who}_{s}": p.astype(np.float32) for who, ps in probs.items() for s, p in ps.items()})
     write_json(out / f"fold-{k}.json", result)
